@@ -1,0 +1,62 @@
+"""The `cfgen` command: one entry point, sub-commands dispatched to the module that owns them.
+
+    cfgen data synth --out DIR --n 1000 --size 64
+    cfgen classifier fit --config configs/classifier/synthetic_smile.yaml
+    cfgen oracle fit --config configs/oracle/synthetic.yaml
+    cfgen explainer fit --config configs/explainer/synthetic_smile.yaml
+    cfgen generate --checkpoint runs/.../explainer.pt --input DIR --out DIR
+    cfgen evaluate --config configs/evaluate/synthetic_smile.yaml
+    cfgen demo [--quick]
+
+Modules are imported only when their command runs, so `cfgen --help` is instant. Errors the user
+can fix (`CfgenError`) are printed as one clear message without a traceback.
+"""
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from cfgen.errors import CfgenError
+
+COMMANDS = {
+    "data": ("cfgen.data.cli", "main", "write the synthetic world to disk"),
+    "classifier": ("cfgen.train.cli", "classifier_main", "train / test a black-box classifier"),
+    "oracle": ("cfgen.train.cli", "oracle_main", "train the factor oracle used by evaluation"),
+    "explainer": ("cfgen.train.cli", "explainer_main", "train the Progressive Exaggeration GAN"),
+    "generate": ("cfgen.explain.cli", "generate_main", "write exaggeration strips for images"),
+    "evaluate": ("cfgen.evaluate.cli", "main", "score explainers and baselines, write a report"),
+    "demo": ("cfgen.pipeline", "main", "the main job on the built-in synthetic world"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: cfgen COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<11} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
+    lines += ["", "Run `cfgen COMMAND --help` for the arguments of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, function_name, _ = COMMANDS[name]
+    command = getattr(importlib.import_module(module_name), function_name)
+    try:
+        result = command(rest)
+    except CfgenError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished stages and checkpoints are kept", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

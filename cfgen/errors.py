@@ -1,0 +1,34 @@
+"""User-facing errors.
+
+Anything a user can cause (bad data, bad config, wrong checkpoint, missing weights) raises a
+subclass of `CfgenError` with a message that names the problem and what to do. The CLI prints
+these messages without a traceback; everything else is a bug and keeps its traceback.
+"""
+
+
+class CfgenError(Exception):
+    """An error caused by input the user controls; its message says what to do."""
+
+
+class DataError(CfgenError, ValueError):
+    """A data set, image, CSV or label problem."""
+
+
+class ConfigError(CfgenError, ValueError):
+    """A configuration or command-line problem."""
+
+
+class ClassifierError(CfgenError, ValueError):
+    """The black-box classifier does not behave as declared."""
+
+
+class CheckpointError(CfgenError, ValueError):
+    """A checkpoint or model file is missing, unsafe, corrupt or does not match."""
+
+
+class WeightsMissingError(CfgenError, FileNotFoundError):
+    """Pretrained weights (LPIPS backbone, Inception) are not in the local cache."""
+
+
+class TrainingDivergedError(CfgenError, RuntimeError):
+    """Training produced a non-finite loss or collapsed; the last good checkpoint is kept."""

@@ -1,0 +1,155 @@
+"""Safe file I/O shared by every part of cfgen.
+
+- Every output file is written atomically (temp file in the same folder, fsync, rename), so a
+  kill never leaves a truncated file behind.
+- Model files are loaded with `torch.load(weights_only=True)`: a pickle that would run code is
+  refused with a clear message.
+- Output folders are never overwritten silently, and names that come from data (CSV file
+  columns, query ids) can never escape the folder they are written into.
+"""
+
+import errno
+import hashlib
+import io
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cfgen.errors import CfgenError, CheckpointError
+
+PathLike = str | os.PathLike
+
+
+def _atomic_write(path: PathLike, write: Callable[[Any], None], mode: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        if error.errno == errno.ENOSPC:
+            raise CfgenError(
+                f"no space left on the device while writing {path}; free some disk space "
+                "and run again (files written before are intact)"
+            ) from error
+        raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    return _atomic_write(path, lambda handle: handle.write(data), "wb")
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: PathLike, obj: Any) -> Path:
+    """Write `obj` as indented JSON to `path` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> Path:
+    """`torch.save` to `path` atomically."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def safe_torch_load(path: PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """Load a torch file without executing code (`weights_only=True`).
+
+    Raises `CheckpointError` naming the file when it is missing, corrupt, or holds objects
+    that would need code to be run to load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}; check the path")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects that would run code when unpickled "
+            f"({str(error).splitlines()[0]}). cfgen only loads plain tensors and containers; "
+            "re-export the model with `cfgen.io.save_bundle` or as safetensors"
+        ) from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is corrupt or not a torch file ({error})"
+        ) from error
+
+
+def file_sha256(path: PathLike) -> str:
+    """Content hash of a file, used to tie an explainer to the classifier it explains."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_bundle(path: PathLike, kind: str, config: dict, state_dict: dict, **meta: Any) -> Path:
+    """Save a model as a safe bundle: `kind`, a JSON-able `config` to rebuild it, its weights.
+
+    Bundles load with `weights_only=True`, so they can be shared without trusting the sender.
+    """
+    bundle = {"format": "cfgen-bundle", "version": 1, "kind": kind, "config": config}
+    bundle["state_dict"] = {key: value.detach().cpu() for key, value in state_dict.items()}
+    bundle["meta"] = meta
+    return atomic_torch_save(bundle, path)
+
+
+def load_bundle(path: PathLike, kind: str) -> dict:
+    """Load a bundle saved by `save_bundle` and check that it holds a model of `kind`."""
+    bundle = safe_torch_load(path)
+    if not isinstance(bundle, dict) or bundle.get("format") != "cfgen-bundle":
+        raise CheckpointError(
+            f"{path} is not a cfgen model file; expected one written by cfgen (e.g. the "
+            f"'{kind}.pt' in a run directory)"
+        )
+    if bundle.get("kind") != kind:
+        raise CheckpointError(f"{path} holds a {bundle.get('kind')!r} model, expected {kind!r}")
+    return bundle
+
+
+def prepare_output_dir(path: PathLike, overwrite: bool = False) -> Path:
+    """Create `path` for outputs; refuse a non-empty folder unless `overwrite` is set."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CfgenError(f"output path {path} exists and is not a folder; choose another --out")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise CfgenError(
+            f"output folder {path} is not empty; choose another folder or pass --overwrite "
+            "(existing files are then replaced one by one, never deleted)"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def safe_child(root: PathLike, name: str) -> Path:
+    """`root / name`, refusing names that are absolute or climb out of `root` (`../`)."""
+    root = Path(root).resolve()
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise CfgenError(
+            f"unsafe file name {name!r}: names must be relative and stay inside {root}"
+        )
+    child = (root / name).resolve()
+    if not child.is_relative_to(root):
+        raise CfgenError(f"unsafe file name {name!r}: it points outside {root}")
+    return child
