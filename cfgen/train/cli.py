@@ -1,0 +1,152 @@
+"""The Lightning command line shared by every training command (classifier, oracle, explainer).
+
+    cfgen classifier fit --config configs/classifier/synthetic_smile.yaml --trainer.max_epochs 3
+    cfgen classifier test --config ... --ckpt_path runs/classifier/.../checkpoints/last.ckpt
+    cfgen classifier fit --print_config      # the fully resolved config, every default included
+
+LightningCLI conventions: sub-commands `fit|validate|test|predict`, `--config FILE` (repeatable),
+dotted overrides (`--model.lr 3e-4`, `--data.batch_size 64`). Typed `__init__` arguments are the
+single source of truth; YAML only overrides them and unknown keys fail with a `ConfigError` that
+names the key. On top of Lightning's defaults, every run:
+
+- is seeded (`seed_everything: 0` unless set) and runs on the CPU unless `trainer.accelerator` says
+  otherwise;
+- writes into one run directory, `trainer.default_root_dir`: `config.yaml` (the resolved config,
+  rewritten on resume), `checkpoints/last.ckpt` (resume with `--ckpt_path`), logger files;
+- logs with the logger named by the top-level `logger:` key (`cfgen.train.loggers`).
+
+A training module plugs in with `run_cli(ModelClass, DataModuleClass, argv, run_dir=...)`; a CLI
+subclass can add `after_fit` / `after_test` hooks (see `cfgen.train.classifier`).
+"""
+
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+from jsonargparse import ArgumentError
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from cfgen.errors import ConfigError
+from cfgen.io import atomic_write_text
+from cfgen.train.loggers import LOGGER_NAMES, build_logger, finish_logger
+
+CONFIG_FILENAME = "config.yaml"
+_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+# Lightning's advice to raise num_workers does not apply: 2-core machines and in-memory data.
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+class RunDirConfig(SaveConfigCallback):
+    """Saves the resolved config as `<default_root_dir>/config.yaml` (not in a logger folder)."""
+
+    def __init__(self, parser: LightningArgumentParser, config: Any, **kwargs: Any) -> None:
+        kwargs.update(save_to_log_dir=False, overwrite=True)
+        super().__init__(parser, config, **kwargs)
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        path = Path(trainer.default_root_dir) / self.config_filename
+        atomic_write_text(path, self.parser.dump(self.config, skip_none=False))
+
+
+def trainer_defaults(run_dir: str, **overrides: Any) -> dict[str, Any]:
+    """Trainer defaults for cfgen runs; YAML and the command line override them."""
+    defaults = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "default_root_dir": run_dir,
+        "log_every_n_steps": 10,
+    }
+    return {**defaults, **overrides}
+
+
+class CfgenCLI(LightningCLI):
+    """LightningCLI with cfgen's defaults, run directory, loggers and clear config errors."""
+
+    def __init__(
+        self,
+        model_class: type[pl.LightningModule],
+        datamodule_class: type[pl.LightningDataModule] | None,
+        args: Sequence[str],
+        run_dir: str = "runs/default",
+        trainer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        # Parse errors raise instead of calling sys.exit, so they become a ConfigError.
+        no_exit = {"exit_on_error": False}
+        super().__init__(
+            model_class,
+            datamodule_class,
+            save_config_callback=RunDirConfig,
+            trainer_defaults=trainer_defaults(run_dir, **(trainer_overrides or {})),
+            seed_everything_default=0,
+            parser_kwargs={**no_exit, **{name: no_exit for name in _SUBCOMMANDS}},
+            args=list(args),
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--logger",
+            type=Literal[LOGGER_NAMES],  # type: ignore[valid-type]
+            default="wandb",
+            help="experiment logger (wandb runs offline without WANDB_API_KEY)",
+        )
+        parser.add_argument("--project", type=str, default="cfgen", help="wandb project name")
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory: `trainer.default_root_dir`."""
+        return Path(self.trainer.default_root_dir)
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        config = self._get(self.config_init, "trainer", default={})
+        run_dir = Path(config["default_root_dir"])
+        # `last.ckpt` at a fixed place, whatever logger is used, so resuming is one flag.
+        checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
+        self.trainer_defaults = {**self.trainer_defaults, "callbacks": [checkpoint]}
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = build_logger(
+                self._get(self.config, "logger"),
+                run_dir,
+                project=self._get(self.config, "project"),
+                run_name=run_dir.name,
+            )
+        return super().instantiate_trainer(**kwargs)
+
+
+def run_cli(
+    model_class: type[pl.LightningModule],
+    datamodule_class: type[pl.LightningDataModule] | None,
+    argv: Sequence[str],
+    run_dir: str = "runs/default",
+    cli_class: type[CfgenCLI] = CfgenCLI,
+    trainer_overrides: dict[str, Any] | None = None,
+) -> int:
+    """Run a training command; returns the exit code (0 also for `--help`, `--print_config`).
+
+    Raises `ConfigError` for an invalid command line or config (unknown key, wrong type, missing
+    file), naming the problem.
+    """
+    try:
+        cli = cli_class(model_class, datamodule_class, argv, run_dir, trainer_overrides)
+    except ArgumentError as error:
+        raise ConfigError(
+            f"invalid configuration: {error}. Run with --help for the accepted keys, or "
+            "--print_config to see the resolved config"
+        ) from error
+    except SystemExit as exit_request:  # --help and --print_config end here
+        return int(exit_request.code or 0)
+    hint = finish_logger(cli.trainer.logger)
+    if hint:
+        print(f"wandb run saved offline; upload it with: {hint}", file=sys.stderr)
+    return 0
+
+
+def classifier_main(argv: Sequence[str]) -> int:
+    """`cfgen classifier ...`: train / test a black-box classifier."""
+    from cfgen.train.classifier import cli_main
+
+    return cli_main(argv)
