@@ -1,0 +1,91 @@
+"""Tiny stub models shared by the tests. Each engineer keeps additions in their own section."""
+
+import torch
+
+from cfgen.explain.base import CounterfactualExplainer, Explainer
+
+
+# --- evaluation suite (H6): a classifier that reads one region, and exact explainers of it ----
+
+
+class RegionClassifier(torch.nn.Module):
+    """f(x) = sigmoid(scale * mean of channel 0 inside a square region): (N, C, H, W) -> (N,)."""
+
+    def __init__(self, size: int = 8, region: slice = slice(2, 5), scale: float = 4.0) -> None:
+        super().__init__()
+        self.mask = torch.zeros(1, 1, size, size)
+        self.mask[..., region, region] = 1.0
+        self.scale = scale
+
+    def region_mean(self, x: torch.Tensor) -> torch.Tensor:
+        return (x[:, :1] * self.mask).sum(dim=(1, 2, 3)) / self.mask.sum()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.scale * self.region_mean(x))
+
+
+class ExactCounterfactual(CounterfactualExplainer):
+    """Shifts channel 0 inside the classifier's region so that f reaches the target exactly."""
+
+    def counterfactual(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        model = self.classifier
+        wanted = torch.logit(target.clamp(1e-4, 1 - 1e-4)) / model.scale
+        shift = (wanted - model.region_mean(x)).view(-1, 1, 1, 1)
+        change = torch.zeros_like(x)
+        change[:, :1] = shift * model.mask
+        return x + change
+
+
+class MaskSaliency(Explainer):
+    """The classifier's region as the relevance map, (N, C, H, W): a perfect saliency method."""
+
+    def explain(self, x: torch.Tensor, target=None) -> torch.Tensor:
+        return self.classifier.mask.expand_as(x).clone()
+
+
+# --- baselines (H5): logistic-linear, quadratic and small ReLU conv classifiers ---------------
+
+
+class LinearClassifier(torch.nn.Module):
+    """f(x) = sigmoid(<weight, x> + bias): (N, C, H, W) -> (N,). Its logit's gradient is `weight`."""
+
+    def __init__(self, shape: tuple[int, int, int] = (1, 8, 8), bias: float = 0.0) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(shape) / shape[-1])
+        self.bias = torch.nn.Parameter(torch.tensor(bias))
+
+    def logit(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.weight).flatten(1).sum(dim=1) + self.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logit(x))
+
+
+class QuadraticClassifier(torch.nn.Module):
+    """f(x) = sigmoid(x'Ax / 2 + b'x) on flattened x: the logit's Hessian is the symmetric A."""
+
+    def __init__(self, hessian: torch.Tensor, linear: torch.Tensor, shape: tuple) -> None:
+        super().__init__()
+        self.hessian, self.linear, self.shape = hessian, linear, shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        logit = 0.5 * ((flat @ self.hessian) * flat).sum(dim=1) + flat @ self.linear
+        return torch.sigmoid(logit)
+
+
+class TinyConvNet(torch.nn.Module):
+    """Two ReLU conv layers, global pooling, a linear head, sigmoid: (N, C, H, W) -> (N,)."""
+
+    def __init__(self, channels: int = 1, width: int = 8) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(channels, width, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(width, width, 3, padding=1),
+            torch.nn.ReLU(),
+        )
+        self.head = torch.nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.head(self.features(x).mean(dim=(2, 3)))).squeeze(1)
