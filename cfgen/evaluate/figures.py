@@ -1,0 +1,96 @@
+"""The report's figures, each a pure function from arrays to PNG bytes (matplotlib, Agg backend).
+
+Images come as numpy arrays in [-1, 1], channels first: queries (K, C, H, W), strips
+(S, K, C, H, W) with posteriors (S, K), saliency maps (K, H, W).
+"""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never open a window, works without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+FRAME_INCHES = 1.0
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) in [-1, 1] -> (H, W, 3) in [0, 1] for imshow (grey images get 3 channels)."""
+    image = np.clip((np.asarray(image, dtype=np.float32) + 1.0) / 2.0, 0.0, 1.0)
+    image = np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image[:3]
+    return image.transpose(1, 2, 0)
+
+
+def compatibility_plot(curves: dict[str, dict[str, list[float]]]) -> bytes:
+    """Target vs achieved posterior per bin for each counterfactual method, with the diagonal."""
+    figure, axis = plt.subplots(figsize=(4.2, 3.8))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="ideal")
+    for name, curve in curves.items():
+        target, mean = np.array(curve["target"]), np.array(curve["achieved_mean"])
+        std = np.array(curve["achieved_std"])
+        axis.errorbar(target, mean, yerr=std, marker="o", capsize=2, label=name)
+    axis.set(xlabel="target posterior (bin centre)", ylabel="achieved posterior", xlim=(0, 1))
+    axis.set(ylim=(0, 1), title="compatibility")
+    axis.legend(loc="upper left", fontsize=8)
+    return _png(figure)
+
+
+def strip_figure(strip: np.ndarray, posteriors: np.ndarray, title: str = "") -> bytes:
+    """One row per query, one frame per bin, the classifier's posterior printed under each."""
+    steps, queries = strip.shape[:2]
+    figure, axes = plt.subplots(
+        queries,
+        steps,
+        figsize=(steps * FRAME_INCHES, queries * (FRAME_INCHES + 0.25)),
+        squeeze=False,
+    )
+    for query in range(queries):
+        for step in range(steps):
+            axis = axes[query, step]
+            axis.imshow(to_rgb(strip[step, query]), interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            axis.set_xlabel(f"{posteriors[step, query]:.2f}", fontsize=8, labelpad=2)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return _png(figure)
+
+
+def maps_figure(queries: np.ndarray, maps: dict[str, np.ndarray]) -> bytes:
+    """Each query (row) beside every method's relevance map (columns) for that query."""
+    names = list(maps)
+    rows, columns = queries.shape[0], len(names) + 1
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.2), squeeze=False)
+    for row in range(rows):
+        axes[row, 0].imshow(to_rgb(queries[row]), interpolation="nearest")
+        for column, name in enumerate(names, start=1):
+            relevance = np.asarray(maps[name][row], dtype=np.float32)
+            # Per-map scaling: methods have unrelated units, only the ranking of pixels matters.
+            axes[row, column].imshow(relevance / max(relevance.max(), 1e-12), cmap="inferno")
+        for column, name in enumerate(["query", *names]):
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+            if row == 0:
+                axes[row, column].set_title(name, fontsize=7)
+    return _png(figure)
+
+
+def bias_plot(bias: dict) -> bytes:
+    """The confounder's drift per step along the strips of the biased and unbiased explainers."""
+    figure, axis = plt.subplots(figsize=(4.2, 3.0))
+    for label in ("biased", "unbiased"):
+        values = bias[label]["curve"]
+        axis.plot(range(len(values)), values, marker="o", label=f"{label} classifier")
+    axis.set(xlabel="target bin", ylabel=f"|change in {bias['confounder']}|", ylim=(0, 1))
+    axis.set(title=f"{bias['confounder']} along the strip")
+    axis.legend(fontsize=8)
+    return _png(figure)

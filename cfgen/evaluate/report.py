@@ -1,0 +1,213 @@
+"""The evaluation report: a Markdown file and a self-contained HTML page to share.
+
+`write_report(results, images, out)` is a pure function of the suite's `results` dict and its
+report images (see `suite.run_suite`): it writes `report.md` with its figures beside it in
+`figures/`, and `report.html` with the same figures inlined as base64 PNG, all atomically.
+"""
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from cfgen.evaluate import figures
+from cfgen.io import atomic_write_bytes, atomic_write_text
+
+# Headline columns: (label, metric group, key). The timing column is added from `timing`.
+HEADLINE = [
+    ("flip rate", "shift", "flip_rate"),
+    ("compat MAE", "shift", "compat_mae"),
+    ("monotonicity", "shift", "monotonicity"),
+    ("FID overall", "realism", "fid_overall"),
+    ("foreign drift", "preservation", "foreign_drift"),
+    ("MNAC", "preservation", "mnac"),
+    ("deletion AUC", "faithfulness", "deletion_auc"),
+    ("insertion AUC", "faithfulness", "insertion_auc"),
+    ("COUT", "faithfulness", "cout"),
+    ("relevance mass", "localisation", "relevance_mass"),
+    ("pointing game", "localisation", "pointing_game"),
+    ("max-sensitivity", "robustness", "max_sensitivity"),
+]
+
+
+def _format(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return "–" if value is None else str(value)
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.3g}"
+    return str(value)
+
+
+def headline_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows (one per method) of the headline figures; '–' where not measured."""
+    columns = ["method", "kind", *(label for label, _, _ in HEADLINE), "ms / query"]
+    rows = []
+    for name, entry in results["methods"].items():
+        metrics = entry.get("metrics", {})
+        row = [name, entry.get("kind", "")]
+        row += [_format(metrics.get(group, {}).get(key)) for _, group, key in HEADLINE]
+        row.append(_format(results.get("timing", {}).get(name, {}).get("ms_per_query")))
+        rows.append(row)
+    return columns, rows
+
+
+def timing_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Seconds for all queries and milliseconds per query, per method."""
+    rows = [
+        [name, _format(t["seconds"]), _format(t["ms_per_query"])]
+        for name, t in results.get("timing", {}).items()
+    ]
+    return ["method", "seconds (all queries)", "ms / query"], rows
+
+
+def detail_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Every figure measured: one row per (method, group.key), and every skipped group's reason."""
+    rows = []
+    for name, entry in results["methods"].items():
+        for group, values in entry.get("metrics", {}).items():
+            rows += [[name, f"{group}.{key}", _format(value)] for key, value in values.items()]
+        rows += [
+            [name, group, f"skipped: {why}"] for group, why in entry.get("skipped", {}).items()
+        ]
+    return ["method", "metric", "value"], rows
+
+
+def _markdown_table(columns: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(columns: list[str], rows: list[list[str]], name: str) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f'<table class="{name}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def make_figures(results: dict, images: dict[str, np.ndarray]) -> dict[str, tuple[str, bytes]]:
+    """Figure file name -> (caption, PNG bytes), in report order."""
+    found: dict[str, tuple[str, bytes]] = {}
+    curves = {n: e["curve"] for n, e in results["methods"].items() if "curve" in e}
+    if curves:
+        found["compatibility.png"] = (
+            "Compatibility: target vs achieved posterior",
+            figures.compatibility_plot(curves),
+        )
+    for key in sorted(k for k in images if k.startswith("strip/")):
+        name = key.split("/", 1)[1]
+        strip_png = figures.strip_figure(images[key], images[f"posteriors/{name}"], name)
+        found[f"strip_{name}.png"] = (f"{name} strips (posterior under each frame)", strip_png)
+    maps = {k.split("/", 1)[1]: v for k, v in images.items() if k.startswith("map/")}
+    for key in sorted(k for k in images if k.startswith("strip/")):
+        name = key.split("/", 1)[1]
+        # A counterfactual's own map: |query - far end| of its strip, beside the saliency maps.
+        maps[name] = _far_end_map(images["queries"], images[key], images["query_posteriors"])
+    if maps and len(images.get("queries", [])):
+        found["maps.png"] = (
+            "Relevance maps for the same queries",
+            figures.maps_figure(images["queries"], maps),
+        )
+    if "bias" in results:
+        found["bias.png"] = (results["bias"]["finding"], figures.bias_plot(results["bias"]))
+    return found
+
+
+def _far_end_map(
+    queries: np.ndarray, strip: np.ndarray, query_posteriors: np.ndarray
+) -> np.ndarray:
+    """|query - strip end opposite to its decision| summed over channels, (K, H, W)."""
+    goes_up = query_posteriors < 0.5
+    far = np.where(goes_up[:, None, None, None], strip[-1], strip[0])
+    return np.abs(queries - far).sum(axis=1)
+
+
+def _sections(results: dict) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
+    tables = [("Headline figures", headline_table(results)), ("Timing", timing_table(results))]
+    tables.append(("Every figure", detail_table(results)))
+    versions = results.get("versions", {})
+    tables.append(("Versions", (["package", "version"], [[k, v] for k, v in versions.items()])))
+    return tables
+
+
+def _intro(results: dict) -> str:
+    n = results.get("n_queries", "?")
+    return f"{n} held-out queries; every method is scored on the same ones."
+
+
+def render_markdown(results: dict, found: dict[str, tuple[str, bytes]]) -> str:
+    """The report as Markdown, figures referenced from `figures/`."""
+    parts = ["# cfgen evaluation report", ""]
+    parts.append(_intro(results))
+    if "bias" in results:
+        parts += ["", f"**Bias finding:** {results['bias']['finding']}"]
+    for title, (columns, rows) in _sections(results):
+        parts += ["", f"## {title}", "", _markdown_table(columns, rows)]
+    parts += ["", "## Figures"]
+    parts += [
+        f"\n### {caption}\n\n![{caption}](figures/{file})" for file, (caption, _) in found.items()
+    ]
+    parts += [
+        "",
+        "## Config",
+        "",
+        "```json",
+        json.dumps(results.get("config", {}), indent=2),
+        "```",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+figure { margin: 1.5em 0; } img { max-width: 100%; } .finding { font-size: 1.1em; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
+"""
+
+
+def render_html(results: dict, found: dict[str, tuple[str, bytes]]) -> str:
+    """The report as one self-contained HTML page (figures inlined as base64 PNG)."""
+    body = ["<h1>cfgen evaluation report</h1>"]
+    body.append(f"<p>{html.escape(_intro(results))}</p>")
+    if "bias" in results:
+        body.append(
+            f'<p class="finding"><b>Bias finding:</b> {html.escape(results["bias"]["finding"])}</p>'
+        )
+    for title, (columns, rows) in _sections(results):
+        slug = title.lower().replace(" ", "-")
+        body += [f"<h2>{html.escape(title)}</h2>", _html_table(columns, rows, slug)]
+    body.append("<h2>Figures</h2>")
+    for caption, png in found.values():
+        data = base64.b64encode(png).decode("ascii")
+        body.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    config = html.escape(json.dumps(results.get("config", {}), indent=2))
+    body += ["<h2>Config</h2>", f"<pre>{config}</pre>"]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>cfgen evaluation report</title><style>{STYLE}</style></head>"
+        f"<body>{''.join(body)}</body></html>\n"
+    )
+
+
+def write_report(results: dict, images: dict[str, np.ndarray], out: str | Path) -> dict[str, Path]:
+    """Write `report.md` (+ `figures/*.png`) and the self-contained `report.html` into `out`."""
+    out = Path(out)
+    found = make_figures(results, images)
+    for file, (_, png) in found.items():
+        atomic_write_bytes(out / "figures" / file, png)
+    return {
+        "markdown": atomic_write_text(out / "report.md", render_markdown(results, found)),
+        "html": atomic_write_text(out / "report.html", render_html(results, found)),
+    }

@@ -1,0 +1,248 @@
+"""The evaluation suite: every method on the same held-out queries, every metric by name.
+
+    config = SuiteConfig(explainer="runs/.../explainer.pt", oracle="runs/.../oracle.pt")
+    results = evaluate(config)          # loads everything, runs, writes results.json + report
+
+`run_suite(config, inputs)` does the work on already-built inputs (classifier, explainers,
+queries), so tests and notebooks can pass their own. Outputs, all written atomically:
+`results.json` (figures, timing, config, versions), `report_images.npz` (the arrays the report
+draws) and the report itself (`report.md`, `report.html`). W&B logging comes last and may fail
+without losing anything.
+"""
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+import cfgen
+from cfgen.errors import CfgenError, ConfigError
+from cfgen.evaluate.bias import BiasConfig, bias_experiment
+from cfgen.evaluate.scoring import (
+    COUNTERFACTUAL_SCORES,
+    SALIENCY_SCORES,
+    EvalContext,
+    SaliencyOutput,
+    curve,
+)
+from cfgen.explain.base import CounterfactualExplainer, Explainer
+from cfgen.explain.strip import Strip
+from cfgen.io import atomic_write_bytes, atomic_write_json, prepare_output_dir
+
+DEFAULT_BASELINES = [
+    "gradient",
+    "smoothgrad",
+    "integrated_gradients",
+    "guided_backprop",
+    "gradcam",
+    "occlusion",
+    "lime",
+    "kernelshap",
+    "second_order",
+]
+
+
+@dataclass
+class SuiteConfig:
+    """What `cfgen evaluate` runs. YAML files in `configs/evaluate/` override these defaults.
+
+    explainer: the PE bundle (`explainer.pt`); classifier: the black box (default: the one the
+    explainer recorded); oracle: the factor oracle (`oracle.pt`) for preservation, realism
+    features and the bias experiment. Queries: `n_queries` images of the synthetic `split`.
+    """
+
+    explainer: str
+    oracle: str | None = None
+    classifier: str | None = None
+    out: str = "runs/evaluate/synthetic_smile"
+    overwrite: bool = False
+    n_queries: int = 500
+    split: str = "test"
+    n_real: int = 2000
+    seed: int = 0
+    n_bins: int = 10
+    baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
+    adversarial: list[str] = field(default_factory=lambda: ["pgd"])
+    counterfactual_metrics: list[str] = field(
+        default_factory=lambda: ["shift", "realism", "preservation", "faithfulness", "localisation"]
+    )
+    saliency_metrics: list[str] = field(
+        default_factory=lambda: ["faithfulness", "localisation", "robustness"]
+    )
+    robustness_queries: int = 16
+    report_queries: int = 4
+    batch_size: int = 64
+    bias: BiasConfig = field(default_factory=BiasConfig)
+    logger: str = "wandb"
+
+    def check(self) -> None:
+        """Refuse unknown metric names before any work is done."""
+        for names, registry, option in (
+            (self.counterfactual_metrics, COUNTERFACTUAL_SCORES, "counterfactual_metrics"),
+            (self.saliency_metrics, SALIENCY_SCORES, "saliency_metrics"),
+        ):
+            unknown = sorted(set(names) - set(registry))
+            if unknown:
+                raise ConfigError(f"unknown {option} {unknown}; choose from {sorted(registry)}")
+        if self.n_queries < 1 or self.report_queries < 0 or self.n_bins < 2:
+            raise ConfigError("n_queries must be >= 1, report_queries >= 0 and n_bins >= 2")
+
+
+@dataclass
+class SuiteInputs:
+    """Built models and data: the context plus the methods to score, keyed by their name."""
+
+    context: EvalContext
+    counterfactual_methods: dict[str, CounterfactualExplainer]
+    saliency_methods: dict[str, Explainer]
+    bias_explainers: tuple[CounterfactualExplainer, CounterfactualExplainer] | None = None
+
+
+def versions() -> dict[str, str]:
+    """Versions a reader needs to reproduce the figures."""
+    import captum
+    import torchvision
+
+    return {
+        "cfgen": cfgen.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "captum": captum.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _batched(fn: Callable[[torch.Tensor], object], x: torch.Tensor, size: int) -> list:
+    return [fn(x[start : start + size]) for start in range(0, x.shape[0], size)]
+
+
+def make_strips(method: CounterfactualExplainer, context: EvalContext) -> Strip:
+    """The method's strip for every query, in batches: (S, N, C, H, W)."""
+    batches = _batched(
+        lambda x: method.exaggerate(x, n_bins=context.n_bins), context.queries, context.batch_size
+    )
+    return Strip.concat(batches)
+
+
+def make_maps(method: Explainer, context: EvalContext) -> torch.Tensor:
+    """The method's relevance map for every query toward the flipped decision, (N, C, H, W)."""
+    return torch.cat(
+        _batched(lambda x: method.explain(x).detach(), context.queries, context.batch_size)
+    )
+
+
+def _score(registry: dict, names: list[str], context: EvalContext, output) -> dict:
+    """Run the named metric groups; a user-fixable problem (e.g. missing weights) skips one."""
+    scores, skipped = {}, {}
+    for name in names:
+        try:
+            scores[name] = registry[name](context, output)
+        except CfgenError as error:
+            skipped[name] = str(error)
+    return {"metrics": scores, "skipped": skipped}
+
+
+def _timed(fn: Callable[[], object]) -> tuple[object, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def _timing(seconds: float, n_queries: int) -> dict[str, float]:
+    return {"seconds": seconds, "ms_per_query": 1000.0 * seconds / n_queries}
+
+
+def run_suite(config: SuiteConfig, inputs: SuiteInputs) -> tuple[dict, dict[str, np.ndarray]]:
+    """Score every method on the same queries. Returns (results, report images)."""
+    config.check()
+    context, shown = inputs.context, slice(0, config.report_queries)
+    results: dict = {"methods": {}, "timing": {}, "n_queries": int(context.queries.shape[0])}
+    images: dict[str, np.ndarray] = {"queries": context.queries[shown].numpy()}
+    with torch.no_grad():
+        images["query_posteriors"] = context.classifier(context.queries[shown]).numpy()
+    methods = len(inputs.counterfactual_methods) + len(inputs.saliency_methods)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("evaluating methods", total=methods)
+        for name, method in inputs.counterfactual_methods.items():
+            progress.update(task, description=f"strips: {name}")
+            strip, seconds = _timed(lambda method=method: make_strips(method, context))
+            entry = _score(COUNTERFACTUAL_SCORES, config.counterfactual_metrics, context, strip)
+            entry.update(kind="counterfactual", curve=curve(context, strip))
+            results["methods"][name] = entry
+            results["timing"][name] = _timing(seconds, context.queries.shape[0])
+            images[f"strip/{name}"] = strip.images[:, shown].numpy()
+            images[f"posteriors/{name}"] = strip.posteriors[:, shown].numpy()
+            progress.advance(task)
+        for name, method in inputs.saliency_methods.items():
+            progress.update(task, description=f"maps: {name}")
+            maps, seconds = _timed(lambda method=method: make_maps(method, context))
+            output = SaliencyOutput(maps=maps, explain=method.explain)
+            entry = _score(SALIENCY_SCORES, config.saliency_metrics, context, output)
+            results["methods"][name] = {**entry, "kind": "saliency"}
+            results["timing"][name] = _timing(seconds, context.queries.shape[0])
+            images[f"map/{name}"] = maps[shown].abs().sum(dim=1).numpy()
+            progress.advance(task)
+    if inputs.bias_explainers is not None:
+        results["bias"] = _run_bias(config, inputs)
+    return results, images
+
+
+def _run_bias(config: SuiteConfig, inputs: SuiteInputs) -> dict:
+    """The bias experiment on the suite's queries (both explainers' strips of the same images)."""
+    context = inputs.context
+    if context.oracle is None:
+        raise ConfigError("the bias experiment needs an oracle: set `oracle` in the config")
+    biased, unbiased = (make_strips(method, context) for method in inputs.bias_explainers)
+    return bias_experiment(
+        biased,
+        unbiased,
+        context.queries,
+        context.oracle,
+        context.factor_names,
+        config.bias.confounder,
+    )
+
+
+def write_outputs(
+    config: SuiteConfig, results: dict, images: dict[str, np.ndarray], out: Path
+) -> dict[str, Path]:
+    """results.json, report_images.npz and the report, each written atomically."""
+    from cfgen.evaluate.report import write_report
+
+    results = {**results, "config": asdict(config), "versions": versions()}
+    paths = {"results": atomic_write_json(out / "results.json", results)}
+    buffer = _npz_bytes(images)
+    paths["images"] = atomic_write_bytes(out / "report_images.npz", buffer)
+    paths.update(write_report(results, images, out))
+    return paths
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def evaluate(config: SuiteConfig, inputs: SuiteInputs | None = None) -> dict:
+    """Load (unless `inputs` are given), run, write every output, then log to W&B."""
+    from cfgen.evaluate.tracking import log_to_wandb
+
+    config.check()
+    out = prepare_output_dir(config.out, config.overwrite)
+    if inputs is None:
+        from cfgen.evaluate.loading import load_inputs
+
+        inputs = load_inputs(config)
+    results, images = run_suite(config, inputs)
+    paths = write_outputs(config, results, images, out)
+    results["paths"] = {key: str(path) for key, path in paths.items()}
+    results["wandb_sync"] = log_to_wandb(results, paths, out, config.logger)
+    return results

@@ -1,0 +1,55 @@
+"""Log the suite's tables and figures to Weights & Biases, after every file is written.
+
+W&B runs offline unless an API key is set (see `cfgen.train.loggers`), never prompts, and a
+failure here only prints a warning: `results.json` and the report are already on disk.
+"""
+
+import logging
+from pathlib import Path
+
+from cfgen.evaluate.report import headline_table, timing_table
+
+log = logging.getLogger(__name__)
+
+
+def _log_run(run, results: dict, paths: dict[str, Path]) -> None:
+    import wandb
+
+    for key, (columns, rows) in {
+        "evaluate/headline": headline_table(results),
+        "evaluate/timing": timing_table(results),
+    }.items():
+        run.log({key: wandb.Table(columns=columns, data=rows)})
+    figures = sorted(Path(paths["markdown"]).parent.glob("figures/*.png"))
+    run.log({f"evaluate/{path.stem}": wandb.Image(str(path)) for path in figures})
+    if "bias" in results:
+        run.summary["bias/finding"] = results["bias"]["finding"]
+        run.summary["bias/detected"] = results["bias"]["detected"]
+
+
+def log_to_wandb(
+    results: dict, paths: dict[str, Path], out: Path, kind: str = "wandb"
+) -> str | None:
+    """Log tables and figures; returns the `wandb sync ...` command for an offline run, or None.
+
+    `kind` other than "wandb" (e.g. "none") logs nothing.
+    """
+    if kind != "wandb":
+        return None
+    try:
+        from pytorch_lightning.loggers import WandbLogger
+
+        from cfgen.train.loggers import build_logger, sync_command
+
+        logger = build_logger("wandb", out, run_name=f"evaluate-{out.name}")
+        if not isinstance(logger, WandbLogger):
+            return None  # wandb could not start; build_logger already said why
+        _log_run(logger.experiment, results, paths)
+        command = sync_command(logger)
+        logger.experiment.finish()
+        return command
+    except Exception as error:  # any W&B failure is recoverable: the results are on disk
+        log.warning(
+            "W&B logging failed (%s: %s); results are in %s", type(error).__name__, error, out
+        )
+        return None

@@ -1,0 +1,100 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cfgen.errors import ConfigError, WeightsMissingError
+from cfgen.evaluate import scoring
+from cfgen.evaluate.scoring import EvalContext, counterfactual_map, far_end
+from cfgen.evaluate.suite import SuiteConfig, SuiteInputs, evaluate, run_suite
+from tests.helpers import ExactCounterfactual, MaskSaliency, RegionClassifier
+
+
+def make_inputs(n: int = 6) -> SuiteInputs:
+    classifier = RegionClassifier()
+    queries = torch.randn(n, 3, 8, 8) * 0.3
+    context = EvalContext(classifier=classifier, queries=queries, n_bins=10, batch_size=4)
+    return SuiteInputs(
+        context=context,
+        counterfactual_methods={"exact": ExactCounterfactual(classifier)},
+        saliency_methods={"mask": MaskSaliency(classifier)},
+    )
+
+
+def config(tmp_path, **changes) -> SuiteConfig:
+    options = dict(
+        explainer="unused.pt",
+        out=str(tmp_path / "eval"),
+        counterfactual_metrics=["shift"],
+        saliency_metrics=[],
+        report_queries=2,
+        logger="none",
+    )
+    return SuiteConfig(**{**options, **changes})
+
+
+def test_exact_counterfactual_scores_perfect_shift(tmp_path):
+    results, images = run_suite(config(tmp_path), make_inputs())
+    shift = results["methods"]["exact"]["metrics"]["shift"]
+    assert shift["flip_rate"] == pytest.approx(1.0)
+    assert shift["compat_mae"] == pytest.approx(0.0, abs=1e-4)
+    assert shift["monotonicity"] == pytest.approx(1.0)
+    assert set(results["timing"]) == {"exact", "mask"}
+    assert images["strip/exact"].shape == (10, 2, 3, 8, 8)
+    assert images["map/mask"].shape == (2, 8, 8)
+
+
+def test_far_end_is_opposite_to_the_decision():
+    inputs = make_inputs(4)
+    queries = inputs.context.queries
+    queries[:2, 0] = -1.0  # f < 0.5: explained by the last frame
+    queries[2:, 0] = 1.0  # f > 0.5: explained by the first frame
+    strip = inputs.counterfactual_methods["exact"].exaggerate(queries)
+    torch.testing.assert_close(far_end(strip)[:2], strip.images[-1, :2])
+    torch.testing.assert_close(far_end(strip)[2:], strip.images[0, 2:])
+    outside = 1 - inputs.context.classifier.mask
+    torch.testing.assert_close(
+        counterfactual_map(queries, strip) * outside, torch.zeros_like(queries)
+    )
+
+
+def test_a_metric_needing_missing_weights_is_skipped_with_its_reason(tmp_path, monkeypatch):
+    def needs_weights(context, output):
+        raise WeightsMissingError("place alexnet.pth in the torch cache")
+
+    monkeypatch.setitem(scoring.COUNTERFACTUAL_SCORES, "lpips_like", needs_weights)
+    results, _ = run_suite(
+        config(tmp_path, counterfactual_metrics=["shift", "lpips_like"]), make_inputs()
+    )
+    entry = results["methods"]["exact"]
+    assert entry["skipped"] == {"lpips_like": "place alexnet.pth in the torch cache"}
+    assert "shift" in entry["metrics"]
+
+
+def test_unknown_metric_name_fails_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="fidelity"):
+        run_suite(config(tmp_path, counterfactual_metrics=["fidelity"]), make_inputs())
+
+
+def test_evaluate_writes_results_images_and_report(tmp_path):
+    results = evaluate(config(tmp_path), make_inputs())
+    out = tmp_path / "eval"
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["methods"]["exact"]["metrics"]["shift"]["flip_rate"] == pytest.approx(1.0)
+    assert saved["config"]["n_bins"] == 10 and saved["versions"]["torch"] == torch.__version__
+    with np.load(out / "report_images.npz") as arrays:
+        assert arrays["queries"].shape == (2, 3, 8, 8)
+    assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    assert results["wandb_sync"] is None
+
+
+def test_wandb_failure_keeps_the_results(tmp_path, monkeypatch):
+    import cfgen.evaluate.tracking as tracking
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("wandb service crashed")
+
+    monkeypatch.setattr(tracking, "_log_run", broken)
+    evaluate(config(tmp_path, logger="wandb"), make_inputs())
+    assert (tmp_path / "eval" / "results.json").is_file()
