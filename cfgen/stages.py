@@ -1,0 +1,157 @@
+"""Cached pipeline stages: each runs one `cfgen` command in-process, in a folder keyed by a hash.
+
+A stage is a `cfgen` command name and its arguments, which may name other stages' folders:
+
+    Stage("explainer", "explainer", ["fit", "--config", "configs/explainer/synthetic_smile.yaml",
+          "--trainer.default_root_dir", "{out}", "--classifier", "{classifier}/classifier.pt"])
+
+`{out}` is the stage's own folder, `{NAME}` the folder of an earlier stage NAME. The folder is
+`<root>/<name>-<key>`, key = hash of (the resolved arguments, the contents of every config file
+they name, the cfgen version, the DONE records of the stages it reads). A stage is finished when
+its folder holds `DONE`, written atomically after the command succeeded; a re-run reuses it. A
+change of config, code version or upstream result gives a new key and so a fresh run, and a
+folder without `DONE` (a run that was interrupted or failed) is run again.
+"""
+
+import hashlib
+import importlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cfgen
+from cfgen.errors import CfgenError, ConfigError
+from cfgen.io import atomic_write_json
+
+Command = Callable[[list[str]], int | None]
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
+PROJECT_ROOT = Path(cfgen.__file__).resolve().parents[1]
+
+
+@dataclass
+class Stage:
+    """One step of a pipeline: `cfgen COMMAND ARGS...`, with `{out}` / `{stage}` placeholders."""
+
+    name: str
+    command: str
+    args: list[str] = field(default_factory=list)
+
+    def needs(self) -> list[str]:
+        """Names of the earlier stages whose folders the arguments read."""
+        found = (PLACEHOLDER.findall(arg) for arg in self.args)
+        return sorted({name for names in found for name in names} - {"out"})
+
+
+@dataclass
+class StageResult:
+    name: str
+    folder: Path
+    reused: bool
+    seconds: float
+
+
+def cfgen_command(name: str) -> Command:
+    """The function behind `cfgen NAME` (the same table the `cfgen` command dispatches on)."""
+    from cfgen.cli import COMMANDS
+
+    if name not in COMMANDS:
+        raise ConfigError(
+            f"unknown cfgen command {name!r} in a stage; choose from {sorted(COMMANDS)}"
+        )
+    module, function, _ = COMMANDS[name]
+    return getattr(importlib.import_module(module), function)
+
+
+def resolve_path_arg(arg: str) -> str:
+    """A relative config path is looked up from the working folder, then the project root."""
+    if arg.endswith(CONFIG_SUFFIXES) and not Path(arg).exists():
+        candidate = PROJECT_ROOT / arg
+        if candidate.is_file():
+            return str(candidate)
+    return arg
+
+
+def config_digests(args: list[str]) -> dict[str, str]:
+    """sha256 of every config file named in `args` (relative name -> digest)."""
+    digests = {}
+    for arg in args:
+        path = Path(resolve_path_arg(arg))
+        if arg.endswith(CONFIG_SUFFIXES) and path.is_file():
+            digests[arg] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def stage_key(args: list[str], upstream: Mapping[str, str]) -> str:
+    """Hash of a stage's resolved `args`, its config files, cfgen's version and `upstream` DONEs."""
+    payload = {
+        "args": args,
+        "configs": config_digests(args),
+        "cfgen": cfgen.__version__,
+        "upstream": dict(sorted(upstream.items())),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _fill(args: list[str], folders: Mapping[str, str]) -> list[str]:
+    return [PLACEHOLDER.sub(lambda m: folders[m.group(1)], arg) for arg in args]
+
+
+class StageRunner:
+    """Runs stages in order under `root`, reusing every stage whose folder holds `DONE`."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        commands: Callable[[str], Command] = cfgen_command,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.root = Path(root)
+        self.commands, self.log = commands, log
+        self.finished: dict[str, Path] = {}
+
+    def _upstream(self, stage: Stage) -> dict[str, str]:
+        missing = [name for name in stage.needs() if name not in self.finished]
+        if missing:
+            raise ConfigError(
+                f"stage {stage.name!r} reads {missing}, which are not earlier stages; "
+                "order the stages so that each comes after the stages it reads"
+            )
+        return {name: (self.finished[name] / "DONE").read_text() for name in stage.needs()}
+
+    def folder(self, stage: Stage) -> tuple[Path, list[str]]:
+        """The stage's folder and its resolved argv (placeholders filled)."""
+        upstream = self._upstream(stage)
+        folders = {name: str(self.finished[name]) for name in stage.needs()}
+        key_args = _fill(stage.args, {**folders, "out": "{out}"})
+        folder = self.root / f"{stage.name}-{stage_key(key_args, upstream)}"
+        return folder, _fill(stage.args, {**folders, "out": str(folder)})
+
+    def run(self, stage: Stage) -> StageResult:
+        """Reuse the stage if finished, else run its command and mark it DONE."""
+        folder, argv = self.folder(stage)
+        done = folder / "DONE"
+        if done.is_file():
+            self.log(f"stage {stage.name}: reusing finished {folder}")
+            self.finished[stage.name] = folder
+            return StageResult(stage.name, folder, reused=True, seconds=0.0)
+        self.log(f"stage {stage.name}: cfgen {stage.command} {' '.join(argv)}")
+        folder.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        code = self.commands(stage.command)([resolve_path_arg(arg) for arg in argv])
+        seconds = time.perf_counter() - start
+        if code:
+            raise CfgenError(
+                f"stage {stage.name} failed (exit code {code}); {folder} is kept without DONE "
+                "and runs again next time"
+            )
+        record = {"stage": stage.name, "command": stage.command, "argv": argv, "seconds": seconds}
+        record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        atomic_write_json(done, record)  # last: a folder with DONE is complete
+        self.finished[stage.name] = folder
+        self.log(f"stage {stage.name}: done in {seconds:.0f} s")
+        return StageResult(stage.name, folder, reused=False, seconds=seconds)
