@@ -30,6 +30,7 @@ from captum.robust import FGSM, PGD, MinParamPerturbation
 
 from cfgen.errors import ConfigError
 from cfgen.explain.base import Classifier, CounterfactualExplainer, resolve_target
+from cfgen.explain.options import check_options, factory_options
 from cfgen.explain.score import posterior_logit
 
 LOW, HIGH = -1.0, 1.0
@@ -79,6 +80,7 @@ def build_attack(classifier: Classifier, attack: str, **options) -> Attack:
     """The attack of `ATTACKS[attack]`, a `ConfigError` listing them when unknown."""
     if attack not in ATTACKS:
         raise ConfigError(f"unknown attack {attack!r}; choose one of {sorted(ATTACKS)}")
+    check_options(attack, factory_options(ATTACKS[attack]), options)
     return ATTACKS[attack](classifier, **options)
 
 

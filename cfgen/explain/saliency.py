@@ -11,7 +11,6 @@ images in [-1, 1] of 16-128 px on a CPU: SmoothGrad noise 0.3 (15 % of the range
 SmoothGrad paper), baselines 0 (mid-grey), 4x4-px superpixels for LIME / KernelSHAP.
 """
 
-import inspect
 import warnings
 from collections.abc import Callable
 
@@ -29,6 +28,7 @@ from torch import nn
 
 from cfgen.errors import ClassifierError, ConfigError
 from cfgen.explain.base import Classifier, Explainer
+from cfgen.explain.options import check_options, factory_options
 from cfgen.explain.score import DirectionScore, direction_index
 from cfgen.explain.surrogate import kernel_shap_attribute, lime_attribute
 
@@ -133,22 +133,6 @@ SALIENCY_METHODS: dict[str, Callable[..., Attribute]] = {
 }
 
 
-def method_options(factory: Callable) -> dict[str, object]:
-    """Options of a factory and their defaults (every parameter after the first)."""
-    parameters = list(inspect.signature(factory).parameters.values())[1:]
-    return {p.name: p.default for p in parameters}
-
-
-def check_options(name: str, factory: Callable, options: dict) -> None:
-    """A `ConfigError` naming the unknown options of method `name` and the valid ones."""
-    unknown = sorted(set(options) - set(method_options(factory)))
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {unknown} for {name!r}; valid options and defaults: "
-            f"{method_options(factory)}"
-        )
-
-
 class CaptumSaliency(Explainer):
     """A captum saliency method on the classifier's score toward the target.
 
@@ -163,7 +147,7 @@ class CaptumSaliency(Explainer):
             raise ConfigError(
                 f"unknown saliency method {method!r}; choose one of {sorted(SALIENCY_METHODS)}"
             )
-        check_options(method, SALIENCY_METHODS[method], options)
+        check_options(method, factory_options(SALIENCY_METHODS[method]), options)
         self.method = method
         self.model = DirectionScore(classifier, score)
         self._attribute = SALIENCY_METHODS[method](self.model, **options)
