@@ -2,6 +2,7 @@
 
     f = load_blackbox("runs/classifier/synthetic_smile/classifier.pt", target="Smiling")
     f = load_blackbox("model.torchscript.pt", target=3, output="probabilities")
+    f = load_blackbox("model.pt2", target=0)                     # torch.export.save
     f = load_blackbox("mypkg.models:build", allow_import=True)   # runs your code: opt in
     f = BlackBox(my_module, target_index=0, output="logits", activation="softmax")
 
@@ -80,7 +81,10 @@ class BlackBox(nn.Module):
 
     def train(self, mode: bool = True) -> "BlackBox":
         """Always eval mode: batch-norm statistics and dropout of the black box never change."""
-        return super().train(False)
+        # Set the flags directly: torch.export modules raise on train()/eval() calls.
+        for module in self.modules():
+            module.training = False
+        return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) images in [-1, 1] -> (N,) posterior of the target class, differentiable."""
@@ -149,12 +153,17 @@ class BlackBox(nn.Module):
             )
 
 
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives hold `constants.pkl` and a `code/` folder; torch.save files do not."""
+def _archive_kind(path: Path) -> str:
+    """ "export" (torch.export `.pt2`), "torchscript" or "bundle", from the archive's entries."""
     if not zipfile.is_zipfile(path):
-        return False
+        return "bundle"  # not a zip at all: load_bundle explains what it is not
     with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("constants.pkl") for name in archive.namelist())
+        names = archive.namelist()
+    if any(name.endswith("/archive_format") for name in names):
+        return "export"
+    if any(name.endswith("constants.pkl") for name in names):
+        return "torchscript"
+    return "bundle"
 
 
 def _resolve_target(target: str | int | None, names: list[str] | None, source: str) -> int:
@@ -205,6 +214,15 @@ def _from_torchscript(path: Path, target, output, activation) -> BlackBox:
     return BlackBox(model, index, output or "logits", activation or "sigmoid")
 
 
+def _from_export(path: Path, target, output, activation) -> BlackBox:
+    try:
+        model = torch.export.load(str(path)).module()
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"cannot load torch.export file {path}: {error}") from error
+    index = _resolve_target(target, None, str(path))
+    return BlackBox(model, index, output or "logits", activation or "sigmoid")
+
+
 def _from_import(spec: str, target, output, activation, allow_import: bool) -> BlackBox:
     if not allow_import:
         raise ConfigError(
@@ -225,6 +243,13 @@ def _from_import(spec: str, target, output, activation, allow_import: bool) -> B
     return BlackBox(model, index, output or "logits", activation or "sigmoid")
 
 
+LOADERS: dict[str, Callable[..., BlackBox]] = {
+    "bundle": _from_bundle,
+    "torchscript": _from_torchscript,
+    "export": _from_export,
+}
+
+
 def _import_spec(source: str) -> bool:
     """`package.module:function` (and not an existing file such as `C:/model.pt`)."""
     return ":" in source and not Path(source).exists()
@@ -237,7 +262,7 @@ def load_blackbox(
     activation: Activation | None = None,
     allow_import: bool = False,
 ) -> BlackBox:
-    """Load the classifier to explain from a cfgen bundle, a TorchScript file or an import path.
+    """Load the classifier to explain: a cfgen bundle, TorchScript, torch.export `.pt2`, or import.
 
     `target` picks the explained output: an index, or an attribute name (bundles know theirs);
     by default the bundle's `target`, else output 0. `output`/`activation` default to what the
@@ -251,8 +276,7 @@ def load_blackbox(
             f"classifier file not found: {path}; give a cfgen classifier.pt, a TorchScript file "
             "or 'package.module:function'"
         )
-    load = _from_torchscript if _is_torchscript(path) else _from_bundle
-    return load(path, target, output, activation)
+    return LOADERS[_archive_kind(path)](path, target, output, activation)
 
 
 def classifier_fingerprint(source: str) -> str:
