@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from cfgen.data.datamodule import SOURCES, AttributeDataModule
+from cfgen.errors import ConfigError
+
+
+def _synthetic(**options) -> AttributeDataModule:
+    sizes = dict(n_train=40, n_val=12, n_test=10, batch_size=16, image_size=16)
+    return AttributeDataModule(**{**sizes, **options})
+
+
+def test_synthetic_module_builds_splits_once_and_describes_them():
+    module = _synthetic()
+    module.setup("fit")
+    train = module.train_dataset
+    module.setup("test")
+    assert module.train_dataset is train
+    assert [len(module.train_dataset), len(module.val_dataset), len(module.test_dataset)] == [
+        40,
+        12,
+        10,
+    ]
+    assert module.attribute_names[module.target_index] == "Smiling"
+    assert (module.channels, module.image_size) == (3, 16)
+
+
+def test_loaders_shuffle_train_and_keep_order_elsewhere():
+    module = _synthetic()
+    module.setup()
+    train_batches = list(module.train_dataloader())
+    assert [len(batch["index"]) for batch in train_batches] == [16, 16]  # last partial dropped
+    batch = train_batches[0]
+    assert batch["image"].shape == (16, 3, 16, 16) and batch["labels"].shape[0] == 16
+    assert batch["masks"].shape[:2] == (16, 6)
+    test_indices = torch.cat([b["index"] for b in module.test_dataloader()])
+    torch.testing.assert_close(test_indices, torch.arange(10))
+    predict_indices = torch.cat([b["index"] for b in module.predict_dataloader()])
+    torch.testing.assert_close(predict_indices, test_indices)
+
+
+def test_small_train_split_still_gives_a_batch():
+    module = _synthetic(n_train=5)
+    module.setup()
+    assert len(list(module.train_dataloader())) == 1
+
+
+def test_confounding_reaches_the_train_split():
+    module = _synthetic(n_train=400, confound_factor="glasses", confound_strength=1.0)
+    module.setup()
+    labels = module.train_dataset.labels
+    glasses = module.attribute_names.index("Eyeglasses")
+    torch.testing.assert_close(labels[:, glasses], labels[:, module.target_index])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"source": "imagenet"}, "unknown data source"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
+)
+def test_bad_options_fail_at_construction(options, message):
+    with pytest.raises(ConfigError, match=message):
+        _synthetic(**options)
+
+
+def test_unknown_target_fails_at_setup():
+    module = _synthetic(target="Young")
+    with pytest.raises(ConfigError, match="Young"):
+        module.setup()
+
+
+def test_real_sources_need_a_root():
+    for source in set(SOURCES) - {"synthetic"}:
+        with pytest.raises(ConfigError, match="needs `root`"):
+            AttributeDataModule(source=source).setup()
+
+
+def test_datasets_before_setup_raise():
+    with pytest.raises(RuntimeError, match="setup"):
+        _ = _synthetic().train_dataset
