@@ -30,7 +30,7 @@ from cfgen.io import atomic_write_json
 Command = Callable[[list[str]], int | None]
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
-PROJECT_ROOT = Path(cfgen.__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass

@@ -16,8 +16,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from cfgen.errors import CfgenError
+from cfgen.evaluate import closeness, faithfulness, localisation, preservation, realism
 from cfgen.evaluate.shift import compatibility_curve, shift_summary
 from cfgen.explain.strip import Strip
+
+
+class NoGroundTruth(CfgenError):
+    """A metric group needs something this evaluation does not have (masks, an oracle)."""
+
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]
 ExplainFn = Callable[[torch.Tensor], torch.Tensor]
@@ -47,17 +54,30 @@ class EvalContext:
     real_posteriors: torch.Tensor | None = None
     robustness_queries: int = 16
     batch_size: int = 64
+    # Filled while the suite runs: PE's far-end counterfactuals (for the COUT of saliency maps)
+    # and metric models built once (LPIPS).
+    reference_counterfactual: torch.Tensor | None = None
+    cache: dict = field(default_factory=dict)
 
     @property
     def target_factor_index(self) -> int:
         return self.factor_names.index(self.target_factor)
 
-    def target_masks(self) -> torch.Tensor | None:
-        """Ground-truth region of the explained factor, (N, 1, H, W), or None without masks."""
+    def target_region_masks(self) -> torch.Tensor:
+        """Ground-truth region of the explained factor, (N, H, W) in [0, 1]."""
         if self.masks is None or self.target_region not in self.region_names:
-            return None
-        index = self.region_names.index(self.target_region)
-        return self.masks[:, index : index + 1].float()
+            raise NoGroundTruth(
+                f"no region masks named {self.target_region!r} for the queries (regions: "
+                f"{self.region_names}); localisation needs the synthetic world's masks"
+            )
+        return self.masks[:, self.region_names.index(self.target_region)].float()
+
+    def need(self, name: str):
+        """A model the metrics need (`oracle` or `features`), or a clear skip reason."""
+        value = getattr(self, name)
+        if value is None:
+            raise NoGroundTruth(f"no {name} given: set `oracle` in the evaluation config")
+        return value
 
 
 @dataclass
@@ -96,7 +116,115 @@ def curve(context: EvalContext, strip: Strip) -> dict[str, list[float]]:
     return {key: value.tolist() for key, value in values.items()}
 
 
+def score_realism(context: EvalContext, strip: Strip) -> dict[str, float]:
+    """FID per bin, Present / Absent / Overall (PE's protocol), and overall KID (`realism.py`)."""
+    if context.real_images is None or context.real_posteriors is None:
+        raise NoGroundTruth("no real reference images: realism needs `n_real` > 0")
+    features = context.need("features")
+    by_bin = realism.realism_by_bin(
+        context.real_images, context.real_posteriors, strip, context.n_bins, features
+    )
+    scores = {f"fid_{k}": v for k, v in by_bin.items() if not k.startswith("n_")}
+    fakes = strip.images.reshape(-1, *strip.images.shape[2:])
+    scores["kid_overall"] = realism.kid(context.real_images, fakes, features)[0]
+    return scores
+
+
+def score_preservation(context: EvalContext, strip: Strip) -> dict[str, float]:
+    """Oracle-measured: foreign factor drift along the strip; MNAC, CD and FVA of the far end."""
+    oracle, target = context.need("oracle"), context.target_factor_index
+    drift = preservation.factor_drift(oracle, strip.images, context.queries, context.batch_size)
+    foreign = preservation.foreign_drift(drift, target, context.factor_names)
+    far = far_end(strip)
+    scores = {"foreign_drift": foreign.pop("mean")}
+    scores.update({f"drift_{name}": value for name, value in foreign.items()})
+    scores["mnac"] = preservation.mnac(oracle, far, context.queries, target)
+    if context.real_images is not None:
+        try:
+            scores["cd"] = preservation.correlation_difference(
+                oracle, far, context.queries, context.real_images, target
+            )
+        except ValueError:  # the counterfactuals leave the target unchanged: CD is undefined
+            scores["cd"] = float("nan")
+    if context.features is not None:
+        scores["fva"] = preservation.face_verification_accuracy(
+            context.features, far, context.queries
+        )
+    return scores
+
+
+def score_closeness(context: EvalContext, strip: Strip) -> dict[str, float]:
+    """L1 and SSIM between query and far end, overall and outside the explained factor's region."""
+    far = far_end(strip)
+    scores = {
+        "l1": closeness.l1_distance(context.queries, far).mean().item(),
+        "ssim": closeness.ssim(context.queries, far).mean().item(),
+    }
+    try:
+        outside = 1 - context.target_region_masks()
+    except NoGroundTruth:
+        return scores
+    scores["l1_outside"] = closeness.l1_distance(context.queries, far, outside).mean().item()
+    scores["ssim_outside"] = closeness.ssim(context.queries, far, outside).mean().item()
+    return scores
+
+
+def score_lpips(context: EvalContext, strip: Strip) -> dict[str, float]:
+    """LPIPS between query and far end; skipped with the file to place when weights are absent."""
+    if "lpips" not in context.cache:
+        context.cache["lpips"] = closeness.build_lpips()
+    distance = closeness.lpips_distance(context.cache["lpips"], context.queries, far_end(strip))
+    return {"lpips": distance.mean().item()}
+
+
+def _faithfulness(context: EvalContext, maps: torch.Tensor, counterfactual) -> dict[str, float]:
+    classifier, queries = context.classifier, context.queries
+    scores = {
+        "deletion_auc": faithfulness.deletion_auc(classifier, queries, maps).mean().item(),
+        "insertion_auc": faithfulness.insertion_auc(classifier, queries, maps).mean().item(),
+    }
+    if counterfactual is not None:
+        scores["cout"] = faithfulness.cout(classifier, queries, counterfactual, maps).mean().item()
+    return scores
+
+
+@torch.no_grad()
+def score_counterfactual_faithfulness(context: EvalContext, strip: Strip) -> dict[str, float]:
+    """Deletion / insertion AUC of |x - x_far| and COUT of the far-end counterfactual."""
+    return _faithfulness(context, counterfactual_map(context.queries, strip), far_end(strip))
+
+
+@torch.no_grad()
+def score_saliency_faithfulness(context: EvalContext, output: SaliencyOutput) -> dict[str, float]:
+    """Deletion / insertion AUC of the map; COUT inserting PE's counterfactual in the map's order.
+
+    COUT needs a counterfactual to insert: saliency methods have none, so they order the pixels
+    of the reference (PE) counterfactual, which scores the ranking alone on the same scale.
+    """
+    return _faithfulness(context, output.maps, context.reference_counterfactual)
+
+
+def score_counterfactual_localisation(context: EvalContext, strip: Strip) -> dict[str, float]:
+    """Relevance mass and pointing game of |x - x_far| in the explained factor's region."""
+    maps = counterfactual_map(context.queries, strip)
+    return localisation.localisation_summary(maps, context.target_region_masks())
+
+
+def score_saliency_localisation(context: EvalContext, output: SaliencyOutput) -> dict[str, float]:
+    """Relevance mass and pointing game of |map| (signs differ between methods) in the region."""
+    return localisation.localisation_summary(output.maps.abs(), context.target_region_masks())
+
+
 COUNTERFACTUAL_SCORES: dict[str, Callable[[EvalContext, Strip], dict[str, float]]] = {
     "shift": score_shift,
+    "realism": score_realism,
+    "preservation": score_preservation,
+    "closeness": score_closeness,
+    "lpips": score_lpips,
+    "faithfulness": score_counterfactual_faithfulness,
+    "localisation": score_counterfactual_localisation,
 }
-SALIENCY_SCORES: dict[str, Callable[[EvalContext, SaliencyOutput], dict[str, float]]] = {}
+SALIENCY_SCORES: dict[str, Callable[[EvalContext, SaliencyOutput], dict[str, float]]] = {
+    "faithfulness": score_saliency_faithfulness,
+    "localisation": score_saliency_localisation,
+}

@@ -29,6 +29,7 @@ from cfgen.evaluate.scoring import (
     EvalContext,
     SaliencyOutput,
     curve,
+    far_end,
 )
 from cfgen.explain.base import CounterfactualExplainer, Explainer
 from cfgen.explain.strip import Strip
@@ -68,9 +69,7 @@ class SuiteConfig:
     n_bins: int = 10
     baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
     adversarial: list[str] = field(default_factory=lambda: ["pgd"])
-    counterfactual_metrics: list[str] = field(
-        default_factory=lambda: ["shift", "realism", "preservation", "faithfulness", "localisation"]
-    )
+    counterfactual_metrics: list[str] = field(default_factory=lambda: list(COUNTERFACTUAL_SCORES))
     saliency_metrics: list[str] = field(
         default_factory=lambda: ["faithfulness", "localisation", "robustness"]
     )
@@ -172,6 +171,8 @@ def run_suite(config: SuiteConfig, inputs: SuiteInputs) -> tuple[dict, dict[str,
         for name, method in inputs.counterfactual_methods.items():
             progress.update(task, description=f"strips: {name}")
             strip, seconds = _timed(lambda method=method: make_strips(method, context))
+            if context.reference_counterfactual is None:  # the first method (PE) is the reference
+                context.reference_counterfactual = far_end(strip)
             entry = _score(COUNTERFACTUAL_SCORES, config.counterfactual_metrics, context, strip)
             entry.update(kind="counterfactual", curve=curve(context, strip))
             results["methods"][name] = entry

@@ -1,0 +1,103 @@
+"""Build the suite's inputs from files: explainers, classifier, oracle, held-out queries.
+
+Every model file is loaded safely (`weights_only` bundles). The queries are the synthetic
+world's `split` (test by default) at the explainer's image size, with their factors and region
+masks; the real reference set for realism is the validation split, so no query is its own
+reference.
+"""
+
+import torch
+
+from cfgen.data.synthetic import ATTRIBUTE_FACTOR, FACTOR_REGION, SyntheticFaces
+from cfgen.errors import ConfigError
+from cfgen.evaluate.scoring import EvalContext
+from cfgen.evaluate.suite import SuiteConfig, SuiteInputs
+from cfgen.explain.base import Classifier
+from cfgen.explain.progressive import ProgressiveExaggeration
+from cfgen.explain.registry import build_explainer, is_counterfactual
+from cfgen.io import load_bundle
+
+REFERENCE_SPLIT = "val"
+
+
+@torch.no_grad()
+def posteriors(classifier: Classifier, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """f of images (N, C, H, W) in batches -> (N,)."""
+    return torch.cat([classifier(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def _load_oracle(path: str):
+    from cfgen.evaluate.realism import domain_features
+    from cfgen.models.oracle import load_oracle
+
+    oracle = load_oracle(path)
+    return oracle, domain_features(oracle), list(oracle.factor_names)
+
+
+def _explainer(path: str, classifier: Classifier | None = None) -> ProgressiveExaggeration:
+    return ProgressiveExaggeration.from_checkpoint(path, classifier=classifier)
+
+
+def _methods(config: SuiteConfig, classifier: Classifier) -> tuple[dict, dict]:
+    """Adversarial counterfactual methods and saliency baselines, by registry name."""
+    counterfactual, saliency = {}, {}
+    for name in config.adversarial:
+        if not is_counterfactual(name):
+            raise ConfigError(f"adversarial method {name!r} makes no counterfactuals; see baselines")
+        counterfactual[name] = build_explainer(name, classifier)
+    for name in config.baselines:
+        if is_counterfactual(name):
+            raise ConfigError(f"baseline {name!r} is a counterfactual method; list it in adversarial")
+        saliency[name] = build_explainer(name, classifier)
+    return counterfactual, saliency
+
+
+def _context(config: SuiteConfig, classifier: Classifier, image_size: int) -> EvalContext:
+    queries = SyntheticFaces(config.n_queries, image_size, config.seed, config.split)
+    factor = ATTRIBUTE_FACTOR[queries.target]
+    context = EvalContext(
+        classifier=classifier,
+        queries=queries.images,
+        n_bins=config.n_bins,
+        factors=queries.factors,
+        masks=queries.masks.float() / 255.0,
+        factor_names=list(queries.factor_names),
+        region_names=list(queries.region_names),
+        target_factor=factor,
+        target_region=FACTOR_REGION[factor],
+        robustness_queries=config.robustness_queries,
+        batch_size=config.batch_size,
+    )
+    if config.n_real > 0:
+        reference = SyntheticFaces(config.n_real, image_size, config.seed, REFERENCE_SPLIT)
+        context.real_images = reference.images
+        context.real_posteriors = posteriors(classifier, reference.images, config.batch_size)
+    if config.oracle is not None:
+        context.oracle, context.features, factor_names = _load_oracle(config.oracle)
+        if factor_names != context.factor_names:
+            raise ConfigError(
+                f"the oracle {config.oracle} predicts {factor_names}, but the queries have "
+                f"factors {context.factor_names}; train the oracle on the same world"
+            )
+    return context
+
+
+def load_inputs(config: SuiteConfig) -> SuiteInputs:
+    """Everything `run_suite` needs, from the files `config` names."""
+    classifier = None
+    if config.classifier is not None:
+        from cfgen.models.blackbox import load_blackbox
+
+        classifier = load_blackbox(config.classifier)
+    explainer = _explainer(config.explainer, classifier)
+    classifier = explainer.classifier
+    image_size = load_bundle(config.explainer, "explainer")["config"]["image_size"]
+    context = _context(config, classifier, image_size)
+    adversarial, saliency = _methods(config, classifier)
+    bias = None
+    if config.bias.biased_explainer is not None:
+        unbiased = explainer
+        if config.bias.unbiased_explainer is not None:
+            unbiased = _explainer(config.bias.unbiased_explainer)
+        bias = (_explainer(config.bias.biased_explainer), unbiased)
+    return SuiteInputs(context, {"pe": explainer, **adversarial}, saliency, bias)
