@@ -23,7 +23,8 @@ REFERENCE_SPLIT = "val"
 @torch.no_grad()
 def posteriors(classifier: Classifier, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """f of images (N, C, H, W) in batches -> (N,)."""
-    return torch.cat([classifier(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    batches = range(0, len(images), batch_size)
+    return torch.cat([classifier(images[i : i + batch_size]) for i in batches])
 
 
 def _load_oracle(path: str):
@@ -43,11 +44,11 @@ def _methods(config: SuiteConfig, classifier: Classifier) -> tuple[dict, dict]:
     counterfactual, saliency = {}, {}
     for name in config.adversarial:
         if not is_counterfactual(name):
-            raise ConfigError(f"adversarial method {name!r} makes no counterfactuals; see baselines")
+            raise ConfigError(f"adversarial: {name!r} makes no counterfactuals; list it in baselines")
         counterfactual[name] = build_explainer(name, classifier)
     for name in config.baselines:
         if is_counterfactual(name):
-            raise ConfigError(f"baseline {name!r} is a counterfactual method; list it in adversarial")
+            raise ConfigError(f"baselines: {name!r} makes counterfactuals; list it in adversarial")
         saliency[name] = build_explainer(name, classifier)
     return counterfactual, saliency
 
