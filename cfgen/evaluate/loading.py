@@ -44,7 +44,7 @@ def _methods(config: SuiteConfig, classifier: Classifier) -> tuple[dict, dict]:
     counterfactual, saliency = {}, {}
     for name in config.adversarial:
         if not is_counterfactual(name):
-            raise ConfigError(f"adversarial: {name!r} makes no counterfactuals; list it in baselines")
+            raise ConfigError(f"adversarial: {name!r} makes no counterfactuals; see baselines")
         counterfactual[name] = build_explainer(name, classifier)
     for name in config.baselines:
         if is_counterfactual(name):
