@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from cfgen.errors import ClassifierError, ConfigError
+from cfgen.explain.saliency import SALIENCY_METHODS, CaptumSaliency
+from cfgen.explain.score import posterior_logit
+from tests.helpers import LinearClassifier, TinyConvNet
+
+# Small sample counts: these tests check the wiring, not the estimators' variance.
+FAST = {"smoothgrad": {"samples": 4}, "lime": {"samples": 40}, "kernelshap": {"samples": 40}}
+
+
+def _images(n: int = 3, channels: int = 1, size: int = 8) -> torch.Tensor:
+    return torch.rand(n, channels, size, size) * 2 - 1
+
+
+@pytest.mark.parametrize("method", sorted(SALIENCY_METHODS))
+def test_every_method_returns_a_finite_map_shaped_like_x(method):
+    x = _images(2, channels=3)
+    explainer = CaptumSaliency(TinyConvNet(3), method, **FAST.get(method, {}))
+    with torch.no_grad():  # metrics call explainers under no_grad; gradients must still flow
+        relevance = explainer.explain(x)
+    assert relevance.shape == x.shape
+    assert bool(relevance.isfinite().all())
+    assert relevance.abs().sum() > 0
+
+
+def test_gradient_of_a_linear_model_is_its_weight_signed_by_direction():
+    model = LinearClassifier((1, 8, 8))
+    x = _images()
+    weight = model.weight.detach().expand_as(x)
+    explainer = CaptumSaliency(model, "gradient")
+    torch.testing.assert_close(explainer.explain(x, 1.0), weight)
+    torch.testing.assert_close(explainer.explain(x, 0.0), -weight)
+
+
+def test_posterior_score_scales_the_gradient_by_the_sigmoid_slope():
+    model = LinearClassifier((1, 8, 8))
+    x = _images()
+    p = model(x).detach().view(-1, 1, 1, 1)
+    relevance = CaptumSaliency(model, "gradient", score="posterior").explain(x, 1.0)
+    torch.testing.assert_close(relevance, p * (1 - p) * model.weight.detach().expand_as(x))
+
+
+def test_integrated_gradients_complete_the_logit_difference_of_a_relu_net():
+    # Completeness holds for the path integral; 256 steps bring the ReLU kinks' error to ~2e-4.
+    model = TinyConvNet(1)
+    with torch.no_grad():  # a larger head makes the logit difference worth checking
+        model.head.weight.mul_(20)
+    x = _images(2)
+    relevance = CaptumSaliency(model, "integrated_gradients", steps=256).explain(x, 0.0)
+    with torch.no_grad():
+        gap = posterior_logit(model(x)) - posterior_logit(model(torch.zeros_like(x)))
+    torch.testing.assert_close(relevance.flatten(1).sum(dim=1), -gap, atol=1e-3, rtol=1e-3)
+
+
+def test_integrated_gradients_complete_the_posterior_difference_of_a_smooth_model():
+    model = LinearClassifier((1, 8, 8))
+    with torch.no_grad():
+        model.weight.mul_(8)  # reach the sigmoid's curved part
+    x = _images()
+    relevance = CaptumSaliency(model, "integrated_gradients", score="posterior").explain(x, 1.0)
+    with torch.no_grad():
+        gap = model(x) - model(torch.zeros_like(x))
+    torch.testing.assert_close(relevance.flatten(1).sum(dim=1), gap, atol=1e-4, rtol=1e-4)
+
+
+def test_occlusion_of_single_pixels_on_a_linear_model_is_weight_times_input():
+    model = LinearClassifier((1, 8, 8))
+    x = _images()
+    relevance = CaptumSaliency(model, "occlusion", window=1, stride=1).explain(x, 1.0)
+    torch.testing.assert_close(relevance, model.weight.detach() * x)
+
+
+@pytest.mark.parametrize(("method", "options"), [("kernelshap", {}), ("lime", {"alpha": 0.0})])
+def test_surrogates_recover_a_linear_model_exactly(method, options):
+    # The logit is linear in the on/off superpixel pattern, so the fitted surrogate is exact:
+    # each pixel gets its superpixel's contribution sum(w * x) over the 4x4 tile.
+    model = LinearClassifier((1, 8, 8))
+    x = _images(2)
+    relevance = CaptumSaliency(model, method, patch=4, samples=60, **options).explain(x, 1.0)
+    contribution = (model.weight.detach() * x).reshape(2, 1, 2, 4, 2, 4).sum(dim=(3, 5))
+    expected = contribution[:, :, :, None, :, None].expand(2, 1, 2, 4, 2, 4).reshape(x.shape)
+    torch.testing.assert_close(relevance, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_gradcam_broadcasts_one_map_over_channels():
+    relevance = CaptumSaliency(TinyConvNet(3), "gradcam").explain(_images(2, channels=3))
+    torch.testing.assert_close(relevance[:, 0], relevance[:, 2])
+
+
+def test_methods_that_need_layers_say_so():
+    with pytest.raises(ClassifierError, match="Conv2d"):
+        CaptumSaliency(LinearClassifier(), "gradcam")
+    with pytest.raises(ClassifierError, match="nn.ReLU"):
+        CaptumSaliency(LinearClassifier(), "guided_backprop")
+    with pytest.raises(ConfigError, match="not a submodule"):
+        CaptumSaliency(TinyConvNet(), "gradcam", layer="nope")
+
+
+def test_unknown_method_option_or_score_is_a_config_error():
+    with pytest.raises(ConfigError, match="choose one of"):
+        CaptumSaliency(TinyConvNet(), "deeplift")
+    with pytest.raises(ConfigError, match=r"\['window_size'\].*'window'"):
+        CaptumSaliency(TinyConvNet(), "occlusion", window_size=3)
+    with pytest.raises(ConfigError, match="unknown score"):
+        CaptumSaliency(TinyConvNet(), "gradient", score="softmax")
