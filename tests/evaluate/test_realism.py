@@ -1,0 +1,143 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+from torch import nn
+
+from cfgen.errors import WeightsMissingError
+from cfgen.evaluate.realism import (
+    INCEPTION_WEIGHTS,
+    FeatureExtractor,
+    fid,
+    inception_features,
+    kid,
+    realism_by_bin,
+)
+from cfgen.explain.strip import Strip
+
+
+def _identity_features(dim: int) -> FeatureExtractor:
+    """Feature extractor reading "images" (N, D, 1, 1) as D-dimensional feature vectors."""
+    return FeatureExtractor(nn.Flatten(), dim)
+
+
+def _with_moments(n: int, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    """n samples whose sample mean and (unbiased) covariance are exactly `mean` and `cov`."""
+    z = torch.randn(n, mean.shape[0], dtype=torch.float64)
+    z = z - z.mean(dim=0)
+    whitening = torch.linalg.inv(torch.linalg.cholesky(z.T @ z / (n - 1)))
+    return (z @ whitening.T) @ torch.linalg.cholesky(cov).T + mean
+
+
+def _as_images(features: torch.Tensor) -> torch.Tensor:
+    return features.float()[:, :, None, None]
+
+
+def _random_covariance(dim: int, ridge: float) -> torch.Tensor:
+    a = torch.randn(dim, dim, dtype=torch.float64)
+    return a @ a.T + ridge * torch.eye(dim, dtype=torch.float64)
+
+
+def test_fid_matches_closed_form_for_gaussians():
+    dim = 4
+    mean1, mean2 = torch.randn(dim, dtype=torch.float64), torch.randn(dim, dtype=torch.float64)
+    cov1, cov2 = _random_covariance(dim, 1.0), _random_covariance(dim, 0.5)
+    real = _as_images(_with_moments(500, mean1, cov1))
+    fake = _as_images(_with_moments(300, mean2, cov2))
+    root = linalg.sqrtm(cov1.numpy() @ cov2.numpy()).real
+    expected = ((mean1 - mean2) ** 2).sum().item() + np.trace(
+        cov1.numpy() + cov2.numpy() - 2 * root
+    )
+    measured = fid(real, fake, _identity_features(dim), batch_size=64)
+    torch.testing.assert_close(measured, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fid_of_identical_sets_is_zero():
+    images = _as_images(torch.randn(200, 6))
+    torch.testing.assert_close(fid(images, images, _identity_features(6)), 0.0, atol=1e-6, rtol=0)
+
+
+def test_fid_needs_two_images_per_set():
+    images = _as_images(torch.randn(5, 3))
+    assert math.isnan(fid(images[:1], images, _identity_features(3)))
+
+
+def _poly_mmd(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Reference: unbiased MMD² with the KID kernel (x·y / d + 1)³."""
+    x, y = x.double(), y.double()
+    m = x.shape[0]
+
+    def kernel(a, b):
+        return (a @ b.T / a.shape[1] + 1) ** 3
+
+    k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
+    within = (k_xx.sum() - k_xx.trace() + k_yy.sum() - k_yy.trace()) / (m * (m - 1))
+    return (within - 2 * k_xy.sum() / m**2).item()
+
+
+def test_kid_matches_reference_mmd():
+    real, fake = torch.randn(60, 5), torch.randn(60, 5) + 0.5
+    mean, _ = kid(_as_images(real), _as_images(fake), _identity_features(5), subsets=1)
+    torch.testing.assert_close(mean, _poly_mmd(real, fake), rtol=1e-6, atol=1e-9)
+
+
+def test_kid_is_near_zero_for_one_distribution():
+    def kid_mean(shift: float) -> float:
+        real, fake = torch.randn(400, 8), torch.randn(400, 8) + shift
+        return kid(_as_images(real), _as_images(fake), _identity_features(8), subsets=10)[0]
+
+    torch.testing.assert_close(kid_mean(0.0), 0.0, atol=0.05, rtol=0)
+    assert kid_mean(1.0) > 0.5
+
+
+def _strip_from(fake_by_bin: list[torch.Tensor]) -> Strip:
+    images = torch.stack(fake_by_bin)
+    steps, n = images.shape[:2]
+    return Strip(images, torch.arange(steps), torch.rand(steps, n), torch.rand(n))
+
+
+def test_realism_by_bin_groups_real_by_posterior_and_fake_by_target_bin():
+    n_bins, per_bin, dim = 4, 10, 3
+    real = _as_images(torch.randn(n_bins * per_bin, dim))
+    posteriors = (torch.arange(n_bins).repeat_interleave(per_bin) + 0.5) / n_bins
+    # Each bin's fakes are exactly its real images: every per-bin FID must vanish.
+    strip = _strip_from([real[b * per_bin : (b + 1) * per_bin] for b in range(n_bins)])
+    results = realism_by_bin(real, posteriors, strip, n_bins, _identity_features(dim))
+    for b in range(n_bins):
+        torch.testing.assert_close(results[f"bin_{b}"], 0.0, atol=1e-6, rtol=0)
+        assert results[f"n_real_bin_{b}"] == results[f"n_fake_bin_{b}"] == per_bin
+    torch.testing.assert_close(results["overall"], 0.0, atol=1e-6, rtol=0)
+    # With 4 bins, centres 0.125 … 0.875: no posterior or bin centre beyond 0.9 or below 0.1.
+    assert math.isnan(results["present"]) and math.isnan(results["absent"])
+    assert results["n_real_present"] == results["n_fake_absent"] == 0
+
+
+def test_realism_by_bin_present_and_absent_follow_pe_thresholds():
+    n_bins, dim = 10, 2
+    real = _as_images(torch.randn(40, dim))
+    posteriors = torch.cat([torch.full((20,), 0.02), torch.full((20,), 0.97)])
+    fakes = [real[:20] if b == 0 else real[20:] for b in range(n_bins)]
+    results = realism_by_bin(real, posteriors, _strip_from(fakes), n_bins, _identity_features(dim))
+    torch.testing.assert_close(results["absent"], 0.0, atol=1e-6, rtol=0)
+    torch.testing.assert_close(results["present"], 0.0, atol=1e-6, rtol=0)
+    assert (results["n_fake_present"], results["n_fake_absent"]) == (20, 20)
+    assert math.isnan(results["bin_5"])
+
+
+def test_realism_by_bin_kid_and_unknown_metric():
+    real = _as_images(torch.randn(20, 2))
+    posteriors = torch.full((20,), 0.05)
+    strip = _strip_from([real, real])
+    results = realism_by_bin(real, posteriors, strip, 2, _identity_features(2), metric="kid")
+    assert results["bin_0"] < 0.05
+    with pytest.raises(ValueError, match="unknown realism metric"):
+        realism_by_bin(real, posteriors, strip, 2, _identity_features(2), metric="is")
+
+
+def test_inception_without_weights_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(WeightsMissingError, match=INCEPTION_WEIGHTS) as error:
+        inception_features()
+    assert str(tmp_path / "checkpoints") in str(error.value)
