@@ -15,7 +15,6 @@ from cfgen.evaluate.suite import SuiteConfig, SuiteInputs
 from cfgen.explain.base import Classifier
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.explain.registry import build_explainer, is_counterfactual
-from cfgen.io import load_bundle
 
 REFERENCE_SPLIT = "val"
 
@@ -35,7 +34,7 @@ def _load_oracle(path: str):
     return oracle, domain_features(oracle), list(oracle.factor_names)
 
 
-def _explainer(path: str, classifier: Classifier | None = None) -> ProgressiveExaggeration:
+def _explainer(path: str, classifier: str | None = None) -> ProgressiveExaggeration:
     return ProgressiveExaggeration.from_checkpoint(path, classifier=classifier)
 
 
@@ -59,7 +58,6 @@ def _context(config: SuiteConfig, classifier: Classifier, image_size: int) -> Ev
     context = EvalContext(
         classifier=classifier,
         queries=queries.images,
-        n_bins=config.n_bins,
         factors=queries.factors,
         masks=queries.masks.float() / 255.0,
         factor_names=list(queries.factor_names),
@@ -85,15 +83,16 @@ def _context(config: SuiteConfig, classifier: Classifier, image_size: int) -> Ev
 
 def load_inputs(config: SuiteConfig) -> SuiteInputs:
     """Everything `run_suite` needs, from the files `config` names."""
-    classifier = None
-    if config.classifier is not None:
-        from cfgen.models.blackbox import load_blackbox
-
-        classifier = load_blackbox(config.classifier)
-    explainer = _explainer(config.explainer, classifier)
+    # A classifier file is checked against the one the explainer recorded (sha256).
+    explainer = _explainer(config.explainer, config.classifier)
     classifier = explainer.classifier
-    image_size = load_bundle(config.explainer, "explainer")["config"]["image_size"]
-    context = _context(config, classifier, image_size)
+    if config.n_bins not in (None, explainer.n_bins):
+        raise ConfigError(
+            f"n_bins is {config.n_bins} but the explainer {config.explainer} was trained with "
+            f"{explainer.n_bins} bins; leave n_bins unset to use them"
+        )
+    context = _context(config, classifier, explainer.generator.image_size)
+    context.n_bins = explainer.n_bins
     adversarial, saliency = _methods(config, classifier)
     bias = None
     if config.bias.biased_explainer is not None:

@@ -17,8 +17,16 @@ from dataclasses import dataclass, field
 import torch
 
 from cfgen.errors import CfgenError
-from cfgen.evaluate import closeness, faithfulness, localisation, preservation, realism
+from cfgen.evaluate import (
+    closeness,
+    faithfulness,
+    localisation,
+    preservation,
+    realism,
+    robustness,
+)
 from cfgen.evaluate.shift import compatibility_curve, shift_summary
+from cfgen.explain.base import resolve_target
 from cfgen.explain.strip import Strip
 
 
@@ -82,10 +90,12 @@ class EvalContext:
 
 @dataclass
 class SaliencyOutput:
-    """A saliency method's maps for the queries, (N, C, H, W), and the callable that made them."""
+    """A saliency method's maps for the queries, (N, C, H, W), the callable that made them, and
+    its registry name (the randomisation check rebuilds the method on randomised classifiers)."""
 
     maps: torch.Tensor
     explain: ExplainFn
+    name: str | None = None
 
 
 def far_end(strip: Strip) -> torch.Tensor:
@@ -215,6 +225,31 @@ def score_saliency_localisation(context: EvalContext, output: SaliencyOutput) ->
     return localisation.localisation_summary(output.maps.abs(), context.target_region_masks())
 
 
+def score_saliency_robustness(context: EvalContext, output: SaliencyOutput) -> dict[str, float]:
+    """Max-sensitivity, infidelity and the randomisation sanity check on the first
+    `robustness_queries` queries (`robustness.py`).
+
+    randomised_spearman_top / _all: rank correlation of |map| with the original after
+    re-initialising the classifier's output layer / every layer; near 0 = the map follows the
+    model, near 1 = it does not depend on what the model learnt.
+    """
+    queries = context.queries[: context.robustness_queries]
+    target = resolve_target(context.classifier, queries, None)
+    sensitivity = robustness.max_sensitivity(output.explain, queries, target)
+    infidelity = robustness.infidelity(context.classifier, output.explain, queries, target)
+    scores = {"max_sensitivity": sensitivity.mean().item(), "infidelity": infidelity.mean().item()}
+    if output.name is not None and isinstance(context.classifier, torch.nn.Module):
+        try:
+            rows = robustness.cascading_randomisation(
+                context.classifier, output.name, queries, target
+            )
+        except CfgenError:  # a classifier without randomisable layers: the check does not apply
+            return scores
+        scores["randomised_spearman_top"] = rows[0]["spearman"]
+        scores["randomised_spearman_all"] = rows[-1]["spearman"]
+    return scores
+
+
 COUNTERFACTUAL_SCORES: dict[str, Callable[[EvalContext, Strip], dict[str, float]]] = {
     "shift": score_shift,
     "realism": score_realism,
@@ -227,4 +262,5 @@ COUNTERFACTUAL_SCORES: dict[str, Callable[[EvalContext, Strip], dict[str, float]
 SALIENCY_SCORES: dict[str, Callable[[EvalContext, SaliencyOutput], dict[str, float]]] = {
     "faithfulness": score_saliency_faithfulness,
     "localisation": score_saliency_localisation,
+    "robustness": score_saliency_robustness,
 }

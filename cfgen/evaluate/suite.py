@@ -54,7 +54,10 @@ class SuiteConfig:
 
     explainer: the PE bundle (`explainer.pt`); classifier: the black box (default: the one the
     explainer recorded); oracle: the factor oracle (`oracle.pt`) for preservation, realism
-    features and the bias experiment. Queries: `n_queries` images of the synthetic `split`.
+    features and the bias experiment. Queries: `n_queries` images of the synthetic `split`;
+    `n_real` validation images are the real reference for realism. n_bins: default (None) the
+    explainer's. baselines / adversarial: `cfgen.explain.registry` names. robustness_queries:
+    how many queries the (costly) robustness checks use. logger: "wandb" or "none".
     """
 
     explainer: str
@@ -66,7 +69,7 @@ class SuiteConfig:
     split: str = "test"
     n_real: int = 2000
     seed: int = 0
-    n_bins: int = 10
+    n_bins: int | None = None
     baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
     adversarial: list[str] = field(default_factory=lambda: ["pgd"])
     counterfactual_metrics: list[str] = field(default_factory=lambda: list(COUNTERFACTUAL_SCORES))
@@ -88,8 +91,8 @@ class SuiteConfig:
             unknown = sorted(set(names) - set(registry))
             if unknown:
                 raise ConfigError(f"unknown {option} {unknown}; choose from {sorted(registry)}")
-        if self.n_queries < 1 or self.report_queries < 0 or self.n_bins < 2:
-            raise ConfigError("n_queries must be >= 1, report_queries >= 0 and n_bins >= 2")
+        if self.n_queries < 1 or self.report_queries < 0:
+            raise ConfigError("n_queries must be >= 1 and report_queries >= 0")
 
 
 @dataclass
@@ -183,7 +186,7 @@ def run_suite(config: SuiteConfig, inputs: SuiteInputs) -> tuple[dict, dict[str,
         for name, method in inputs.saliency_methods.items():
             progress.update(task, description=f"maps: {name}")
             maps, seconds = _timed(lambda method=method: make_maps(method, context))
-            output = SaliencyOutput(maps=maps, explain=method.explain)
+            output = SaliencyOutput(maps=maps, explain=method.explain, name=name)
             entry = _score(SALIENCY_SCORES, config.saliency_metrics, context, output)
             results["methods"][name] = {**entry, "kind": "saliency"}
             results["timing"][name] = _timing(seconds, context.queries.shape[0])

@@ -84,3 +84,31 @@ def test_lpips_without_weights_names_the_file(monkeypatch, tmp_path):
     strip = ExactCounterfactual(ctx.classifier).exaggerate(ctx.queries)
     with pytest.raises(WeightsMissingError, match="a.pth"):
         scoring.COUNTERFACTUAL_SCORES["lpips"](ctx, strip)
+
+
+def test_robustness_of_a_real_baseline_on_a_conv_net():
+    from cfgen.explain.registry import build_explainer
+    from tests.helpers import TinyConvNet
+
+    ctx = context()
+    ctx.classifier = TinyConvNet(channels=3)
+    ctx.robustness_queries = 3
+    method = build_explainer("gradient", ctx.classifier)
+    output = SaliencyOutput(method.explain(ctx.queries), method.explain, name="gradient")
+    scores = scoring.SALIENCY_SCORES["robustness"](ctx, output)
+    assert set(scores) == {
+        "max_sensitivity",
+        "infidelity",
+        "randomised_spearman_top",
+        "randomised_spearman_all",
+    }
+    assert scores["max_sensitivity"] > 0
+
+
+def test_a_map_that_ignores_the_input_has_zero_sensitivity():
+    ctx = context()
+    method = MaskSaliency(ctx.classifier)
+    output = SaliencyOutput(method.explain(ctx.queries), method.explain, name=None)
+    scores = scoring.SALIENCY_SCORES["robustness"](ctx, output)
+    assert scores["max_sensitivity"] == pytest.approx(0.0)
+    assert set(scores) == {"max_sensitivity", "infidelity"}

@@ -82,7 +82,7 @@ def test_evaluate_writes_results_images_and_report(tmp_path):
     out = tmp_path / "eval"
     saved = json.loads((out / "results.json").read_text())
     assert saved["methods"]["exact"]["metrics"]["shift"]["flip_rate"] == pytest.approx(1.0)
-    assert saved["config"]["n_bins"] == 10 and saved["versions"]["torch"] == torch.__version__
+    assert saved["config"]["n_queries"] == 500 and saved["versions"]["torch"] == torch.__version__
     with np.load(out / "report_images.npz") as arrays:
         assert arrays["queries"].shape == (2, 3, 8, 8)
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
