@@ -9,8 +9,10 @@ from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
+from cfgen.data.chexpert import chexpert_splits
+from cfgen.data.folders import CelebA, folder_splits
 from cfgen.data.synthetic import SyntheticFaces
 from cfgen.errors import ConfigError, DataError
 
@@ -48,30 +50,17 @@ def _require_root(module: "AttributeDataModule") -> str:
 
 def _folder(module: "AttributeDataModule") -> Splits:
     root, options = _require_root(module), module.hparams
-    from cfgen.data.folders import AttributeFolder, split_by_column_or_seed
-
-    return split_by_column_or_seed(
-        lambda split: AttributeFolder(
-            root,
-            csv=options.csv or "attributes.csv",
-            split=split,
-            image_size=options.image_size,
-        ),
-        seed=options.seed,
-    )
+    csv = options.csv or "attributes.csv"
+    return folder_splits(root, csv=csv, image_size=options.image_size, seed=options.seed)
 
 
 def _celeba(module: "AttributeDataModule") -> Splits:
     root, size = _require_root(module), module.hparams.image_size
-    from cfgen.data.folders import CelebA
-
     return tuple(CelebA(root, split=name, image_size=size) for name in ("train", "val", "test"))
 
 
 def _chexpert(module: "AttributeDataModule") -> Splits:
     root, options = _require_root(module), module.hparams
-    from cfgen.data.folders import chexpert_splits
-
     return chexpert_splits(
         root,
         csv=options.csv,
@@ -87,13 +76,6 @@ SOURCES: dict[str, Callable[["AttributeDataModule"], Splits]] = {
     "celeba": _celeba,
     "chexpert": _chexpert,
 }
-
-
-def _base(dataset: Dataset) -> Dataset:
-    """The dataset under any `Subset` wrappers (it carries `attribute_names`)."""
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    return dataset
 
 
 class AttributeDataModule(pl.LightningDataModule):
@@ -171,7 +153,7 @@ class AttributeDataModule(pl.LightningDataModule):
 
     @property
     def attribute_names(self) -> list[str]:
-        return list(_base(self.train_dataset).attribute_names)
+        return list(self.train_dataset.attribute_names)
 
     @property
     def target_index(self) -> int:

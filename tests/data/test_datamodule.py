@@ -80,3 +80,21 @@ def test_real_sources_need_a_root():
 def test_datasets_before_setup_raise():
     with pytest.raises(RuntimeError, match="setup"):
         _ = _synthetic().train_dataset
+
+
+def test_folder_source_reads_the_split_column(tmp_path):
+    from tests.data.fakes import attribute_folder
+
+    attribute_folder(tmp_path, ["train"] * 3 + ["val", "test"], [[1, 0]] * 5)
+    module = AttributeDataModule(
+        source="folder", root=str(tmp_path), image_size=8, batch_size=2, target="b"
+    )
+    module.setup()
+    assert [len(module.train_dataset), len(module.val_dataset), len(module.test_dataset)] == [
+        3,
+        1,
+        1,
+    ]
+    assert module.attribute_names == ["a", "b"] and module.target_index == 1
+    batch = next(iter(module.train_dataloader()))
+    assert batch["image"].shape == (2, 3, 8, 8) and module.channels == 3
