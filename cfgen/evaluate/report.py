@@ -87,7 +87,8 @@ def _html_table(columns: list[str], rows: list[list[str]], name: str) -> str:
         "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
         for row in rows
     )
-    return f'<table class="{name}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    table = f'<table class="{name}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<div class="scroll">{table}</div>'
 
 
 def make_figures(results: dict, images: dict[str, np.ndarray]) -> dict[str, tuple[str, bytes]]:
@@ -170,7 +171,7 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 figure { margin: 1.5em 0; } img { max-width: 100%; } .finding { font-size: 1.1em; }
-pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; } .scroll { overflow-x: auto; }
 """
 
 
