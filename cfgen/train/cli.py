@@ -96,6 +96,11 @@ class CfgenCLI(LightningCLI):
         )
         parser.add_argument("--project", type=str, default="cfgen", help="wandb project name")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # `args` is always explicit here; Lightning would warn because sys.argv also has words
+        # (`cfgen classifier fit ...`).
+        self.config = parser.parse_args(args)
+
     @property
     def run_dir(self) -> Path:
         """The run directory: `trainer.default_root_dir`."""
@@ -148,5 +153,12 @@ def run_cli(
 def classifier_main(argv: Sequence[str]) -> int:
     """`cfgen classifier ...`: train / test a black-box classifier."""
     from cfgen.train.classifier import cli_main
+
+    return cli_main(argv)
+
+
+def explainer_main(argv: Sequence[str]) -> int:
+    """`cfgen explainer ...`: train the Progressive Exaggeration explainer."""
+    from cfgen.train.explainer import cli_main
 
     return cli_main(argv)
