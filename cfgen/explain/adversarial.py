@@ -7,12 +7,13 @@ per-query optimisation is also what PE's amortised, one-pass explainer is timed 
   side (captum's `targeted=True` steps *down* the gradient of the cross-entropy to label 1 when
   the target lies above f(x), to 0 below). The most the attack can move f grows with the
   L-infinity radius, so a bisection on each query's radius finds the smallest radius at which
-  f(x') reaches the target posterior (queries already within `tolerance` stay as they are;
-  `search_steps` halvings of `max_radius` bound the overshoot): strips land on their bins instead of
-  jumping to the far end. (Minimising the cross-entropy to the target posterior itself instead
-  makes sign steps oscillate around it at large radii, which breaks the bisection.) The radius
-  is passed to captum as an (N, 1, 1, 1) tensor: captum's PGD and FGSM only use it in
-  broadcasting arithmetic and `torch.clamp`.
+  f(x') reaches the target posterior, then a bisection on the segment between the images just
+  short of and just past the target lands on it (queries already within `tolerance` stay as
+  they are). Strips land on their bins instead of jumping to the far end. (Minimising the
+  cross-entropy to the target posterior itself instead makes sign steps oscillate around it
+  at large radii, which breaks the bisection.) The radius is passed to captum as an
+  (N, 1, 1, 1) tensor: captum's PGD and FGSM only use it in broadcasting arithmetic and
+  `torch.clamp`. A target beyond reach at `max_radius` gets the attack at `max_radius`.
 - `OptimisationCounterfactual`: Adam on x' minimising BCE(f(x'), target) + l1_weight |x' - x|_1
   (mean over pixels), a fixed step budget per query.
 - `minimal_flip_radius`: captum's `MinParamPerturbation` (binary search), one query at a time,
@@ -121,21 +122,44 @@ class AdversarialCounterfactual(CounterfactualExplainer):
         x = x.detach()
         target = resolve_target(self.classifier, x, target)
         start = self._posterior(x)
-        up = target >= start
-        done = (start - target).abs() <= self.tolerance
-        low = torch.zeros_like(start).view(-1, 1, 1, 1)
-        high = torch.full_like(low, self.max_radius)
+        todo = (start - target).abs() > self.tolerance
+        result = x.clone()
+        if todo.any():
+            queries, goals, up = x[todo], target[todo], target[todo] >= start[todo]
+            short, reached = self._search_radius(queries, goals, up)
+            result[todo] = self._blend(short, reached, goals, up)
+        return result
+
+    def _search_radius(self, x: torch.Tensor, target: torch.Tensor, up: torch.Tensor):
+        """Bisect each query's radius: images just short of the target and just past it."""
         side = up.float()
+        low = torch.zeros_like(target).view(-1, 1, 1, 1)
+        high = torch.full_like(low, self.max_radius)
         with torch.enable_grad():
-            best = self.attack(x, high, side)
+            short, reached = x, self.attack(x, high, side)
             for _ in range(self.search_steps):
                 middle = (low + high) / 2
                 candidate = self.attack(x, middle, side)
-                ok = _reached(self._posterior(candidate), target, up)
-                high = torch.where(ok.view(-1, 1, 1, 1), middle, high)
-                low = torch.where(ok.view(-1, 1, 1, 1), low, middle)
-                best = torch.where(ok.view(-1, 1, 1, 1), candidate, best)
-        return torch.where(done.view(-1, 1, 1, 1), x, best).detach()
+                ok = _reached(self._posterior(candidate), target, up).view(-1, 1, 1, 1)
+                high, low = torch.where(ok, middle, high), torch.where(ok, low, middle)
+                reached = torch.where(ok, candidate, reached)
+                short = torch.where(ok, short, candidate)
+        return short.detach(), reached.detach()
+
+    def _blend(self, short, reached, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        """Bisect on the segment short -> reached, inside the ball of the reached radius.
+
+        PGD's sign steps make f jump between nearby radii; along the segment f is continuous,
+        so the image that lands on the target lies on it (unless even `max_radius` fell short).
+        """
+        low = torch.zeros_like(target).view(-1, 1, 1, 1)
+        high = torch.ones_like(low)
+        for _ in range(self.search_steps):
+            middle = (low + high) / 2
+            ok = _reached(self._posterior(short + middle * (reached - short)), target, up)
+            ok = ok.view(-1, 1, 1, 1)
+            high, low = torch.where(ok, middle, high), torch.where(ok, low, middle)
+        return short + high * (reached - short)
 
 
 class OptimisationCounterfactual(CounterfactualExplainer):
