@@ -189,8 +189,8 @@ class OptimisationCounterfactual(CounterfactualExplainer):
                 distance = (moved - x).abs().flatten(1).mean(dim=1)
                 # Summed over queries: each query's step is independent of the batch size.
                 loss = target_loss(self.classifier(moved), target) + self.l1_weight * distance
-                optimiser.zero_grad()
-                loss.sum().backward()
+                # Only the change gets a gradient: the classifier's weights stay untouched.
+                (change.grad,) = torch.autograd.grad(loss.sum(), change)
                 optimiser.step()
         return (x + change).clamp(LOW, HIGH).detach()
 
