@@ -81,6 +81,10 @@ def infidelity(
     """
     target = resolve_target(classifier, x, target)
     relevance = explain(x, target)
+    if relevance.shape != x.shape:
+        raise ValueError(
+            f"explain returned a map shaped {tuple(relevance.shape)} for x {tuple(x.shape)}"
+        )
 
     def perturb(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         perturbation = torch.randn_like(inputs) * noise
