@@ -1,0 +1,221 @@
+"""Train the black-box classifier that cfgen explains: `cfgen classifier fit|test`.
+
+    cfgen classifier fit --config configs/classifier/synthetic_smile.yaml --trainer.max_epochs 3
+    cfgen classifier test --config configs/classifier/synthetic_smile.yaml \
+        --ckpt_path runs/classifier/synthetic_smile/checkpoints/last.ckpt
+
+The network predicts every attribute of the data set at once (multi-label binary cross-entropy,
+one logit per attribute; labels that are not finite, e.g. uncertain ones dropped by the data,
+are left out of the loss). Learning all attributes costs nothing extra and gives the explainer a
+classifier whose other outputs can be checked too; the metrics are computed on the target
+attribute: `val/auc`, `test/auc`, `test/acc`, `test/ece` (expected calibration error, 15 bins).
+
+Sizes (number of outputs, attribute names, image size, channels) come from the datamodule in
+`setup`, so a config only names the architecture and the optimiser; `data.target` picks the
+explained attribute. At the end of `fit` the
+weights are exported as `<run dir>/classifier.pt`, a safe bundle read by
+`cfgen.models.blackbox.load_blackbox`; the CLI then tests it and prints a summary.
+"""
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryCalibrationError
+
+from cfgen.errors import ConfigError
+from cfgen.io import save_bundle
+from cfgen.models.classifiers import build_classifier
+from cfgen.train.cli import CfgenCLI, run_cli
+
+BUNDLE_NAME = "classifier.pt"
+ECE_BINS = 15
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean BCE over the finite entries of `labels`; logits and labels `(N, A)`."""
+    known = torch.isfinite(labels)
+    if not known.any():
+        return logits.sum() * 0.0  # keeps the graph; a batch without labels teaches nothing
+    return F.binary_cross_entropy_with_logits(logits[known], labels[known])
+
+
+class ClassifierModule(pl.LightningModule):
+    """Multi-label attribute classifier; metrics and export for the explained target.
+
+    Args:
+        arch: a name of `cfgen.models.classifiers.ARCHITECTURES`.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        pretrained: start from ImageNet weights if their file is in the torch cache.
+        schedule: "cosine" decays the learning rate to 0 over training; "constant" keeps it.
+
+    The data facts (attribute names, target, image size, channels) are not arguments: they
+    come from the datamodule in `setup`, or from `configure_data` when used without a Trainer.
+    """
+
+    def __init__(
+        self,
+        arch: str = "small_cnn",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        pretrained: bool = False,
+        schedule: Literal["cosine", "constant"] = "cosine",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.network: torch.nn.Module | None = None
+        self.data_facts: dict[str, Any] = {}
+        self.val_auc = BinaryAUROC()
+        self.test_auc = BinaryAUROC()
+        self.test_acc = BinaryAccuracy()
+        self.test_ece = BinaryCalibrationError(n_bins=ECE_BINS)
+
+    # ---- data facts and network -----------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if self.network is not None:
+            return
+        data = getattr(self.trainer, "datamodule", None)
+        if data is None:
+            raise ConfigError("ClassifierModule needs a datamodule (the `data:` config section)")
+        names = list(data.attribute_names)
+        self.configure_data(names, names[data.target_index], data.image_size, data.channels)
+
+    def configure_data(
+        self, attribute_names: list[str], target: str, image_size: int, in_channels: int = 3
+    ) -> None:
+        """Fix the outputs and input size, and build the network."""
+        if target not in attribute_names:
+            raise ConfigError(f"target {target!r} is not one of the attributes {attribute_names}")
+        self.data_facts = {
+            "attribute_names": list(attribute_names),
+            "target": target,
+            "image_size": int(image_size),
+            "in_channels": int(in_channels),
+        }
+        self.network = build_classifier(
+            self.hparams.arch,
+            len(attribute_names),
+            int(image_size),
+            int(in_channels),
+            self.hparams.pretrained,
+        )
+
+    @property
+    def target_index(self) -> int:
+        return self.data_facts["attribute_names"].index(self.data_facts["target"])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) in [-1, 1] -> logits (N, A)."""
+        return self.network(images)
+
+    # ---- steps ----------------------------------------------------------------------------
+    def _target_scores(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss over all attributes, and target-attribute posterior (N,) and labels (N,)."""
+        logits = self(batch["image"])
+        loss = masked_bce(logits, batch["labels"])
+        posterior = torch.sigmoid(logits[:, self.target_index])
+        return loss, posterior, batch["labels"][:, self.target_index]
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        loss, _, _ = self._target_scores(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        loss, posterior, labels = self._target_scores(batch)
+        known = torch.isfinite(labels)
+        self.val_auc.update(posterior[known], labels[known].long())
+        self.log("val/loss", loss, prog_bar=True)
+        self.log("val/auc", self.val_auc, prog_bar=True)
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        loss, posterior, labels = self._target_scores(batch)
+        known = torch.isfinite(labels)
+        posterior, labels = posterior[known], labels[known].long()
+        for name, metric in [
+            ("auc", self.test_auc),
+            ("acc", self.test_acc),
+            ("ece", self.test_ece),
+        ]:
+            metric.update(posterior, labels)
+            self.log(f"test/{name}", metric)
+        self.log("test/loss", loss)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+        if self.hparams.schedule == "constant":
+            return optimizer
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # ---- export ---------------------------------------------------------------------------
+    def bundle_config(self) -> dict:
+        """What `load_blackbox` needs to rebuild this classifier (see `cfgen.models.blackbox`)."""
+        facts = self.data_facts
+        return {
+            "arch": self.hparams.arch,
+            "num_outputs": len(facts["attribute_names"]),
+            **facts,
+            "output": "logits",
+            "activation": "sigmoid",
+        }
+
+    def export(self, path: str | Path) -> Path:
+        """Write the classifier bundle to `path`."""
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
+        return save_bundle(
+            path, "classifier", self.bundle_config(), self.network.state_dict(), metrics=metrics
+        )
+
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero:
+            self.export(Path(self.trainer.default_root_dir) / BUNDLE_NAME)
+
+
+class ClassifierCLI(CfgenCLI):
+    """`fit` also tests the final weights; `fit` and `test` end with a short summary."""
+
+    def after_fit(self) -> None:
+        self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+        self._print_summary()
+
+    def after_test(self) -> None:
+        self._print_summary()
+
+    def _print_summary(self) -> None:
+        metrics = self.trainer.callback_metrics
+        figures = ", ".join(
+            f"{name} {float(metrics[f'test/{name}']):.4f}"
+            for name in ("auc", "acc", "ece")
+            if f"test/{name}" in metrics
+        )
+        bundle = self.run_dir / BUNDLE_NAME
+        print(f"classifier target {self.model.data_facts['target']!r}: test {figures}")
+        if bundle.is_file():
+            print(f"classifier bundle: {bundle}")
+        print(f"run directory: {self.run_dir}", file=sys.stdout)
+
+
+def cli_main(argv: Sequence[str]) -> int:
+    """`cfgen classifier fit|validate|test|predict ...`; returns the exit code."""
+    from cfgen.data.datamodule import AttributeDataModule
+
+    return run_cli(
+        ClassifierModule,
+        AttributeDataModule,
+        argv,
+        run_dir="runs/classifier/default",
+        cli_class=ClassifierCLI,
+        trainer_overrides={"max_epochs": 3},
+    )
