@@ -30,6 +30,7 @@ __all__ = [
     "REGION_NAMES",
     "SyntheticFaces",
     "attributes_from_factors",
+    "draw_faces",
     "render_faces",
     "sample_factors",
 ]
@@ -133,7 +134,8 @@ def confound(
     return factors
 
 
-def _check_options(split: str, target: str, confound_factor: str | None, strength: float) -> None:
+def check_options(split: str, target: str, confound_factor: str | None, strength: float) -> None:
+    """Raise `ConfigError` for an unknown split / target / factor or a strength outside [0, 1]."""
     if split not in SPLIT_OFFSETS:
         raise ConfigError(f"unknown split {split!r}; choose one of {sorted(SPLIT_OFFSETS)}")
     if target not in ATTRIBUTES:
@@ -153,6 +155,30 @@ def _check_options(split: str, target: str, confound_factor: str | None, strengt
             f"confound_factor {confound_factor!r} is the factor that defines {target!r}; "
             "choose a different factor (e.g. 'glasses')"
         )
+
+
+def draw_faces(
+    n: int,
+    seed: int = 0,
+    split: str = "train",
+    confound_factor: str | None = None,
+    confound_strength: float = 0.0,
+    target: str = "Smiling",
+    confound_all_splits: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Factors (n, F) and noise seeds (n,) of faces 0..n-1 of a split, confounded as asked.
+
+    What `SyntheticFaces` renders; also used to write the world to disk in chunks.
+    """
+    check_options(split, target, confound_factor, confound_strength)
+    if n < 0 or n >= 1 << 30:
+        raise ConfigError(f"n must lie in [0, 2**30), got {n}")
+    indices = torch.arange(n)
+    factors, noise_seeds = sample_factors(seed, split, indices)
+    if confound_factor is not None and (split == "train" or confound_all_splits):
+        uniforms = _stream(_row_keys(seed, split, indices), _CONFOUND_STREAM)
+        factors = confound(factors, uniforms, confound_factor, target, confound_strength)
+    return factors, noise_seeds
 
 
 class SyntheticFaces(Dataset):
@@ -178,18 +204,13 @@ class SyntheticFaces(Dataset):
         target: str = "Smiling",
         confound_all_splits: bool = False,
     ):
-        _check_options(split, target, confound_factor, confound_strength)
-        if n < 0 or n >= 1 << 30:
-            raise ConfigError(f"n must lie in [0, 2**30), got {n}")
         self.image_size, self.seed, self.split, self.target = image_size, seed, split, target
         self.attribute_names = list(ATTRIBUTE_NAMES)
         self.factor_names = list(FACTOR_NAMES)
         self.region_names = list(REGION_NAMES)
-        indices = torch.arange(n)
-        factors, self.noise_seeds = sample_factors(seed, split, indices)
-        if confound_factor is not None and (split == "train" or confound_all_splits):
-            uniforms = _stream(_row_keys(seed, split, indices), _CONFOUND_STREAM)
-            factors = confound(factors, uniforms, confound_factor, target, confound_strength)
+        factors, self.noise_seeds = draw_faces(
+            n, seed, split, confound_factor, confound_strength, target, confound_all_splits
+        )
         self.factors = factors
         self.labels = attributes_from_factors(factors)
         self.images, self.masks = self._render_all(factors, self.noise_seeds)
