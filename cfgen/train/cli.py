@@ -162,3 +162,10 @@ def explainer_main(argv: Sequence[str]) -> int:
     from cfgen.train.explainer import cli_main
 
     return cli_main(argv)
+
+
+def oracle_main(argv: Sequence[str]) -> int:
+    """`cfgen oracle ...`: train the factor oracle used by evaluation."""
+    from cfgen.train.oracle import cli_main
+
+    return cli_main(argv)
