@@ -55,7 +55,7 @@ def _without_grad_warning(attack: Attack) -> Attack:
     return quiet
 
 
-def _pgd(classifier: Classifier, steps: int = 20, step_factor: float = 2.5) -> Attack:
+def _pgd(classifier: Classifier, steps: int = 10, step_factor: float = 2.5) -> Attack:
     """Targeted PGD; step size = step_factor * radius / steps (Madry et al.'s rule)."""
     pgd = PGD(classifier, target_loss, lower_bound=LOW, upper_bound=HIGH)
 
@@ -101,7 +101,7 @@ class AdversarialCounterfactual(CounterfactualExplainer):
         classifier: Classifier,
         attack: str = "pgd",
         max_radius: float = 1.0,
-        search_steps: int = 10,
+        search_steps: int = 8,
         tolerance: float = 0.02,
         **attack_options,
     ) -> None:

@@ -8,7 +8,8 @@ positive = evidence toward the target posterior (toward 1 when target >= f(x), e
 Each registry entry is a factory `(model, **options) -> attribute(x, index) -> (N, C, H, W)`;
 its keyword arguments, with their defaults, are the method's options. Defaults are chosen for
 images in [-1, 1] of 16-128 px on a CPU: SmoothGrad noise 0.3 (15 % of the range, as in the
-SmoothGrad paper), baselines 0 (mid-grey), 4x4-px superpixels for LIME / KernelSHAP.
+SmoothGrad paper), baselines 0 (mid-grey), 4x4-px superpixels for LIME / KernelSHAP, 4x4-px
+occlusion windows without overlap (one forward pass per window: overlap multiplies the cost).
 """
 
 import warnings
@@ -103,7 +104,7 @@ def _gradcam(model: nn.Module, layer: str | None = None) -> Attribute:
 
 
 def _occlusion(
-    model: nn.Module, window: int = 4, stride: int = 2, baseline: float = 0.0
+    model: nn.Module, window: int = 4, stride: int = 4, baseline: float = 0.0
 ) -> Attribute:
     occlusion = Occlusion(model)
 

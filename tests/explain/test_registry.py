@@ -44,9 +44,9 @@ def test_every_name_builds_an_explainer_that_maps_x_to_its_shape(name):
 
 def test_options_list_the_method_and_attack_arguments_with_defaults():
     assert explainer_options("occlusion") == {
-        "score": "logit", "window": 4, "stride": 2, "baseline": 0.0
+        "score": "logit", "window": 4, "stride": 4, "baseline": 0.0
     }  # fmt: skip
-    assert explainer_options("pgd")["steps"] == 20
+    assert explainer_options("pgd")["steps"] == 10
     assert "attack" not in explainer_options("pgd")
     assert explainer_options("second_order")["score"] == "log_posterior"
 
