@@ -20,6 +20,7 @@ they were asked to reach (the centre of their target bin). `realism_by_bin` also
 per bin.
 """
 
+import copy
 import math
 import warnings
 from collections.abc import Callable
@@ -45,8 +46,9 @@ class FeatureExtractor(nn.Module):
 
     def __init__(self, encoder: nn.Module, num_features: int) -> None:
         super().__init__()
-        self.encoder = encoder.eval().requires_grad_(False)
+        self.encoder = encoder.requires_grad_(False)
         self.num_features = num_features
+        self.eval()
 
     def train(self, mode: bool = True) -> "FeatureExtractor":
         # The encoder's batch-norm statistics must never move while features are extracted.
@@ -54,13 +56,18 @@ class FeatureExtractor(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # `FrechetInceptionDistance.set_dtype(float64)` casts this module too: follow its dtype.
+        parameter = next(self.encoder.parameters(), None)
+        if parameter is not None:
+            images = images.to(parameter.dtype)
         # float64 features: FID's covariance square root loses digits in float32.
         return self.encoder(images).flatten(1).double()
 
 
 def domain_features(oracle: nn.Module) -> FeatureExtractor:
-    """The default extractor: the trunk of a `cfgen.models.oracle.FactorOracle`."""
-    return FeatureExtractor(oracle.trunk, oracle.num_features)
+    """The default extractor: a copy of the trunk of a `cfgen.models.oracle.FactorOracle` (a
+    copy, so that FID casting its extractor to float64 leaves the oracle itself alone)."""
+    return FeatureExtractor(copy.deepcopy(oracle.trunk), oracle.num_features)
 
 
 class _InceptionOnSignedImages(nn.Module):

@@ -141,3 +141,16 @@ def test_inception_without_weights_names_the_file(tmp_path, monkeypatch):
     with pytest.raises(WeightsMissingError, match=INCEPTION_WEIGHTS) as error:
         inception_features()
     assert str(tmp_path / "checkpoints") in str(error.value)
+
+
+def test_fid_with_an_oracle_trunk_leaves_the_oracle_in_float32():
+    # FID computes in float64 and casts its feature extractor: a parametric trunk must follow
+    # (added by H6 after the suite failed on a real oracle).
+    from cfgen.evaluate.realism import domain_features, fid
+    from cfgen.models.oracle import FactorOracle
+
+    oracle = FactorOracle(["a", "b"], width=4, num_features=8)
+    images = torch.rand(6, 3, 16, 16) * 2 - 1
+    value = fid(images, images.flip(0), domain_features(oracle))
+    assert value == pytest.approx(0.0, abs=1e-6)
+    assert next(oracle.parameters()).dtype == torch.float32
