@@ -117,7 +117,8 @@ def randomisable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def _rank_correlation(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Spearman correlation of two maps per query, (N, ...) -> (N,); 0 when one is constant."""
-    first, second = first.flatten(1).double().numpy(), second.flatten(1).double().numpy()
+    first = first.flatten(1).double().cpu().numpy()
+    second = second.flatten(1).double().cpu().numpy()
     values = []
     for a, b in zip(first, second, strict=True):
         constant = a.min() == a.max() or b.min() == b.max()

@@ -220,7 +220,7 @@ def minimal_flip_radius(
     for query, goal in zip(x.detach().split(1), target.split(1), strict=True):
         search = MinParamPerturbation(
             classifier,
-            lambda inputs, radius, goal=goal: perturb(inputs, torch.tensor(radius), goal),
+            lambda inputs, radius, goal=goal: perturb(inputs, inputs.new_tensor(radius), goal),
             arg_name="radius",
             arg_min=0.0,
             arg_max=max_radius + resolution,
@@ -234,4 +234,4 @@ def minimal_flip_radius(
             )
         radii.append(float("inf") if radius is None else radius)
         images.append(query if image is None else image.detach())
-    return torch.tensor(radii), torch.cat(images)
+    return torch.tensor(radii, device=x.device), torch.cat(images)

@@ -45,10 +45,11 @@ def weighted_ridge(
         x, y, *w = batch
         features.append(x.double())
         outputs.append(y.double().reshape(len(x), -1))
-        weights.append(w[0].double() if w else torch.ones(len(x), dtype=torch.float64))
+        weights.append(w[0].double() if w else x.new_ones(len(x), dtype=torch.float64))
     x, y, s = torch.cat(features), torch.cat(outputs), torch.cat(weights).reshape(-1, 1)
-    design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
-    penalty = torch.eye(design.shape[1], dtype=x.dtype) * construct_kwargs.get("alpha", 0.0)
+    design = torch.cat([x, x.new_ones(len(x), 1)], dim=1)
+    penalty = torch.eye(design.shape[1], dtype=x.dtype, device=x.device)
+    penalty = penalty * construct_kwargs.get("alpha", 0.0)
     penalty[-1, -1] = 0.0
     gram = design.T @ (s * design) + penalty
     # lstsq rather than solve: with few samples the Gram matrix can be singular.
