@@ -31,17 +31,17 @@ from cfgen.errors import ClassifierError, ConfigError
 from cfgen.explain.base import Classifier, Explainer
 from cfgen.explain.options import check_options, factory_options
 from cfgen.explain.score import DirectionScore, direction_index
-from cfgen.explain.surrogate import kernel_shap_attribute, lime_attribute
-
-Attribute = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from cfgen.explain.surrogate import Attribute, kernel_shap_attribute, lime_attribute
 
 
 def _gradient(model: nn.Module) -> Attribute:
+    """d score / d x, signed (captum's `abs=False`)."""
     saliency = Saliency(model)
     return lambda x, index: saliency.attribute(x, target=index, abs=False)
 
 
 def _smoothgrad(model: nn.Module, stdev: float = 0.3, samples: int = 16) -> Attribute:
+    """Gradient averaged over `samples` copies of x with Gaussian noise of std `stdev`."""
     tunnel = NoiseTunnel(Saliency(model))
 
     def attribute(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -53,11 +53,13 @@ def _smoothgrad(model: nn.Module, stdev: float = 0.3, samples: int = 16) -> Attr
 
 
 def _integrated_gradients(model: nn.Module, steps: int = 32, baseline: float = 0.0) -> Attribute:
+    """(x - baseline) times the mean gradient on the straight path; sums to the score gap."""
     gradients = IntegratedGradients(model)
     return lambda x, index: gradients.attribute(x, baselines=baseline, target=index, n_steps=steps)
 
 
 def _guided_backprop(model: nn.Module) -> Attribute:
+    """Gradient with negative signals stopped at every nn.ReLU on the way back."""
     if not any(isinstance(module, nn.ReLU) for module in model.modules()):
         raise ClassifierError(
             "Guided Backprop overrides the gradient of nn.ReLU modules, and the classifier has "
@@ -93,6 +95,10 @@ def _find_layer(model: nn.Module, layer: str | None) -> nn.Module:
 
 
 def _gradcam(model: nn.Module, layer: str | None = None) -> Attribute:
+    """Grad-CAM of `layer` (default: the last Conv2d), bilinearly upsampled to (H, W).
+
+    Kept signed (no final ReLU) like every other map; the same map for every channel.
+    """
     cam = LayerGradCam(model, _find_layer(model, layer))
 
     def attribute(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -106,6 +112,7 @@ def _gradcam(model: nn.Module, layer: str | None = None) -> Attribute:
 def _occlusion(
     model: nn.Module, window: int = 4, stride: int = 4, baseline: float = 0.0
 ) -> Attribute:
+    """Score drop when a `window` x `window` patch (all channels) is set to `baseline`."""
     occlusion = Occlusion(model)
 
     def attribute(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
