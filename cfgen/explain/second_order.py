@@ -78,7 +78,7 @@ def spectral_radius(hvp: HessianProduct, like: torch.Tensor, iterations: int) ->
     """Largest |eigenvalue| of each query's Hessian by power iteration, (N, 1, 1, 1)."""
     vector = torch.randn_like(like)
     vector = vector / _norms(vector).clamp_min(1e-12)
-    radius = torch.zeros_like(_norms(vector))
+    radius = torch.zeros_like(_norms(vector))  # iterations = 0: no curvature estimate
     for _ in range(iterations):
         product = hvp(vector)
         radius = _norms(product)
@@ -96,8 +96,12 @@ def solve_second_order(
     power_iterations: int = 20,
     margin: float = 0.5,
 ) -> torch.Tensor:
-    """Proximal-gradient ascent on the objective of the module docstring, (N, C, H, W)."""
-    rho = spectral_radius(hvp, gradient, power_iterations) if power_iterations else 0.0
+    """Proximal-gradient ascent on the objective of the module docstring, (N, C, H, W).
+
+    Power iteration approaches rho from below; `margin` covers its shortfall.
+    `power_iterations=0` trusts `l2` alone (rho taken as 0).
+    """
+    rho = spectral_radius(hvp, gradient, power_iterations)
     l2 = torch.maximum(torch.full_like(gradient[:, :1, :1, :1], l2), (1 + margin) * rho / 2)
     step = 1.0 / (2 * l2 + rho)
     delta = torch.zeros_like(gradient)
