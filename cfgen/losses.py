@@ -1,0 +1,88 @@
+"""The explainer's losses (METHOD.md §1), as pure functions of tensors returning a scalar.
+
+They are chosen by name through `LOSSES`, so a training module (or a user) can swap one term
+without touching the others. Classifier terms take the classifier's *logits* of the explained
+class: the cross-entropy of a saturated classifier (posterior exactly 1.0 in float32) has a
+zero gradient through the sigmoid, but a useful one through the logit.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from cfgen.errors import ConfigError
+
+
+def hinge_discriminator(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """Hinge loss of D: mean relu(1 - D(real)) + mean relu(1 + D(fake)). Scores: (N,)."""
+    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+
+
+def hinge_generator(fake_scores: torch.Tensor) -> torch.Tensor:
+    """Hinge loss of G: -mean D(fake). Scores: (N,)."""
+    return -fake_scores.mean()
+
+
+def classifier_cross_entropy(logits: torch.Tensor, target_posterior: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy between target posteriors (N,) and the classifier's logits (N,).
+
+    Minimal (not zero) where sigmoid(logits) equals the target.
+    """
+    return F.binary_cross_entropy_with_logits(logits, target_posterior)
+
+
+def classifier_kl(logits: torch.Tensor, target_posterior: torch.Tensor) -> torch.Tensor:
+    """KL(target || sigmoid(logits)) per query, averaged: (N,), (N,) -> scalar, zero at match.
+
+    Equal to the cross-entropy minus the (constant) entropy of the target: same gradients, but
+    a value that reads as a distance.
+    """
+    target = target_posterior.clamp(1e-7, 1 - 1e-7)
+    entropy = -(target * target.log() + (1 - target) * (1 - target).log())
+    return F.binary_cross_entropy_with_logits(logits, target_posterior) - entropy.mean()
+
+
+def cycle_l1(image: torch.Tensor, cycled: torch.Tensor) -> torch.Tensor:
+    """Mean |x - I(I(x, c), c_x)| over all pixels. Images: (N, C, H, W)."""
+    return (image - cycled).abs().mean()
+
+
+def embedding_l2(embedding: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of two encoder embeddings, (N, D, h, w) each."""
+    return (embedding - other).pow(2).mean()
+
+
+def identity_l1(image: torch.Tensor, same_bin_image: torch.Tensor) -> torch.Tensor:
+    """Mean |x - I(x, c_x)|: asking for the query's own bin should change nothing."""
+    return (image - same_bin_image).abs().mean()
+
+
+def context_l1(image: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |x - I(x, c)| outside the region the decision may change.
+
+    `mask`: (N, 1, H, W) or (N, C, H, W) in [0, 1], 1 where change is allowed. Averaged over the
+    pixels outside the mask (weights 1 - mask), so the value does not depend on the region size.
+    """
+    keep = (1.0 - mask).expand_as(image)
+    return ((image - generated).abs() * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "hinge_discriminator": hinge_discriminator,
+    "hinge_generator": hinge_generator,
+    "classifier_cross_entropy": classifier_cross_entropy,
+    "classifier_kl": classifier_kl,
+    "cycle_l1": cycle_l1,
+    "embedding_l2": embedding_l2,
+    "identity_l1": identity_l1,
+    "context_l1": context_l1,
+}
+
+
+def get_loss(name: str) -> Callable[..., torch.Tensor]:
+    """The loss registered as `name`, with a clear error listing the choices."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ConfigError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}") from None

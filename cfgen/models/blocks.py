@@ -1,0 +1,132 @@
+"""Building blocks shared by the explainer's generator and discriminator.
+
+- `ConditionalBatchNorm2d`: batch norm whose scale and shift are looked up from the target bin,
+  so one network can render every bin (METHOD.md §1).
+- `GeneratorBlock`: a pre-activation residual block with conditional BN that can halve
+  (`resample="down"`), double (`"up"`) or keep the resolution.
+- `DiscriminatorBlock`: a spectrally-normalised residual block (no normalisation layers, as in
+  SN-GAN / the official discriminator), optionally halving the resolution.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from cfgen.errors import ConfigError
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BN with a learned (gamma, beta) per class: (N, C, H, W), (N,) long -> (N, C, H, W).
+
+    Gamma starts at 1 and beta at 0 for every class, so training starts from plain BN.
+    """
+
+    def __init__(self, channels: int, n_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.gamma = nn.Embedding(n_classes, channels)
+        self.beta = nn.Embedding(n_classes, channels)
+        nn.init.ones_(self.gamma.weight)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        gamma = self.gamma(label)[:, :, None, None]
+        beta = self.beta(label)[:, :, None, None]
+        return self.norm(x) * gamma + beta
+
+
+def _resample(x: torch.Tensor, resample: str) -> torch.Tensor:
+    if resample == "up":
+        return F.interpolate(x, scale_factor=2, mode="nearest")
+    if resample == "down":
+        return F.avg_pool2d(x, 2)
+    return x
+
+
+RESAMPLE_MODES = ("up", "down", "none")
+
+
+class GeneratorBlock(nn.Module):
+    """Residual block with conditional BN: (N, C_in, H, W), (N,) -> (N, C_out, H', W').
+
+    Upsampling happens before the first conv (cheap at low resolution is not an option there:
+    the conv must see the new grid), downsampling after the second one, so both convs of a
+    down block run at the input resolution and those of an up block at the output resolution.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, n_classes: int, resample: str) -> None:
+        super().__init__()
+        if resample not in RESAMPLE_MODES:
+            raise ValueError(f"resample must be one of {RESAMPLE_MODES}, got {resample!r}")
+        self.resample = resample
+        self.norm1 = ConditionalBatchNorm2d(in_channels, n_classes)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = ConditionalBatchNorm2d(out_channels, n_classes)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.shortcut = (
+            nn.Conv2d(in_channels, out_channels, 1)
+            if in_channels != out_channels or resample != "none"
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        up = self.resample == "up"
+        h = F.relu(self.norm1(x, label))
+        h = self.conv1(_resample(h, "up") if up else h)
+        h = self.conv2(F.relu(self.norm2(h, label)))
+        skip = self.shortcut(_resample(x, "up") if up else x)
+        if self.resample == "down":
+            return F.avg_pool2d(h + skip, 2)
+        return h + skip
+
+
+class DiscriminatorBlock(nn.Module):
+    """Spectrally-normalised residual block: (N, C_in, H, W) -> (N, C_out, H', W').
+
+    `first=True` is the block that sees the image: no activation before its first conv (a ReLU
+    would clip the negative half of the [-1, 1] pixels).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, downsample: bool, first: bool = False
+    ) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.first = first
+        self.conv1 = spectral_norm(nn.Conv2d(in_channels, out_channels, 3, padding=1))
+        self.conv2 = spectral_norm(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.shortcut = (
+            spectral_norm(nn.Conv2d(in_channels, out_channels, 1))
+            if in_channels != out_channels or downsample
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.first else F.relu(x)
+        h = self.conv2(F.relu(self.conv1(h)))
+        if self.downsample:
+            h = F.avg_pool2d(h, 2)
+        # A 1x1 conv commutes with average pooling: pooling first gives the same map, 4x cheaper.
+        skip = self.shortcut(F.avg_pool2d(x, 2) if self.downsample else x)
+        return h + skip
+
+
+def channel_widths(n_levels: int, base_width: int, max_width: int) -> list[int]:
+    """Width at each resolution level: doubles from `base_width` per level, capped."""
+    return [min(base_width * 2**level, max_width) for level in range(n_levels + 1)]
+
+
+def levels_for(image_size: int, bottom_size: int = 4) -> int:
+    """Number of halvings from `image_size` down to `bottom_size` (a power-of-2 ratio)."""
+    levels = 0
+    size = image_size
+    while size > bottom_size and size % 2 == 0:
+        size //= 2
+        levels += 1
+    if size != bottom_size:
+        raise ConfigError(
+            f"image_size {image_size} cannot be halved down to {bottom_size}x{bottom_size}; "
+            f"use a size like 32, 64 or 128"
+        )
+    return levels
