@@ -12,6 +12,7 @@ counter-based hash, so they depend on a key only, never on batch size or order.
 import contextlib
 import functools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
@@ -58,13 +59,16 @@ def hash_uniform(keys: Tensor) -> Tensor:
     return (hash32(keys) >> 8).float() / float(1 << 24)
 
 
-def _composite(background: Tensor, groups: list[Group], n_regions: int) -> tuple[Tensor, Tensor]:
-    """Paint `groups` over `background` (N, 3, H, W); masks (N, R, H, W) seen through occluders."""
+def _composite(background: Tensor, groups: list[Group], masks: Tensor) -> Tensor:
+    """Paint `groups` over `background` (N, 3, H, W) and return the image.
+
+    Fills `masks` (N, R, H, W): each region's extent seen through the groups painted after it.
+    """
     image = background
     for group in groups:
         for layer in group.layers:
             image = torch.lerp(image, layer.colour.expand_as(image), layer.alpha)
-    masks = torch.zeros(image.shape[0], n_regions, *image.shape[2:], device=image.device)
+    masks.zero_()
     transmitted = torch.ones_like(masks[:, :1])
     for group in reversed(groups):
         if group.region is not None:
@@ -72,7 +76,8 @@ def _composite(background: Tensor, groups: list[Group], n_regions: int) -> tuple
             masks[:, index : index + 1] += group.extent * transmitted
         transmitted = transmitted * (1.0 - union(group.layers))
     masks[:, REGION_NAMES.index("background")] = transmitted[:, 0]
-    return image, masks.clamp_(0.0, 1.0)
+    masks.clamp_(0.0, 1.0)
+    return image
 
 
 _TEXTURE_BANK_SIZE = 256
@@ -128,27 +133,37 @@ def render_faces(
     # On CPU, chunks of a few images keep every intermediate plane in the cache (about 10x
     # faster than one big batch of fresh allocations); a GPU wants large batches instead.
     chunk = max(1, _CHUNK_PIXELS // image_size**2) if on_cpu else _GPU_CHUNK
-    starts = range(0, factors.shape[0], chunk)
+    count, regions = factors.shape[0], len(REGION_NAMES)
+    # Chunks write into the outputs: no concatenation, no fresh mask planes per chunk.
+    images = factors.new_empty(count, 3, image_size, image_size)
+    masks = factors.new_empty(count, regions, image_size, image_size)
 
-    def render(start: int) -> tuple[Tensor, Tensor]:
-        seeds = None if noise_seeds is None else noise_seeds[start : start + chunk]
-        return _render_chunk(factors[start : start + chunk], image_size, seeds, noise_strength)
+    def render(start: int) -> None:
+        stop = min(start + chunk, count)
+        seeds = None if noise_seeds is None else noise_seeds[start:stop]
+        images[start:stop] = _render_chunk(
+            factors[start:stop], image_size, seeds, noise_strength, masks[start:stop]
+        )
 
-    if not starts:
-        empty = factors.new_zeros(0, 3, image_size, image_size)
-        return empty, factors.new_zeros(0, len(REGION_NAMES), image_size, image_size)
+    threads = torch.get_num_threads()
     with contextlib.nullcontext() if not on_cpu else _single_threaded():
-        parts = [render(start) for start in starts]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        if on_cpu and threads > 1 and count > chunk:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(render, range(0, count, chunk)))
+        else:
+            for start in range(0, count, chunk):
+                render(start)
+    return images, masks
 
 
 @contextlib.contextmanager
 def _single_threaded() -> Iterator[None]:
-    """Run torch ops on one CPU thread, restoring the thread count afterwards.
+    """Run each torch op on one CPU thread, restoring the thread count afterwards.
 
     On planes this small, intra-op threads add little and their barriers are costly when the
     machine is busy (measured on 2 shared cores: 90 instead of 1,650 faces/s at 64 px with 2
-    threads). Torch's thread count is process-wide, hence the restore.
+    threads); `render_faces` spreads whole chunks over Python threads instead (ops release the
+    GIL). Torch's thread count is process-wide, hence the restore.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -159,14 +174,19 @@ def _single_threaded() -> Iterator[None]:
 
 
 def _render_chunk(
-    factors: Tensor, image_size: int, noise_seeds: Tensor | None, noise_strength: float
-) -> tuple[Tensor, Tensor]:
+    factors: Tensor,
+    image_size: int,
+    noise_seeds: Tensor | None,
+    noise_strength: float,
+    masks: Tensor,
+) -> Tensor:
+    """Images (n, 3, H, W) in [-1, 1] of a few faces; fills their `masks` (n, R, H, W)."""
     column = dict(zip(FACTOR_NAMES, factors.unbind(1), strict=True))
     u, v, radius = face_frame(factors, image_size)
     paint = Painter(u, v, radius)
     groups = body_groups(paint, column) + feature_groups(paint, column)
     backdrop = background(column, v, radius, image_size)
-    image, masks = _composite(backdrop, groups, len(REGION_NAMES))
+    image = _composite(backdrop, groups, masks)
     if noise_seeds is not None:
         image = image + _texture(noise_seeds, image_size, noise_strength)
-    return (image * 2.0 - 1.0).clamp_(-1.0, 1.0), masks
+    return (image * 2.0 - 1.0).clamp_(-1.0, 1.0)
