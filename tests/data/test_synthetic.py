@@ -146,6 +146,18 @@ def test_changing_a_factor_changes_pixels_only_inside_its_region(factor):
     assert changed.flatten(1).sum(1).min() >= 2  # visible in every face
 
 
+def test_a_small_smile_change_is_visible_at_32_px():
+    factors, seeds = sample_factors(0, "test", torch.arange(16))
+    flat_frown, flat_smile = factors.clone(), factors.clone()
+    flat_frown[:, _column("smile")], flat_smile[:, _column("smile")] = 0.45, 0.55
+    frown, masks = render_faces(flat_frown, 32, seeds)
+    smile, _ = render_faces(flat_smile, 32, seeds)
+    mouth = masks[:, REGION_NAMES.index("mouth")]
+    change = ((smile - frown).abs().sum(1) * mouth).flatten(1).sum(1)
+    # A tenth of the smile range moves at least a pixel's worth of colour in every face.
+    assert change.min() > 1.0
+
+
 def test_mouth_is_below_the_eyes_and_masks_cover_the_image():
     factors, seeds = sample_factors(0, "train", torch.arange(6))
     _, masks = render_faces(factors, 64, seeds)
