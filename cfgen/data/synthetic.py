@@ -65,6 +65,8 @@ _THRESHOLDS = {
     "Big_Face": ("face_size", True),
 }
 ATTRIBUTE_FACTOR = {name: factor for name, (factor, _) in _THRESHOLDS.items()}
+# Whether a factor's attribute is present above 0.5 (skin: `Pale_Skin` is below).
+_PRESENT_ABOVE = {factor: above for factor, above in _THRESHOLDS.values()}
 
 
 def _threshold(factor: str, above: bool) -> Callable[[Tensor], Tensor]:
@@ -121,13 +123,15 @@ def confound(
     """Make `factor` agree with attribute `target` on a share `strength` of faces.
 
     A chosen binary factor is set equal to the target; a continuous one is folded into the half
-    of [0, 1] that matches it (uniform within that half), so the factor's own attribute agrees.
-    `uniforms` (N,) in [0, 1) pick the faces. Returns new factors (N, F).
+    of [0, 1] where its own attribute (if it has one) is present exactly when the target is,
+    staying uniform within that half. `uniforms` (N,) in [0, 1) pick the faces. Returns new
+    factors (N, F).
     """
     present = ATTRIBUTES[target](factors).float()
     column = FACTOR_NAMES.index(factor)
     chosen = uniforms < strength
-    folded = 0.5 * factors[:, column] + 0.5 * present
+    upper_half = present if _PRESENT_ABOVE.get(factor, True) else 1.0 - present
+    folded = 0.5 * factors[:, column] + 0.5 * upper_half
     forced = present if factor in BINARY_FACTORS else folded
     factors = factors.clone()
     factors[:, column] = torch.where(chosen, forced, factors[:, column])

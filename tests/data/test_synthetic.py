@@ -75,12 +75,18 @@ def test_confounding_holds_in_train_only():
     torch.testing.assert_close(agreement(test), torch.tensor(0.5), atol=0.03, rtol=0)
 
 
-def test_confounding_a_continuous_factor_keeps_it_in_range():
-    data = SyntheticFaces(2000, image_size=16, confound_factor="hair_colour", confound_strength=1)
-    hair = data.factors[:, _column("hair_colour")]
-    dark = data.labels[:, ATTRIBUTE_NAMES.index("Dark_Hair")]
-    torch.testing.assert_close(dark, data.labels[:, ATTRIBUTE_NAMES.index("Smiling")])
-    assert hair.min() >= 0 and hair.max() < 1
+@pytest.mark.parametrize(
+    ("factor", "attribute"), [("hair_colour", "Dark_Hair"), ("skin_tone", "Pale_Skin")]
+)
+def test_confounding_a_continuous_factor_makes_its_attribute_follow(factor, attribute):
+    data = SyntheticFaces(2000, image_size=16, confound_factor=factor, confound_strength=1)
+    values = data.factors[:, _column(factor)]
+    follows = data.labels[:, ATTRIBUTE_NAMES.index(attribute)]
+    torch.testing.assert_close(follows, data.labels[:, ATTRIBUTE_NAMES.index("Smiling")])
+    assert values.min() >= 0 and values.max() < 1
+    # Folding keeps the factor uniform within each half: its mean over a half is a quarter in.
+    lower = values[values < 0.5]
+    torch.testing.assert_close(lower.mean(), torch.tensor(0.25), atol=0.02, rtol=0)
 
 
 @pytest.mark.parametrize(
