@@ -1,11 +1,12 @@
 """Benchmark: train the synthetic-world black boxes and measure what the explainer will face.
 
-    .venv/bin/python benchmarks/bench_classifier.py [--out runs/bench/classifier] [--quick]
+    .venv/bin/python benchmarks/bench_classifier.py [--out DIR] [--quick] [--reuse]
 
 For the unbiased (`synthetic_smile.yaml`) and the confounded (`synthetic_smile_confounded.yaml`,
 glasses agree with Smiling 90% of the time in training) configs, it runs `cfgen classifier fit`
-and prints: wall time of the whole command (data rendering, training, testing), and test AUC /
-accuracy / ECE recomputed here from the exported bundle on an independent test split.
+(or, with `--reuse`, scores a `classifier.pt` already in `--out/NAME`) and prints: wall time
+of the whole command (data rendering, training, testing), and test AUC / accuracy / ECE
+recomputed here from the exported bundle on an independent test split.
 
 Then it measures reliance on the confounder: every test face is re-rendered with its glasses
 toggled (same factors and texture seed otherwise), and the mean |f(x) - f(x')| is printed for
@@ -75,14 +76,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench/classifier"))
     parser.add_argument("--quick", action="store_true", help="tiny data, 1 epoch: a smoke run")
+    parser.add_argument(
+        "--reuse", action="store_true", help="score classifier.pt files already in --out"
+    )
     args = parser.parse_args()
     n_test = 128 if args.quick else 2000
     test = SyntheticFaces(n_test, image_size=32, seed=1, split="test")
     toggled = glasses_toggled(test)
     rows = []
     for name, config in CONFIGS.items():
-        seconds = train(config, args.out / name, args.quick)
-        box = load_blackbox(str(args.out / name / BUNDLE_NAME))
+        bundle = args.out / name / BUNDLE_NAME
+        reused = args.reuse and bundle.is_file()
+        seconds = float("nan") if reused else train(config, args.out / name, args.quick)
+        box = load_blackbox(str(bundle))
         reliance = (posteriors(box, test.images) - posteriors(box, toggled)).abs().mean().item()
         rows.append((name, seconds, scores(box, test), reliance))
     header = ("classifier", "wall s", "AUC", "acc", "ECE", "|dp| glasses")
