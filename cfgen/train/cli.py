@@ -27,15 +27,18 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 from jsonargparse import ArgumentError
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from cfgen.errors import ConfigError
-from cfgen.io import atomic_write_text
+from cfgen.io import atomic_write_text, safe_torch_load
 from cfgen.train.loggers import LOGGER_NAMES, build_logger, finish_logger
 
 CONFIG_FILENAME = "config.yaml"
 _SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# `--ckpt_path` words Lightning resolves itself (`last` = checkpoints/last.ckpt of this run).
+_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 
 # Lightning's advice to raise num_workers does not apply: 2-core machines and in-memory data.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -121,6 +124,23 @@ class CfgenCLI(LightningCLI):
             )
         return super().instantiate_trainer(**kwargs)
 
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        # `--ckpt_path` may come from anyone: never unpickle code, whatever the environment
+        # (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) or `--weights_only false` say.
+        if "weights_only" in self._subcommand_method_arguments[subcommand]:
+            kwargs["weights_only"] = True
+        return kwargs
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning unpickles `--ckpt_path` here to read its hyper-parameters: check the file
+        # first, so a missing, corrupt or code-carrying one gets a clear CheckpointError.
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and str(path).split(":")[0] not in _CKPT_KEYWORDS:
+            safe_torch_load(path)
+        super()._parse_ckpt_path()
+
 
 def run_cli(
     model_class: type[pl.LightningModule],
@@ -144,6 +164,11 @@ def run_cli(
         ) from error
     except SystemExit as exit_request:  # --help and --print_config end here
         return int(exit_request.code or 0)
+    except MisconfigurationException as error:  # e.g. `--trainer.accelerator gpu` on a CPU box
+        raise ConfigError(
+            f"invalid trainer setting: {error}. Check --trainer.accelerator / --trainer.devices "
+            "(the default, cpu, always works)"
+        ) from error
     hint = finish_logger(cli.trainer.logger)
     if hint:
         print(f"wandb run saved offline; upload it with: {hint}", file=sys.stderr)
