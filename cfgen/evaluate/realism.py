@@ -56,7 +56,8 @@ class FeatureExtractor(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        # `FrechetInceptionDistance.set_dtype(float64)` casts this module too: follow its dtype.
+        # Follow the encoder's dtype, should a caller cast the metric (`set_dtype`) and with it
+        # this module.
         parameter = next(self.encoder.parameters(), None)
         if parameter is not None:
             images = images.to(parameter.dtype)
@@ -66,7 +67,8 @@ class FeatureExtractor(nn.Module):
 
 def domain_features(oracle: nn.Module) -> FeatureExtractor:
     """The default extractor: a copy of the trunk of a `cfgen.models.oracle.FactorOracle` (a
-    copy, so that FID casting its extractor to float64 leaves the oracle itself alone)."""
+    copy, so that whatever the metrics do to their extractor, moving it to a device or casting
+    it, leaves the oracle itself alone)."""
     return FeatureExtractor(copy.deepcopy(oracle.trunk), oracle.num_features)
 
 
@@ -140,7 +142,9 @@ def fid(
     _check_pair(real, fake)
     if min(real.shape[0], fake.shape[0]) < 2:
         return math.nan
-    metric = FrechetInceptionDistance(feature=features, normalize=True).set_dtype(torch.float64)
+    # No `set_dtype(float64)`: its sums are float64 already and our features arrive in float64;
+    # the cast would also turn the extractor's weights to float64 (slow, and Inception breaks).
+    metric = FrechetInceptionDistance(feature=features, normalize=True)
     metric = metric.to(real.device)
     _feed(metric, real, True, batch_size)
     _feed(metric, fake, False, batch_size)
