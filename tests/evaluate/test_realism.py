@@ -154,3 +154,15 @@ def test_fid_with_an_oracle_trunk_leaves_the_oracle_in_float32():
     value = fid(images, images.flip(0), domain_features(oracle))
     assert value == pytest.approx(0.0, abs=1e-6)
     assert next(oracle.parameters()).dtype == torch.float32
+
+
+def test_inception_without_torch_fidelity_says_what_to_install(tmp_path, monkeypatch):
+    import torchmetrics.image.fid
+
+    from cfgen.errors import CfgenError
+
+    monkeypatch.setattr(torchmetrics.image.fid, "_TORCH_FIDELITY_AVAILABLE", False)
+    weights = tmp_path / INCEPTION_WEIGHTS
+    weights.write_bytes(b"present")
+    with pytest.raises(CfgenError, match="pip install torch-fidelity"):
+        inception_features(weights)
