@@ -11,7 +11,7 @@ from cfgen.models.classifiers import ARCHITECTURES, build_classifier
 
 @pytest.mark.parametrize(
     ("arch", "image_size", "in_channels"),
-    [("small_cnn", 32, 3), ("small_cnn", 16, 1), ("resnet18", 32, 1), ("densenet121", 32, 3)],
+    [("small_cnn", 32, 3), ("small_cnn", 16, 1), ("resnet18", 32, 1), ("densenet121", 16, 3)],
 )
 def test_every_architecture_maps_images_to_one_logit_per_output(arch, image_size, in_channels):
     model = build_classifier(arch, num_outputs=5, image_size=image_size, in_channels=in_channels)
