@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from cfgen.errors import CheckpointError, ClassifierError, ConfigError
+from cfgen.errors import CheckpointError, ClassifierError, ConfigError, DataError
 from cfgen.io import file_sha256, load_bundle
 from cfgen.models.classifiers import build_classifier
 
@@ -114,6 +114,14 @@ class BlackBox(nn.Module):
             raise ClassifierError(
                 f"the classifier expects {self.in_channels}-channel images; got "
                 f"{images.shape[1]} channels (shape {tuple(images.shape)})"
+            )
+        # Checked on every call, not only the first: a NaN would otherwise flow silently into
+        # posteriors, strips and metrics.
+        if not bool(torch.isfinite(images).all()):
+            raise DataError(
+                f"the images given to the classifier contain NaN or inf (shape "
+                f"{tuple(images.shape)}); clean the queries, or, if they were generated, the "
+                "explainer's weights are broken"
             )
 
     def _check_scores(self, images: torch.Tensor, scores: torch.Tensor) -> None:
