@@ -159,8 +159,8 @@ def run_cli(
         cli = cli_class(model_class, datamodule_class, argv, run_dir, trainer_overrides)
     except ArgumentError as error:
         raise ConfigError(
-            f"invalid configuration: {error}. Run with --help for the accepted keys, or "
-            "--print_config to see the resolved config"
+            f"invalid configuration: {str(error).rstrip('.')}. Run with --help for the accepted "
+            "keys, or --print_config to see the resolved config"
         ) from error
     except SystemExit as exit_request:  # --help and --print_config end here
         return int(exit_request.code or 0)
