@@ -44,11 +44,13 @@ def _methods(config: SuiteConfig, classifier: Classifier) -> tuple[dict, dict]:
     for name in config.adversarial:
         if not is_counterfactual(name):
             raise ConfigError(f"adversarial: {name!r} makes no counterfactuals; see baselines")
-        counterfactual[name] = build_explainer(name, classifier)
+        counterfactual[name] = build_explainer(
+            name, classifier, **config.explainer_options.get(name, {})
+        )
     for name in config.baselines:
         if is_counterfactual(name):
             raise ConfigError(f"baselines: {name!r} makes counterfactuals; list it in adversarial")
-        saliency[name] = build_explainer(name, classifier)
+        saliency[name] = build_explainer(name, classifier, **config.explainer_options.get(name, {}))
     return counterfactual, saliency
 
 

@@ -55,12 +55,18 @@ def headline_table(results: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def timing_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    """Seconds for all queries and milliseconds per query, per method."""
-    rows = [
-        [name, _format(t["seconds"]), _format(t["ms_per_query"])]
-        for name, t in results.get("timing", {}).items()
-    ]
-    return ["method", "seconds (all queries)", "ms / query"], rows
+    """Per method: queries scored, seconds to explain them, ms per query, seconds of metrics."""
+    rows = []
+    for name, t in results.get("timing", {}).items():
+        entry = results["methods"].get(name, {})
+        metric_seconds = sum(entry.get("metric_seconds", {}).values())
+        queries = entry.get("n_queries", results.get("n_queries"))
+        rows.append(
+            [name, _format(queries), _format(t["seconds"]), _format(t["ms_per_query"])]
+            + [_format(metric_seconds)]
+        )
+    columns = ["method", "queries", "seconds", "ms / query", "metrics (s)"]
+    return columns, rows
 
 
 def detail_table(results: dict) -> tuple[list[str], list[list[str]]]:
@@ -128,12 +134,16 @@ def _far_end_map(
     return np.abs(queries - far).sum(axis=1)
 
 
-def _sections(results: dict) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
-    tables = [("Headline figures", headline_table(results)), ("Timing", timing_table(results))]
-    tables.append(("Every figure", detail_table(results)))
+def _tables(results: dict, part: str) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
+    """The report's tables before the figures (`part="top"`) and after them (`"appendix"`)."""
+    if part == "top":
+        return [("Headline figures", headline_table(results))]
     versions = results.get("versions", {})
-    tables.append(("Versions", (["package", "version"], [[k, v] for k, v in versions.items()])))
-    return tables
+    return [
+        ("Timing", timing_table(results)),
+        ("Every figure", detail_table(results)),
+        ("Versions", (["package", "version"], [[k, v] for k, v in versions.items()])),
+    ]
 
 
 def _intro(results: dict) -> str:
@@ -147,12 +157,14 @@ def render_markdown(results: dict, found: dict[str, tuple[str, bytes]]) -> str:
     parts.append(_intro(results))
     if "bias" in results:
         parts += ["", f"**Bias finding:** {results['bias']['finding']}"]
-    for title, (columns, rows) in _sections(results):
+    for title, (columns, rows) in _tables(results, "top"):
         parts += ["", f"## {title}", "", _markdown_table(columns, rows)]
     parts += ["", "## Figures"]
     parts += [
         f"\n### {caption}\n\n![{caption}](figures/{file})" for file, (caption, _) in found.items()
     ]
+    for title, (columns, rows) in _tables(results, "appendix"):
+        parts += ["", f"## {title}", "", _markdown_table(columns, rows)]
     parts += [
         "",
         "## Config",
@@ -175,6 +187,14 @@ pre { background: #f6f6f6; padding: 1em; overflow-x: auto; } .scroll { overflow-
 """
 
 
+def _html_tables(tables: list) -> list[str]:
+    parts = []
+    for title, (columns, rows) in tables:
+        slug = title.lower().replace(" ", "-")
+        parts += [f"<h2>{html.escape(title)}</h2>", _html_table(columns, rows, slug)]
+    return parts
+
+
 def render_html(results: dict, found: dict[str, tuple[str, bytes]]) -> str:
     """The report as one self-contained HTML page (figures inlined as base64 PNG)."""
     body = ["<h1>cfgen evaluation report</h1>"]
@@ -183,9 +203,7 @@ def render_html(results: dict, found: dict[str, tuple[str, bytes]]) -> str:
         body.append(
             f'<p class="finding"><b>Bias finding:</b> {html.escape(results["bias"]["finding"])}</p>'
         )
-    for title, (columns, rows) in _sections(results):
-        slug = title.lower().replace(" ", "-")
-        body += [f"<h2>{html.escape(title)}</h2>", _html_table(columns, rows, slug)]
+    body += _html_tables(_tables(results, "top"))
     body.append("<h2>Figures</h2>")
     for caption, png in found.values():
         data = base64.b64encode(png).decode("ascii")
@@ -193,6 +211,7 @@ def render_html(results: dict, found: dict[str, tuple[str, bytes]]) -> str:
             f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
+    body += _html_tables(_tables(results, "appendix"))
     config = html.escape(json.dumps(results.get("config", {}), indent=2))
     body += ["<h2>Config</h2>", f"<pre>{config}</pre>"]
     return (

@@ -12,7 +12,7 @@ themselves live in `shift.py`, `realism.py`, `preservation.py`, `faithfulness.py
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -79,6 +79,18 @@ class EvalContext:
                 f"{self.region_names}); localisation needs the synthetic world's masks"
             )
         return self.masks[:, self.region_names.index(self.target_region)].float()
+
+    def head(self, k: int) -> "EvalContext":
+        """The same context restricted to the first `k` queries (the cache is shared)."""
+        if k >= self.queries.shape[0]:
+            return self
+        first = slice(0, k)
+        sliced = {
+            name: getattr(self, name)[first]
+            for name in ("queries", "factors", "masks", "reference_counterfactual")
+            if getattr(self, name) is not None
+        }
+        return replace(self, **sliced)
 
     def need(self, name: str):
         """A model the metrics need (`oracle` or `features`), or a clear skip reason."""

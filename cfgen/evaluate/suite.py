@@ -48,6 +48,16 @@ DEFAULT_BASELINES = [
 ]
 
 
+# Methods that cost about a second per query or more on a CPU are scored on the first queries only.
+SLOW_METHOD_QUERIES = {
+    "pgd": 100,
+    "optimisation": 100,
+    "lime": 100,
+    "kernelshap": 100,
+    "second_order": 100,
+}
+
+
 @dataclass
 class SuiteConfig:
     """What `cfgen evaluate` runs. YAML files in `configs/evaluate/` override these defaults.
@@ -56,8 +66,10 @@ class SuiteConfig:
     explainer recorded); oracle: the factor oracle (`oracle.pt`) for preservation, realism
     features and the bias experiment. Queries: `n_queries` images of the synthetic `split`;
     `n_real` validation images are the real reference for realism. n_bins: default (None) the
-    explainer's. baselines / adversarial: `cfgen.explain.registry` names. robustness_queries:
-    how many queries the (costly) robustness checks use. logger: "wandb" or "none".
+    explainer's. baselines / adversarial: `cfgen.explain.registry` names, built with
+    `explainer_options[name]`. max_queries: methods scored on the first `max_queries[name]`
+    queries only (slow ones); robustness_queries: how many queries the (costly) robustness
+    checks use. logger: "wandb" or "none".
     """
 
     explainer: str
@@ -77,6 +89,8 @@ class SuiteConfig:
         default_factory=lambda: ["faithfulness", "localisation", "robustness"]
     )
     robustness_queries: int = 16
+    max_queries: dict[str, int] = field(default_factory=lambda: dict(SLOW_METHOD_QUERIES))
+    explainer_options: dict[str, dict] = field(default_factory=dict)
     report_queries: int = 4
     batch_size: int = 64
     bias: BiasConfig = field(default_factory=BiasConfig)
@@ -141,13 +155,15 @@ def make_maps(method: Explainer, context: EvalContext) -> torch.Tensor:
 
 def _score(registry: dict, names: list[str], context: EvalContext, output) -> dict:
     """Run the named metric groups; a user-fixable problem (e.g. missing weights) skips one."""
-    scores, skipped = {}, {}
+    scores, skipped, seconds = {}, {}, {}
     for name in names:
+        start = time.perf_counter()
         try:
             scores[name] = registry[name](context, output)
         except CfgenError as error:
             skipped[name] = str(error)
-    return {"metrics": scores, "skipped": skipped}
+        seconds[name] = time.perf_counter() - start
+    return {"metrics": scores, "skipped": skipped, "metric_seconds": seconds}
 
 
 def _timed(fn: Callable[[], object]) -> tuple[object, float]:
@@ -160,37 +176,58 @@ def _timing(seconds: float, n_queries: int) -> dict[str, float]:
     return {"seconds": seconds, "ms_per_query": 1000.0 * seconds / n_queries}
 
 
+def _counterfactual_entry(
+    config: SuiteConfig, method: CounterfactualExplainer, context: EvalContext
+) -> tuple[dict, float, Strip]:
+    strip, seconds = _timed(lambda: make_strips(method, context))
+    if context.reference_counterfactual is None:  # the first method (PE) is the reference
+        context.reference_counterfactual = far_end(strip)
+    entry = _score(COUNTERFACTUAL_SCORES, config.counterfactual_metrics, context, strip)
+    entry.update(kind="counterfactual", curve=curve(context, strip))
+    return entry, seconds, strip
+
+
+def _saliency_entry(
+    config: SuiteConfig, name: str, method: Explainer, context: EvalContext
+) -> tuple[dict, float, torch.Tensor]:
+    maps, seconds = _timed(lambda: make_maps(method, context))
+    output = SaliencyOutput(maps=maps, explain=method.explain, name=name)
+    entry = _score(SALIENCY_SCORES, config.saliency_metrics, context, output)
+    return {**entry, "kind": "saliency"}, seconds, maps
+
+
 def run_suite(config: SuiteConfig, inputs: SuiteInputs) -> tuple[dict, dict[str, np.ndarray]]:
-    """Score every method on the same queries. Returns (results, report images)."""
+    """Score every method on the same queries (slow ones on the first `max_queries[name]`).
+
+    Returns (results, report images).
+    """
     config.check()
-    context, shown = inputs.context, slice(0, config.report_queries)
-    results: dict = {"methods": {}, "timing": {}, "n_queries": int(context.queries.shape[0])}
-    images: dict[str, np.ndarray] = {"queries": context.queries[shown].numpy()}
+    queries, shown = inputs.context.queries, slice(0, config.report_queries)
+    n = int(queries.shape[0])
+    results: dict = {"methods": {}, "timing": {}, "n_queries": n}
+    images: dict[str, np.ndarray] = {"queries": queries[shown].numpy()}
     with torch.no_grad():
-        images["query_posteriors"] = context.classifier(context.queries[shown]).numpy()
-    methods = len(inputs.counterfactual_methods) + len(inputs.saliency_methods)
-    with Progress(transient=True) as progress:
-        task = progress.add_task("evaluating methods", total=methods)
-        for name, method in inputs.counterfactual_methods.items():
-            progress.update(task, description=f"strips: {name}")
-            strip, seconds = _timed(lambda method=method: make_strips(method, context))
-            if context.reference_counterfactual is None:  # the first method (PE) is the reference
-                context.reference_counterfactual = far_end(strip)
-            entry = _score(COUNTERFACTUAL_SCORES, config.counterfactual_metrics, context, strip)
-            entry.update(kind="counterfactual", curve=curve(context, strip))
-            results["methods"][name] = entry
-            results["timing"][name] = _timing(seconds, context.queries.shape[0])
-            images[f"strip/{name}"] = strip.images[:, shown].numpy()
-            images[f"posteriors/{name}"] = strip.posteriors[:, shown].numpy()
-            progress.advance(task)
-        for name, method in inputs.saliency_methods.items():
-            progress.update(task, description=f"maps: {name}")
-            maps, seconds = _timed(lambda method=method: make_maps(method, context))
-            output = SaliencyOutput(maps=maps, explain=method.explain, name=name)
-            entry = _score(SALIENCY_SCORES, config.saliency_metrics, context, output)
-            results["methods"][name] = {**entry, "kind": "saliency"}
-            results["timing"][name] = _timing(seconds, context.queries.shape[0])
-            images[f"map/{name}"] = maps[shown].abs().sum(dim=1).numpy()
+        images["query_posteriors"] = inputs.context.classifier(queries[shown]).numpy()
+    methods = {**inputs.counterfactual_methods, **inputs.saliency_methods}
+    with Progress() as progress:
+        task = progress.add_task("evaluating", total=len(methods))
+        for name, method in methods.items():
+            progress.update(task, description=f"evaluating {name}")
+            context = inputs.context.head(config.max_queries.get(name, n))
+            if name in inputs.counterfactual_methods:
+                entry, seconds, strip = _counterfactual_entry(config, method, context)
+                images[f"strip/{name}"] = strip.images[:, shown].numpy()
+                images[f"posteriors/{name}"] = strip.posteriors[:, shown].numpy()
+            else:
+                entry, seconds, maps = _saliency_entry(config, name, method, context)
+                images[f"map/{name}"] = maps[shown].abs().sum(dim=1).numpy()
+            used = int(context.queries.shape[0])
+            results["methods"][name] = {**entry, "n_queries": used}
+            results["timing"][name] = _timing(seconds, used)
+            metric_seconds = sum(entry["metric_seconds"].values())
+            progress.console.print(
+                f"{name}: {seconds:.1f} s for {used} queries, metrics {metric_seconds:.1f} s"
+            )
             progress.advance(task)
     if inputs.bias_explainers is not None:
         results["bias"] = _run_bias(config, inputs)

@@ -98,3 +98,12 @@ def test_wandb_failure_keeps_the_results(tmp_path, monkeypatch):
     monkeypatch.setattr(tracking, "_log_run", broken)
     evaluate(config(tmp_path, logger="wandb"), make_inputs())
     assert (tmp_path / "eval" / "results.json").is_file()
+
+
+def test_slow_methods_are_scored_on_the_first_queries_only(tmp_path):
+    results, _ = run_suite(config(tmp_path, max_queries={"mask": 3}), make_inputs(6))
+    assert results["methods"]["mask"]["n_queries"] == 3
+    assert results["methods"]["exact"]["n_queries"] == 6
+    assert results["timing"]["mask"]["ms_per_query"] == pytest.approx(
+        1000 * results["timing"]["mask"]["seconds"] / 3
+    )
