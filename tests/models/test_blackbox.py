@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cfgen.errors import CheckpointError, ClassifierError, ConfigError
+from cfgen.errors import CheckpointError, ClassifierError, ConfigError, DataError
 from cfgen.io import file_sha256, save_bundle
 from cfgen.models.blackbox import BlackBox, classifier_fingerprint, load_blackbox
 from cfgen.models.classifiers import build_classifier
@@ -111,6 +111,15 @@ def test_wrong_input_channels_and_ranks_are_reported():
         box(images(channels=1))
     with pytest.raises(ClassifierError, match=r"takes images \(N, C, H, W\); got .* \(3, 8, 8\)"):
         box(images()[0])
+
+
+def test_non_finite_images_are_refused_on_every_call():
+    box = BlackBox(ChannelMeans())
+    box(images())
+    broken = images()
+    broken[1, 0, 2, 3] = float("nan")
+    with pytest.raises(DataError, match=r"contain NaN or inf \(shape \(2, 3, 8, 8\)\)"):
+        box(broken)
 
 
 def test_unknown_output_or_activation_names_are_refused():
