@@ -55,6 +55,17 @@ class RunDirConfig(SaveConfigCallback):
         path = Path(trainer.default_root_dir) / self.config_filename
         atomic_write_text(path, self.parser.dump(self.config, skip_none=False))
 
+    # Lightning saves in `setup`, before the model and data are set up; saving once they are
+    # means a config that fails there (unknown target, arch, data root) leaves the config of
+    # the run already in the folder untouched.
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._stage = stage
+
+    def _save_once(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().setup(trainer, pl_module, self._stage)
+
+    on_fit_start = on_validation_start = on_test_start = on_predict_start = _save_once
+
 
 def trainer_defaults(run_dir: str, **overrides: Any) -> dict[str, Any]:
     """Trainer defaults for cfgen runs; YAML and the command line override them."""
@@ -116,11 +127,15 @@ class CfgenCLI(LightningCLI):
         checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": [checkpoint]}
         if config.get("logger") in (None, True):
-            kwargs["logger"] = build_logger(
-                self._get(self.config, "logger"),
-                run_dir,
-                project=self._get(self.config, "project"),
-                run_name=run_dir.name,
+            # `logger: none` is False for Lightning: None would bring its default TensorBoard.
+            kwargs["logger"] = (
+                build_logger(
+                    self._get(self.config, "logger"),
+                    run_dir,
+                    project=self._get(self.config, "project"),
+                    run_name=run_dir.name,
+                )
+                or False
             )
         return super().instantiate_trainer(**kwargs)
 
