@@ -1,0 +1,76 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cfgen.data.synthetic import FACTOR_NAMES
+from cfgen.evaluate.cli import parse_config
+from cfgen.io import save_bundle
+from cfgen.models.oracle import BUNDLE_KIND, FactorOracle
+from tests.helpers import write_exported_classifier
+
+SIZE = 16
+
+
+def test_yaml_overrides_defaults_and_options_override_yaml(tmp_path):
+    path = tmp_path / "eval.yaml"
+    path.write_text("explainer: e.pt\nn_queries: 50\nbias:\n  confounder: hair_colour\n")
+    config = parse_config(["--config", str(path), "--n_queries", "7"])
+    assert (config.explainer, config.n_queries, config.bias.confounder) == (
+        "e.pt",
+        7,
+        "hair_colour",
+    )
+    assert config.baselines[0] == "gradient" and config.split == "test"
+
+
+def test_unknown_key_fails_and_names_it(tmp_path, capsys):
+    path = tmp_path / "eval.yaml"
+    path.write_text("explainer: e.pt\nn_querys: 50\n")
+    with pytest.raises(SystemExit):
+        parse_config(["--config", str(path)])
+    assert "n_querys" in capsys.readouterr().err
+
+
+@pytest.fixture
+def model_files(tmp_path):
+    """A tiny explainer (untrained, exported by the training module), its classifier, an oracle."""
+    from cfgen.train.explainer import ExplainerModule
+
+    classifier = str(write_exported_classifier(tmp_path / "classifier.pt2", size=SIZE))
+    widths = dict(generator_width=4, generator_max_width=8)
+    module = ExplainerModule(
+        classifier, image_size=SIZE, discriminator_width=4, discriminator_max_width=8, **widths
+    )
+    explainer = module.export(tmp_path / "explainer.pt")
+    oracle = FactorOracle(FACTOR_NAMES, width=4, num_features=8)
+    save_bundle(tmp_path / "oracle.pt", BUNDLE_KIND, oracle.config(), oracle.state_dict())
+    return explainer, tmp_path / "oracle.pt"
+
+
+@pytest.mark.slow
+def test_cfgen_evaluate_runs_end_to_end(tmp_path, model_files):
+    explainer, oracle = model_files
+    out = tmp_path / "eval"
+    argv = [
+        sys.executable, "-m", "cfgen.cli", "evaluate",
+        "--explainer", str(explainer), "--oracle", str(oracle),
+        "--bias.biased_explainer", str(explainer), "--out", str(out),
+        "--n_queries", "6", "--n_real", "20", "--robustness_queries", "2",
+        "--baselines", "[gradient]", "--adversarial", "[fgsm]", "--logger", "none",
+    ]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["methods"]) == {"pe", "fgsm", "gradient"}
+    assert results["methods"]["pe"]["n_queries"] == 6
+    assert {"shift", "realism", "preservation", "localisation"} <= set(
+        results["methods"]["pe"]["metrics"]
+    )
+    assert "robustness" in results["methods"]["gradient"]["metrics"]
+    assert results["bias"]["unbiased"]["drift"] == pytest.approx(results["bias"]["biased"]["drift"])
+    assert f"report:  {out / 'report.html'}" in done.stdout
+    assert (out / "report_images.npz").is_file() and (out / "report.md").is_file()
