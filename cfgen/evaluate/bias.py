@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cfgen.evaluate.preservation import predict
 from cfgen.explain.strip import Strip
 
 Oracle = Callable[[torch.Tensor], torch.Tensor]
@@ -37,16 +38,6 @@ class BiasConfig:
     confounder: str = "glasses"
 
 
-def _oracle_values(oracle: Oracle, images: torch.Tensor, index: int, batch: int) -> torch.Tensor:
-    """Oracle output `index` for images (..., C, H, W) -> (...)."""
-    flat = images.reshape(-1, *images.shape[-3:])
-    with torch.no_grad():
-        values = torch.cat(
-            [oracle(flat[i : i + batch])[:, index] for i in range(0, len(flat), batch)]
-        )
-    return values.reshape(images.shape[:-3]).float()
-
-
 def confounder_drift(
     strip: Strip, queries: torch.Tensor, oracle: Oracle, index: int, batch_size: int = 256
 ) -> dict:
@@ -54,8 +45,8 @@ def confounder_drift(
 
     queries: (N, C, H, W), the images the strip was made from.
     """
-    frames = _oracle_values(oracle, strip.images, index, batch_size)  # (S, N)
-    query = _oracle_values(oracle, queries, index, batch_size)  # (N,)
+    frames = predict(oracle, strip.images, batch_size)[..., index].float()  # (S, N)
+    query = predict(oracle, queries, batch_size)[:, index].float()  # (N,)
     change = frames[-1] - frames[0]
     return {
         "curve": (frames - query).abs().mean(dim=1).tolist(),
