@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cfgen.errors import ConfigError
 from cfgen.evaluate.preservation import predict
 from cfgen.explain.strip import Strip
 
@@ -85,8 +86,6 @@ def bias_experiment(
     biased / unbiased: strips of the same `queries` (N, C, H, W) by the two explainers.
     """
     if confounder not in factor_names:
-        from cfgen.errors import ConfigError
-
         raise ConfigError(
             f"bias.confounder {confounder!r} is not an oracle factor; choose one of {factor_names}"
         )
