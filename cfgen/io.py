@@ -14,6 +14,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -72,6 +73,15 @@ def atomic_torch_save(obj: Any, path: PathLike) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def _unpickler_reason(error: pickle.UnpicklingError) -> str:
+    """What torch's refusal names as the offending object, without its advice on loading the
+    file unsafely (nor its terminal colour codes)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    detail = text.partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0]
+    lines = [line.strip() for line in detail.split(". Please")[0].splitlines() if line.strip()]
+    return lines[0] if lines else "objects other than tensors and containers"
+
+
 def safe_torch_load(path: PathLike, map_location: str | torch.device = "cpu") -> Any:
     """Load a torch file without executing code (`weights_only=True`).
 
@@ -86,7 +96,7 @@ def safe_torch_load(path: PathLike, map_location: str | torch.device = "cpu") ->
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"refusing to load {path}: it holds objects that would run code when unpickled "
-            f"({str(error).splitlines()[0]}). cfgen only loads plain tensors and containers; "
+            f"({_unpickler_reason(error)}). cfgen only loads plain tensors and containers; "
             "re-export the model with `cfgen.io.save_bundle` or as safetensors"
         ) from error
     except (RuntimeError, EOFError, OSError, ValueError) as error:

@@ -235,7 +235,7 @@ def _from_import(spec: str, target, output, activation, allow_import: bool) -> B
     if not allow_import:
         raise ConfigError(
             f"loading classifier {spec!r} would import and run Python code; if you trust it, "
-            "pass allow_import=True (CLI: --allow_import true)"
+            "pass allow_import=True to load_blackbox (the command line only takes classifier files)"
         )
     module_name, _, function_name = spec.partition(":")
     try:
