@@ -17,7 +17,6 @@ weights are exported as `<run dir>/classifier.pt`, a safe bundle read by
 `cfgen.models.blackbox.load_blackbox`; the CLI then tests it and prints a summary.
 """
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -204,7 +203,7 @@ class ClassifierCLI(CfgenCLI):
         print(f"classifier target {self.model.data_facts['target']!r}: test {figures}")
         if bundle.is_file():
             print(f"classifier bundle: {bundle}")
-        print(f"run directory: {self.run_dir}", file=sys.stdout)
+        print(f"run directory: {self.run_dir}")
 
 
 def cli_main(argv: Sequence[str]) -> int:
