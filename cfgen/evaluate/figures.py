@@ -65,22 +65,29 @@ def strip_figure(strip: np.ndarray, posteriors: np.ndarray, title: str = "") -> 
     return _png(figure)
 
 
-def maps_figure(queries: np.ndarray, maps: dict[str, np.ndarray]) -> bytes:
-    """Each query (row) beside every method's relevance map (columns) for that query."""
-    names = list(maps)
-    rows, columns = queries.shape[0], len(names) + 1
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.2), squeeze=False)
-    for row in range(rows):
-        axes[row, 0].imshow(to_rgb(queries[row]), interpolation="nearest")
-        for column, name in enumerate(names, start=1):
-            relevance = np.asarray(maps[name][row], dtype=np.float32)
-            # Per-map scaling: methods have unrelated units, only the ranking of pixels matters.
-            axes[row, column].imshow(relevance / max(relevance.max(), 1e-12), cmap="inferno")
-        for column, name in enumerate(["query", *names]):
-            axes[row, column].set_xticks([])
-            axes[row, column].set_yticks([])
-            if row == 0:
-                axes[row, column].set_title(name, fontsize=7)
+def maps_figure(
+    queries: np.ndarray, counterfactuals: dict[str, np.ndarray], maps: dict[str, np.ndarray]
+) -> bytes:
+    """One row per query: the query, each method's counterfactual, then every relevance map."""
+    columns = [("query", queries, False)]
+    columns += [(f"{name} x_far", images, False) for name, images in counterfactuals.items()]
+    columns += [(name, relevance, True) for name, relevance in maps.items()]
+    rows = queries.shape[0]
+    figure, axes = plt.subplots(
+        rows, len(columns), figsize=(len(columns) * 1.1, rows * 1.2), squeeze=False
+    )
+    for column, (name, values, is_map) in enumerate(columns):
+        for row in range(rows):
+            axis = axes[row, column]
+            if is_map:
+                relevance = np.asarray(values[row], dtype=np.float32)
+                # Per-map scaling: methods have unrelated units, only the pixel ranking matters.
+                axis.imshow(relevance / max(relevance.max(), 1e-12), cmap="inferno")
+            else:
+                axis.imshow(to_rgb(values[row]), interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[0, column].set_title(name.replace(" ", "\n", 1), fontsize=6)
     return _png(figure)
 
 

@@ -110,28 +110,31 @@ def make_figures(results: dict, images: dict[str, np.ndarray]) -> dict[str, tupl
         name = key.split("/", 1)[1]
         strip_png = figures.strip_figure(images[key], images[f"posteriors/{name}"], name)
         found[f"strip_{name}.png"] = (f"{name} strips (posterior under each frame)", strip_png)
-    maps = {k.split("/", 1)[1]: v for k, v in images.items() if k.startswith("map/")}
-    for key in sorted(k for k in images if k.startswith("strip/")):
-        name = key.split("/", 1)[1]
-        # A counterfactual's own map: |query - far end| of its strip, beside the saliency maps.
-        maps[name] = _far_end_map(images["queries"], images[key], images["query_posteriors"])
+    far_ends = _far_ends(images)
+    maps = {
+        f"{name} |x - x_far|": np.abs(images["queries"] - far).sum(axis=1)
+        for name, far in far_ends.items()
+    }
+    maps.update({k.split("/", 1)[1]: v for k, v in images.items() if k.startswith("map/")})
     if maps and len(images.get("queries", [])):
         found["maps.png"] = (
-            "Relevance maps for the same queries",
-            figures.maps_figure(images["queries"], maps),
+            "The same queries: each counterfactual method's far end x_far (the strip end "
+            "opposite to the decision), its map |x - x_far|, and every saliency map",
+            figures.maps_figure(images["queries"], far_ends, maps),
         )
     if "bias" in results:
         found["bias.png"] = (results["bias"]["finding"], figures.bias_plot(results["bias"]))
     return found
 
 
-def _far_end_map(
-    queries: np.ndarray, strip: np.ndarray, query_posteriors: np.ndarray
-) -> np.ndarray:
-    """|query - strip end opposite to its decision| summed over channels, (K, H, W)."""
-    goes_up = query_posteriors < 0.5
-    far = np.where(goes_up[:, None, None, None], strip[-1], strip[0])
-    return np.abs(queries - far).sum(axis=1)
+def _far_ends(images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each counterfactual method's strip end opposite to the query's decision, (K, C, H, W)."""
+    goes_up = (images.get("query_posteriors", np.zeros(0)) < 0.5)[:, None, None, None]
+    return {
+        key.split("/", 1)[1]: np.where(goes_up, strip[-1], strip[0])
+        for key, strip in sorted(images.items())
+        if key.startswith("strip/")
+    }
 
 
 def _tables(results: dict, part: str) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
