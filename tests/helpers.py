@@ -4,7 +4,6 @@ import torch
 
 from cfgen.explain.base import CounterfactualExplainer, Explainer
 
-
 # --- evaluation suite (H6): a classifier that reads one region, and exact explainers of it ----
 
 
@@ -89,3 +88,43 @@ class TinyConvNet(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.head(self.features(x).mean(dim=(2, 3)))).squeeze(1)
+
+
+# --- explainer (H3): a black box saved as a file, as the explainer's training expects --------
+
+
+class ChannelMeanLogit(torch.nn.Module):
+    """Logit = scale * mean(channel 0) + bias: (N, C, H, W) -> (N, 1). Brighter = more likely."""
+
+    def __init__(self, scale: float = 4.0, bias: float = 0.0) -> None:
+        super().__init__()
+        self.scale = scale
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * x[:, :1].mean(dim=(1, 2, 3)).unsqueeze(1) + self.bias
+
+
+def write_exported_classifier(path, scale: float = 4.0, bias: float = 0.0, size: int = 16):
+    """Save `ChannelMeanLogit` with torch.export at `path` (a `.pt2` that `load_blackbox` reads)."""
+    example = torch.zeros(2, 3, size, size)
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(
+        ChannelMeanLogit(scale, bias), (example,), dynamic_shapes=({0: batch},)
+    )
+    torch.export.save(program, str(path))
+    return path
+
+
+def export_tiny_explainer(folder, size: int = 16):
+    """A tiny, untrained `explainer.pt` in `folder` (as training exports it) and its classifier."""
+    from cfgen.train.explainer import ExplainerModule
+
+    classifier = str(write_exported_classifier(folder / "classifier.pt2", size=size))
+    widths = {"generator_width": 4, "generator_max_width": 8}
+    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
+    module = ExplainerModule(classifier, image_size=size, **widths)
+    with torch.no_grad():  # make the EMA weights differ from the raw ones
+        for parameter in module.ema_generator.parameters():
+            parameter.add_(0.01)
+    return module.export(folder / "explainer.pt"), classifier, module

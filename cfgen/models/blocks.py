@@ -50,9 +50,9 @@ RESAMPLE_MODES = ("up", "down", "none")
 class GeneratorBlock(nn.Module):
     """Residual block with conditional BN: (N, C_in, H, W), (N,) -> (N, C_out, H', W').
 
-    Upsampling happens before the first conv (cheap at low resolution is not an option there:
-    the conv must see the new grid), downsampling after the second one, so both convs of a
-    down block run at the input resolution and those of an up block at the output resolution.
+    Both convs run at the lower of the two resolutions: an up block upsamples before its first
+    conv, a down block pools before it (like a strided conv). At 32 px this halves the cost of
+    the generator against convolving at the input resolution, which matters on a CPU.
     """
 
     def __init__(self, in_channels: int, out_channels: int, n_classes: int, resample: str) -> None:
@@ -71,14 +71,9 @@ class GeneratorBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        up = self.resample == "up"
-        h = F.relu(self.norm1(x, label))
-        h = self.conv1(_resample(h, "up") if up else h)
+        h = self.conv1(_resample(F.relu(self.norm1(x, label)), self.resample))
         h = self.conv2(F.relu(self.norm2(h, label)))
-        skip = self.shortcut(_resample(x, "up") if up else x)
-        if self.resample == "down":
-            return F.avg_pool2d(h + skip, 2)
-        return h + skip
+        return h + self.shortcut(_resample(x, self.resample))
 
 
 class DiscriminatorBlock(nn.Module):

@@ -1,0 +1,196 @@
+"""The Progressive Exaggeration explainer at inference time (METHOD.md §1).
+
+    explainer = ProgressiveExaggeration.from_checkpoint("runs/explainer/smile/explainer.pt")
+    strip = explainer.exaggerate(x)            # Strip: (S, N, C, H, W) images + posteriors
+    x_c = explainer.counterfactual(x, target)  # images in the bin of each target posterior
+    relevance = explainer.explain(x)           # |x - x_c| towards the opposite decision
+
+One generator pass per bin for the whole batch: a strip of S steps costs S forward passes, where
+optimisation-based counterfactuals need hundreds of steps per image. The explainer is tied to the
+classifier it was trained for: `from_checkpoint` loads the recorded one by default and refuses
+another (by sha256) unless `allow_classifier_mismatch=True`.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cfgen.bins import posterior_to_bin
+from cfgen.errors import CheckpointError, DataError
+from cfgen.explain.base import Classifier, CounterfactualExplainer
+from cfgen.explain.strip import Strip
+from cfgen.io import PathLike, file_sha256, load_bundle, safe_torch_load
+from cfgen.models.blackbox import load_blackbox
+from cfgen.models.generator import Generator
+
+EXPLAINER_KIND = "explainer"
+
+
+@torch.no_grad()
+def generator_strip(
+    generator: nn.Module,
+    classifier: Callable[[torch.Tensor], torch.Tensor],
+    queries: torch.Tensor,
+    bins: torch.Tensor | int,
+    batch_size: int = 256,
+) -> Strip:
+    """Strip of `queries` (N, C, H, W) at `bins` (S,) long (or all of range(bins) for an int).
+
+    One batched generator pass per bin and chunk of `batch_size` queries; the generator is
+    used as it is (call `.eval()` first for inference).
+    """
+    bins = torch.arange(bins) if isinstance(bins, int) else torch.as_tensor(bins).long()
+    images, posteriors = [], []
+    for target in bins.tolist():
+        chunks = [
+            generator(chunk, torch.full((len(chunk),), target, device=chunk.device))
+            for chunk in queries.split(batch_size)
+        ]
+        images.append(torch.cat(chunks))
+        posteriors.append(torch.cat([classifier(chunk) for chunk in chunks]))
+    query_posteriors = torch.cat([classifier(chunk) for chunk in queries.split(batch_size)])
+    return Strip(torch.stack(images), bins, torch.stack(posteriors), query_posteriors)
+
+
+def _bundle_from_lightning(checkpoint: dict, path: Path) -> dict:
+    """The explainer bundle held in a training checkpoint (`last.ckpt`): its EMA generator."""
+    hparams = checkpoint.get("hyper_parameters", {})
+    prefix = "ema_generator."
+    state = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
+    if not state or "classifier" not in hparams:
+        raise CheckpointError(f"{path} is a Lightning checkpoint but not of a cfgen explainer")
+    generator = {
+        "image_size": hparams["image_size"],
+        "channels": hparams["channels"],
+        "n_bins": hparams["n_bins"],
+        "base_width": hparams["generator_width"],
+        "max_width": hparams["generator_max_width"],
+    }
+    config = {key: hparams[key] for key in ("n_bins", "image_size", "channels", "bin_target_kind")}
+    config |= {"generator": generator, "classifier": checkpoint.get("cfgen_classifier", {})}
+    return {"config": config, "state_dict": state}
+
+
+def load_explainer_bundle(path: PathLike) -> dict:
+    """An explainer bundle (`explainer.pt`) or the EMA generator of a training `.ckpt`."""
+    path = Path(path)
+    if path.suffix == ".ckpt":
+        return _bundle_from_lightning(safe_torch_load(path), path)
+    return load_bundle(path, EXPLAINER_KIND)
+
+
+def _recorded_classifier(config: dict, path: Path, allow_mismatch: bool) -> Classifier:
+    """Load the classifier the explainer was trained for, refusing a changed file."""
+    recorded = config.get("classifier", {})
+    source = recorded.get("path")
+    if not source or not Path(source).is_file():
+        raise CheckpointError(
+            f"the classifier explained by {path} ({source}) is not found; pass the classifier "
+            "explicitly (classifier=..., CLI: --classifier PATH)"
+        )
+    _check_same_classifier(recorded, source, path, allow_mismatch)
+    return load_blackbox(source)
+
+
+def _check_same_classifier(recorded: dict, source: str, path: Path, allow_mismatch: bool) -> None:
+    if allow_mismatch or file_sha256(source) == recorded.get("sha256"):
+        return
+    raise CheckpointError(
+        f"{source} is not the classifier {path} was trained to explain (sha256 differs from the "
+        f"recorded {str(recorded.get('sha256'))[:12]}…, trained for {recorded.get('path')}); "
+        "use that classifier, or pass allow_classifier_mismatch=True to explain another anyway"
+    )
+
+
+class ProgressiveExaggeration(CounterfactualExplainer):
+    """Counterfactuals from a trained generator I_f(x, c), c a posterior bin of `classifier`.
+
+    Args:
+        generator: maps images (N, C, H, W) and bins (N,) to images (N, C, H, W).
+        classifier: the black box f: (N, C, H, W) -> (N,).
+        batch_size: queries per generator pass (bounds memory for large inputs).
+    """
+
+    def __init__(self, generator: Generator, classifier: Classifier, batch_size: int = 256) -> None:
+        super().__init__(classifier)
+        self.generator = generator.eval().requires_grad_(False)
+        self.n_bins = generator.n_bins
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: PathLike,
+        classifier: Classifier | str | None = None,
+        allow_classifier_mismatch: bool = False,
+        batch_size: int = 256,
+    ) -> "ProgressiveExaggeration":
+        """Load `explainer.pt` (or a training `.ckpt`); the classifier defaults to the recorded one.
+
+        A classifier given as a file path is checked against the recorded sha256; a module is
+        taken as given.
+        """
+        path = Path(path)
+        bundle = load_explainer_bundle(path)
+        config = bundle["config"]
+        if classifier is None:
+            classifier = _recorded_classifier(config, path, allow_classifier_mismatch)
+        elif isinstance(classifier, str | Path):
+            _check_same_classifier(
+                config.get("classifier", {}), str(classifier), path, allow_classifier_mismatch
+            )
+            classifier = load_blackbox(str(classifier))
+        generator = Generator(**config["generator"])
+        try:
+            generator.load_state_dict(bundle["state_dict"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{path} does not match its own config: {error}") from error
+        return cls(generator, classifier, batch_size)
+
+    def to(self, device: torch.device | str) -> "ProgressiveExaggeration":
+        """Move the generator (and the classifier, when it is a module) to `device`."""
+        self.generator.to(device)
+        if isinstance(self.classifier, nn.Module):
+            self.classifier.to(device)
+        return self
+
+    def check_images(self, x: torch.Tensor) -> None:
+        """Refuse images of another shape than the generator's, or outside [-1, 1]."""
+        size, channels = self.generator.image_size, self.generator.channels
+        if x.ndim != 4 or x.shape[1] != channels or tuple(x.shape[2:]) != (size, size):
+            raise DataError(
+                f"this explainer takes images (N, {channels}, {size}, {size}); got shape "
+                f"{tuple(x.shape)}. Resize the images to {size}x{size} with {channels} channels"
+            )
+        low, high = x.min().item(), x.max().item()
+        if low < -1.01 or high > 1.01:
+            raise DataError(
+                f"images must be scaled to [-1, 1]; got values in [{low:.3g}, {high:.3g}]"
+            )
+
+    @torch.no_grad()
+    def counterfactual(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Each query rendered in the bin of its target posterior: (N, C, H, W), (N,) -> like x."""
+        self.check_images(x)
+        target_bin = posterior_to_bin(torch.as_tensor(target, device=x.device), self.n_bins)
+        target_bin = target_bin.expand(x.shape[0])
+        chunks = zip(x.split(self.batch_size), target_bin.split(self.batch_size), strict=True)
+        return torch.cat([self.generator(images, bins) for images, bins in chunks])
+
+    def exaggerate(
+        self, x: torch.Tensor, n_bins: int | None = None, bins: torch.Tensor | None = None
+    ) -> Strip:
+        """Strip of `x` (N, C, H, W) at every bin (or the given `bins`): (S, N, C, H, W)."""
+        self.check_images(x)
+        if n_bins is not None and n_bins != self.n_bins:
+            raise ValueError(f"this explainer has {self.n_bins} bins, not {n_bins}")
+        if bins is None:
+            bins = torch.arange(self.n_bins)
+        bins = torch.as_tensor(bins).long()
+        if bins.numel() and not bool(((bins >= 0) & (bins < self.n_bins)).all()):
+            raise ValueError(f"bins must lie in [0, {self.n_bins}); got {bins.tolist()}")
+        return generator_strip(self.generator, self.classifier, x, bins, self.batch_size)

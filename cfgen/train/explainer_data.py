@@ -1,0 +1,169 @@
+"""Training data of the explainer: images with their classifier posterior, sampled bin-balanced.
+
+The explainer needs f(x) of every training image to pick the images it trains on: a confident
+classifier puts most images in the two end bins, so without balancing the discriminator would
+see few real images of the middle bins (METHOD.md §1; the official code keeps at most 5,000
+images per bin). The posterior of every training image is computed ONCE, in batches, when the
+training loader is first built, and reused by every epoch.
+
+Sampling schemes, by name (`BALANCE`): `cap` (official: at most `max_per_bin` images per bin,
+uniform over what is kept), `uniform` (every bin equally likely), `none`. In-memory datasets (the
+synthetic world keeps its tensors in `.images`) are served a whole batch per index lookup, with no
+per-item Python work.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data._utils.collate import default_collate
+
+from cfgen.bins import posterior_to_bin
+from cfgen.data.datamodule import AttributeDataModule
+from cfgen.errors import ConfigError, DataError
+from cfgen.models.blackbox import load_blackbox
+
+
+def _cap_weights(bins: torch.Tensor, n_bins: int, max_per_bin: int, seed: int) -> torch.Tensor:
+    """Weight 1 for a random subset of at most `max_per_bin` images per bin, 0 elsewhere."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(bins.numel(), generator=generator)
+    # Rank of each image among the images of its bin, in random order; keep ranks < cap.
+    shuffled = bins[order]
+    rank = torch.empty_like(bins)
+    for b in range(n_bins):
+        members = (shuffled == b).nonzero().squeeze(1)
+        rank[order[members]] = torch.arange(members.numel())
+    return (rank < max_per_bin).float()
+
+
+def _uniform_weights(bins: torch.Tensor, n_bins: int, max_per_bin: int, seed: int) -> torch.Tensor:
+    """Weight 1 / (images in the bin): every non-empty bin is drawn equally often."""
+    counts = torch.bincount(bins, minlength=n_bins).float()
+    return 1.0 / counts[bins]
+
+
+def _no_weights(bins: torch.Tensor, n_bins: int, max_per_bin: int, seed: int) -> torch.Tensor:
+    return torch.ones(bins.numel())
+
+
+BALANCE: dict[str, Callable[[torch.Tensor, int, int, int], torch.Tensor]] = {
+    "cap": _cap_weights,
+    "uniform": _uniform_weights,
+    "none": _no_weights,
+}
+
+
+def dataset_images(dataset: Dataset, indices: torch.Tensor | None = None) -> torch.Tensor:
+    """Images of a dataset as one (N, C, H, W) tensor: its `.images` if it keeps them in memory."""
+    images = getattr(dataset, "images", None)
+    if isinstance(images, torch.Tensor):
+        return images if indices is None else images[indices]
+    indices = torch.arange(len(dataset)) if indices is None else indices
+    return torch.stack([dataset[int(i)]["image"] for i in indices])
+
+
+@torch.no_grad()
+def compute_posteriors(
+    classifier: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, batch_size: int = 512
+) -> torch.Tensor:
+    """f(x) of every image of `dataset`, (N,), in batches."""
+    images = getattr(dataset, "images", None)
+    if isinstance(images, torch.Tensor):
+        return torch.cat([classifier(chunk) for chunk in images.split(batch_size)])
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    return torch.cat([classifier(batch["image"]) for batch in loader])
+
+
+class PosteriorDataset(Dataset):
+    """Items `{"image": (C, H, W), "posterior": ()}`; `__getitems__` serves whole batches."""
+
+    def __init__(self, dataset: Dataset, posteriors: torch.Tensor) -> None:
+        self.dataset = dataset
+        self.posteriors = posteriors
+        images = getattr(dataset, "images", None)
+        self.images = images if isinstance(images, torch.Tensor) else None
+
+    def __len__(self) -> int:
+        return len(self.posteriors)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"image": self.dataset[index]["image"], "posterior": self.posteriors[index]}
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor] | list[dict]:
+        if self.images is None:
+            return [self[i] for i in indices]
+        index = torch.as_tensor(indices)
+        return {"image": self.images[index], "posterior": self.posteriors[index]}
+
+
+def collate_batch(batch: dict[str, torch.Tensor] | list[dict]) -> dict[str, torch.Tensor]:
+    """Batches fetched whole pass through; lists of items are stacked as usual."""
+    return batch if isinstance(batch, dict) else default_collate(batch)
+
+
+class ExplainerDataModule(AttributeDataModule):
+    """`AttributeDataModule` whose training batches are bin-balanced and carry f(x).
+
+    Train batches: `{"image": (B, C, H, W), "posterior": (B,)}`; an epoch is `steps_per_epoch`
+    batches drawn with replacement from the balanced weights. `classifier` and `n_bins` are the
+    explainer's (the CLI links them from `model.*`).
+    """
+
+    def __init__(
+        self,
+        classifier: str = "runs/classifier/synthetic_smile/classifier.pt",
+        n_bins: int = 10,
+        balance: str = "cap",
+        max_per_bin: int = 5000,
+        steps_per_epoch: int = 200,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if balance not in BALANCE:
+            raise ConfigError(f"unknown balance {balance!r}; choose one of {sorted(BALANCE)}")
+        self.classifier_path = classifier
+        self.n_bins = n_bins
+        self.balance = balance
+        self.max_per_bin = max_per_bin
+        self.steps_per_epoch = steps_per_epoch
+        self.train_posteriors: torch.Tensor | None = None
+
+    def _posteriors(self) -> torch.Tensor:
+        if self.train_posteriors is None:
+            classifier = load_blackbox(self.classifier_path)
+            self.train_posteriors = compute_posteriors(classifier, self.train_dataset)
+        return self.train_posteriors
+
+    def sample_weights(self) -> torch.Tensor:
+        """Sampling weight of every training image, (N,), by the `balance` scheme."""
+        bins = posterior_to_bin(self._posteriors(), self.n_bins)
+        weights = BALANCE[self.balance](bins, self.n_bins, self.max_per_bin, self.hparams.seed)
+        if not bool((weights > 0).any()):
+            raise DataError("no training image left to sample; check the training split")
+        return weights
+
+    def train_dataloader(self) -> DataLoader:
+        batch_size = self.hparams.batch_size
+        generator = torch.Generator().manual_seed(self.hparams.seed)
+        sampler = WeightedRandomSampler(
+            self.sample_weights(),
+            num_samples=self.steps_per_epoch * batch_size,
+            replacement=True,
+            generator=generator,
+        )
+        return DataLoader(
+            PosteriorDataset(self.train_dataset, self._posteriors()),
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=True,
+            collate_fn=collate_batch,
+            num_workers=self.hparams.num_workers,
+        )
+
+    def query_images(self, n: int, split: str = "val") -> torch.Tensor:
+        """The first `n` images of a split, (n, C, H, W): fixed queries to monitor training."""
+        dataset = self.val_dataset if split == "val" else self.test_dataset
+        n = min(n, len(dataset))
+        return dataset_images(dataset, torch.arange(n))

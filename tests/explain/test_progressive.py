@@ -1,0 +1,139 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from cfgen.bins import bin_centre
+from cfgen.errors import CheckpointError, DataError
+from cfgen.evaluate.shift import shift_summary
+from cfgen.explain.progressive import ProgressiveExaggeration
+from cfgen.io import save_bundle
+from cfgen.models.blackbox import BlackBox, load_blackbox
+from tests.helpers import ChannelMeanLogit, export_tiny_explainer, write_exported_classifier
+
+SIZE = 16
+
+
+class ExactGenerator(torch.nn.Module):
+    """Fills channel 0 so that `ChannelMeanLogit` lands exactly on the target bin's centre."""
+
+    def __init__(self, n_bins: int = 10, scale: float = 4.0) -> None:
+        super().__init__()
+        self.n_bins, self.image_size, self.channels, self.scale = n_bins, SIZE, 3, scale
+
+    def forward(self, x: torch.Tensor, target_bin: torch.Tensor) -> torch.Tensor:
+        level = torch.logit(bin_centre(target_bin, self.n_bins)) / self.scale
+        out = x.clone()
+        out[:, 0] = level[:, None, None]
+        return out
+
+
+def posterior(x: torch.Tensor) -> torch.Tensor:
+    return ChannelMeanLogit()(x).sigmoid().squeeze(1)
+
+
+def images(n: int = 4) -> torch.Tensor:
+    return torch.rand(n, 3, SIZE, SIZE) * 2 - 1
+
+
+@pytest.fixture
+def exact() -> ProgressiveExaggeration:
+    return ProgressiveExaggeration(ExactGenerator(), BlackBox(ChannelMeanLogit()), batch_size=3)
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """An explainer.pt exported by the training module, and its classifier file."""
+    return export_tiny_explainer(tmp_path, size=SIZE)
+
+
+def test_exaggerate_is_one_strip_per_query_at_every_bin(exact):
+    x = images(5)  # 5 queries in chunks of 3: exercises the batching
+    strip = exact.exaggerate(x)
+    assert strip.images.shape == (10, 5, 3, SIZE, SIZE)
+    torch.testing.assert_close(strip.target_bins, torch.arange(10))
+    torch.testing.assert_close(
+        strip.posteriors, bin_centre(torch.arange(10), 10)[:, None].expand(10, 5)
+    )
+    torch.testing.assert_close(strip.query_posteriors, ChannelMeanLogit()(x).sigmoid().squeeze(1))
+    summary = shift_summary(strip.posteriors, strip.target_bins, strip.query_posteriors, 10)
+    assert summary == pytest.approx(
+        {"compat_mae": 0.0, "flip_rate": 1.0, "monotonicity": 1.0}, abs=1e-6
+    )
+
+
+def test_selected_bins_and_out_of_range_bins(exact):
+    strip = exact.exaggerate(images(2), bins=[0, 9])
+    torch.testing.assert_close(strip.posteriors[:, 0], torch.tensor([0.05, 0.95]))
+    with pytest.raises(ValueError, match=r"bins must lie in \[0, 10\)"):
+        exact.exaggerate(images(2), bins=[10])
+
+
+def test_counterfactual_lands_in_the_bin_of_the_target(exact):
+    x = images(2)
+    out = exact.counterfactual(x, torch.tensor([0.97, 0.03]))
+    torch.testing.assert_close(
+        ChannelMeanLogit()(out).sigmoid().squeeze(1), torch.tensor([0.95, 0.05])
+    )
+    torch.testing.assert_close(out[:, 1:], x[:, 1:])
+
+
+def test_explain_is_the_change_towards_the_other_decision(exact):
+    x = images(3)
+    relevance = exact.explain(x)
+    target = (posterior(x) < 0.5).float()
+    torch.testing.assert_close(relevance, (x - exact.counterfactual(x, target)).abs())
+    assert relevance.shape == x.shape
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (torch.zeros(2, 3, 32, 32), r"takes images \(N, 3, 16, 16\); got shape \(2, 3, 32, 32\)"),
+        (torch.zeros(2, 1, 16, 16), r"got shape \(2, 1, 16, 16\)"),
+        (torch.full((1, 3, 16, 16), 255.0), r"scaled to \[-1, 1\]; got values in \[255, 255\]"),
+    ],
+)
+def test_bad_images_are_refused_with_the_expected_shape(exact, x, message):
+    with pytest.raises(DataError, match=message):
+        exact.exaggerate(x)
+
+
+def test_from_checkpoint_loads_the_ema_generator_and_the_recorded_classifier(bundle):
+    path, classifier, module = bundle
+    explainer = ProgressiveExaggeration.from_checkpoint(path)
+    expected = module.ema_generator.state_dict()
+    for name, value in explainer.generator.state_dict().items():
+        torch.testing.assert_close(value, expected[name])
+    x = images(2)
+    torch.testing.assert_close(explainer.classifier(x), load_blackbox(classifier)(x))
+    assert explainer.exaggerate(x).images.shape == (10, 2, 3, SIZE, SIZE)
+
+
+def test_another_classifier_file_is_refused_unless_allowed(bundle, tmp_path):
+    path, _, _ = bundle
+    other = str(write_exported_classifier(tmp_path / "other.pt2", scale=-2.0, size=SIZE))
+    with pytest.raises(CheckpointError, match="not the classifier .* was trained to explain"):
+        ProgressiveExaggeration.from_checkpoint(path, classifier=other)
+    explainer = ProgressiveExaggeration.from_checkpoint(path, other, allow_classifier_mismatch=True)
+    torch.testing.assert_close(
+        explainer.classifier(torch.zeros(1, 3, SIZE, SIZE)), torch.tensor([0.5])
+    )
+
+
+def test_missing_recorded_classifier_asks_for_one(bundle):
+    path, classifier, _ = bundle
+    torch.save({}, classifier)  # overwritten: still a file, but not the recorded one
+    with pytest.raises(CheckpointError, match="not the classifier"):
+        ProgressiveExaggeration.from_checkpoint(path)
+    Path(classifier).unlink()
+    with pytest.raises(CheckpointError, match="pass the classifier explicitly"):
+        ProgressiveExaggeration.from_checkpoint(path)
+
+
+def test_missing_or_foreign_checkpoints_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        ProgressiveExaggeration.from_checkpoint(tmp_path / "nothing.pt")
+    save_bundle(tmp_path / "classifier.pt", "classifier", {}, {})
+    with pytest.raises(CheckpointError, match="holds a 'classifier' model, expected 'explainer'"):
+        ProgressiveExaggeration.from_checkpoint(tmp_path / "classifier.pt")

@@ -1,0 +1,66 @@
+import torch
+from torch.utils.data import DataLoader
+
+from cfgen.train.explainer_data import (
+    BALANCE,
+    PosteriorDataset,
+    collate_batch,
+    compute_posteriors,
+)
+
+
+def test_cap_keeps_at_most_the_cap_per_bin():
+    bins = torch.tensor([0] * 10 + [1] * 3 + [2] * 1)
+    weights = BALANCE["cap"](bins, 3, 4, 0)
+    kept = torch.bincount(bins[weights > 0], minlength=3)
+    torch.testing.assert_close(kept, torch.tensor([4, 3, 1]))
+    torch.testing.assert_close(weights.unique(), torch.tensor([0.0, 1.0]))
+
+
+def test_uniform_gives_every_non_empty_bin_the_same_total_weight():
+    bins = torch.tensor([0] * 10 + [1] * 3 + [3] * 1)
+    weights = BALANCE["uniform"](bins, 4, 5000, 0)
+    totals = torch.zeros(4).index_add_(0, bins, weights)
+    torch.testing.assert_close(totals, torch.tensor([1.0, 1.0, 0.0, 1.0]))
+    torch.testing.assert_close(BALANCE["none"](bins, 4, 5000, 0), torch.ones(14))
+
+
+class InMemory(torch.utils.data.Dataset):
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return {"image": self.images[index], "labels": torch.zeros(1), "index": index}
+
+
+class ItemsOnly(InMemory):
+    """The same data without the in-memory `.images` tensor: served item by item."""
+
+    def __init__(self, images):
+        self.data = images
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, index):
+        return {"image": self.data[index], "labels": torch.zeros(1), "index": index}
+
+
+def test_batches_are_the_same_whole_or_item_by_item():
+    images = torch.rand(6, 3, 4, 4)
+    classifier = lambda x: x.mean(dim=(1, 2, 3))  # noqa: E731
+    posteriors = compute_posteriors(classifier, InMemory(images), batch_size=4)
+    torch.testing.assert_close(posteriors, compute_posteriors(classifier, ItemsOnly(images), 4))
+    for dataset in (InMemory(images), ItemsOnly(images)):
+        loader = DataLoader(
+            PosteriorDataset(dataset, posteriors),
+            batch_size=3,
+            sampler=[5, 0, 2],
+            collate_fn=collate_batch,
+        )
+        batch = next(iter(loader))
+        torch.testing.assert_close(batch["image"], images[[5, 0, 2]])
+        torch.testing.assert_close(batch["posterior"], posteriors[[5, 0, 2]])
