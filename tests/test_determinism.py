@@ -3,6 +3,7 @@
 What is and is not deterministic on a GPU is documented in docs/RELIABILITY.md.
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,29 +12,8 @@ import torch
 from cfgen.cli import main
 from cfgen.io import safe_torch_load
 from cfgen.train.classifier import cli_main as classifier_main
-from tests.model_files import IMAGE_SIZE, N_BINS, write_classifier_bundle
-from tests.test_faults import tiny_classifier_args
-
-
-def tiny_explainer_args(run_dir: Path, classifier: Path, max_steps: int = 4) -> list[str]:
-    """`cfgen explainer fit` on 16 px synthetic faces with 8-wide networks: seconds on a CPU."""
-    return [
-        "explainer", "fit",
-        "--trainer.default_root_dir", str(run_dir),
-        "--trainer.max_steps", str(max_steps),
-        "--trainer.limit_val_batches", "1",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--logger", "none",
-        "--model.classifier", str(classifier),
-        "--model.n_bins", str(N_BINS),
-        "--model.generator_width", "8", "--model.generator_max_width", "16",
-        "--model.discriminator_width", "8", "--model.discriminator_max_width", "16",
-        "--data.image_size", str(IMAGE_SIZE), "--data.batch_size", "8",
-        "--data.n_train", "64", "--data.n_val", "16", "--data.n_test", "16",
-        "--data.steps_per_epoch", "2",
-        "--monitor.every_n_steps", "2", "--monitor.n_queries", "8",
-    ]  # fmt: skip
+from tests.model_files import write_classifier_bundle
+from tests.tiny_runs import tiny_classifier_args, tiny_explainer_args
 
 
 def assert_same_tensors(first: dict, second: dict) -> None:
@@ -49,8 +29,6 @@ def folder_bytes(root: Path) -> dict[str, bytes]:
 
 
 def strips_records(root: Path) -> list:
-    import json
-
     return json.loads((root / "strips.json").read_text())["queries"]
 
 
@@ -67,7 +45,8 @@ def test_classifier_trained_twice_has_identical_weights(tmp_path):
 def test_explainer_trained_twice_gives_identical_checkpoints_and_strips(tmp_path):
     classifier = write_classifier_bundle(tmp_path / "classifier.pt")
     for name in ("first", "second"):
-        assert main(tiny_explainer_args(tmp_path / name, classifier)) == 0
+        argv = tiny_explainer_args(tmp_path / name, classifier, max_steps=4)
+        assert main(["explainer", *argv]) == 0
         argv = ["generate", "--checkpoint", str(tmp_path / name / "explainer.pt")]
         argv += ["--input", "synthetic:test", "--n", "6", "--out", str(tmp_path / f"{name}_s")]
         assert main(argv) == 0

@@ -16,38 +16,26 @@ from pathlib import Path
 import pytest
 import torch
 
+from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import safe_torch_load
 from cfgen.models.blackbox import load_blackbox
 from cfgen.train import loggers
 from cfgen.train.classifier import BUNDLE_NAME, cli_main
+from tests.model_files import write_classifier_bundle
+from tests.tiny_runs import tiny_classifier_args, tiny_explainer_args
 
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-MAX_STEPS = 120
+MAX_STEPS = {"classifier": 80, "explainer": 40}
 
 
-def tiny_classifier_args(run_dir: Path, max_steps: int = MAX_STEPS) -> list[str]:
-    """`cfgen classifier fit` on 16 px synthetic faces: 4 steps per epoch, last.ckpt each epoch."""
-    return [
-        "fit",
-        "--trainer.default_root_dir", str(run_dir),
-        "--trainer.max_steps", str(max_steps),
-        "--trainer.max_epochs", "-1",
-        "--trainer.limit_val_batches", "1",
-        "--trainer.limit_test_batches", "1",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--logger", "csv",
-        "--data.image_size", "16",
-        "--data.n_train", "64", "--data.n_val", "16", "--data.n_test", "16",
-        "--data.batch_size", "16",
-    ]  # fmt: skip
-
-
-def _start_fit(run_dir: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "cfgen.cli", "classifier", *tiny_classifier_args(run_dir)]
-    return subprocess.Popen(
-        [*command, *extra], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+def training_command(command: str, run_dir: Path, *extra: str) -> list[str]:
+    """`cfgen classifier|explainer fit` of a tiny run (last.ckpt at every short epoch)."""
+    if command == "classifier":
+        args = tiny_classifier_args(run_dir, MAX_STEPS[command])
+    else:
+        classifier = write_classifier_bundle(run_dir.parent / "classifier.pt")
+        args = tiny_explainer_args(run_dir, classifier, MAX_STEPS[command])
+    return [sys.executable, "-m", "cfgen.cli", command, *args, *extra]
 
 
 def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -59,32 +47,42 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 60.0) -> N
 
 
 @pytest.mark.slow
-def test_training_killed_at_a_random_step_resumes_from_last_ckpt_and_finishes(tmp_path):
+@pytest.mark.parametrize("command", ["classifier", "explainer"])
+def test_training_killed_at_a_random_step_resumes_from_last_ckpt_and_finishes(tmp_path, command):
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
-    process = _start_fit(run_dir)
+    process = subprocess.Popen(
+        training_command(command, run_dir),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     _wait_for(last, process)
-    time.sleep(random.uniform(0.0, 1.0))  # a few more epochs: the kill lands anywhere
+    time.sleep(random.uniform(0.0, 0.5))  # a few more epochs: the kill lands anywhere
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not (run_dir / BUNDLE_NAME).exists()
+    assert not (run_dir / f"{command}.pt").exists()
     killed_at = safe_torch_load(last)["global_step"]  # complete, loadable, not truncated
-    assert 0 < killed_at < MAX_STEPS
+    assert 0 < killed_at < MAX_STEPS[command]
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "cfgen.cli", "classifier"]
-        + tiny_classifier_args(run_dir)
-        + ["--ckpt_path", "last"],
+        training_command(command, run_dir, "--ckpt_path", "last"),
         env=ENV,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert safe_torch_load(last)["global_step"] == MAX_STEPS
-    box = load_blackbox(str(run_dir / BUNDLE_NAME))
-    posterior = box(torch.zeros(2, 3, 16, 16))
+    assert safe_torch_load(last)["global_step"] == MAX_STEPS[command]
+    bundle = run_dir / f"{command}.pt"
+    if command == "classifier":
+        posterior = load_blackbox(str(bundle))(torch.zeros(2, 3, 16, 16))
+    else:
+        strip = ProgressiveExaggeration.from_checkpoint(bundle).exaggerate(
+            torch.zeros(2, 3, 16, 16)
+        )
+        posterior = strip.query_posteriors
     assert posterior.shape == (2,)
 
 
