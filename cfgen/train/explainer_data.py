@@ -66,14 +66,20 @@ def dataset_images(dataset: Dataset, indices: torch.Tensor | None = None) -> tor
 
 @torch.no_grad()
 def compute_posteriors(
-    classifier: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, batch_size: int = 512
+    classifier: Callable[[torch.Tensor], torch.Tensor],
+    dataset: Dataset,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
 ) -> torch.Tensor:
-    """f(x) of every image of `dataset`, (N,), in batches."""
+    """f(x) of every image of `dataset`, (N,) on the CPU, in batches run on `device`."""
     images = getattr(dataset, "images", None)
     if isinstance(images, torch.Tensor):
-        return torch.cat([classifier(chunk) for chunk in images.split(batch_size)])
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    return torch.cat([classifier(batch["image"]) for batch in loader])
+        chunks = images.split(batch_size)
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+        chunks = (batch["image"] for batch in loader)
+    return torch.cat([classifier(chunk.to(device)).cpu() for chunk in chunks])
 
 
 class PosteriorDataset(Dataset):
@@ -132,8 +138,13 @@ class ExplainerDataModule(AttributeDataModule):
 
     def _posteriors(self) -> torch.Tensor:
         if self.train_posteriors is None:
-            classifier = load_blackbox(self.classifier_path)
-            self.train_posteriors = compute_posteriors(classifier, self.train_dataset)
+            # On the training device: a GPU run must not wait for a CPU pass over CelebA.
+            module = self.trainer.lightning_module if self.trainer is not None else None
+            device = module.device if module is not None else torch.device("cpu")
+            classifier = load_blackbox(self.classifier_path).to(device)
+            self.train_posteriors = compute_posteriors(
+                classifier, self.train_dataset, device=device, num_workers=self.hparams.num_workers
+            )
         return self.train_posteriors
 
     def sample_weights(self) -> torch.Tensor:
