@@ -120,6 +120,18 @@ def test_import_path_classifier_needs_explicit_permission(tmp_path, monkeypatch)
     assert "user_classifier" not in sys.modules
 
 
+@pytest.mark.parametrize("mismatch", [[], ["--allow-classifier-mismatch"]])
+def test_generate_never_imports_a_classifier_named_as_module(models, tmp_path, capsys, mismatch):
+    (tmp_path / "cli_classifier.py").write_text("open(__file__ + '.imported', 'w').write('x')\n")
+    _, explainer = models
+    argv = ["generate", "--checkpoint", explainer, "--classifier", "cli_classifier:build"]
+    argv += [*mismatch, "--input", "synthetic:test", "--out", tmp_path / "o"]
+    code, err = cfgen(argv, capsys)
+    assert code == 2
+    assert "cli_classifier:build" in err
+    assert not (tmp_path / "cli_classifier.py.imported").exists()
+
+
 # --- output paths ---------------------------------------------------------------------------
 
 

@@ -21,8 +21,8 @@ from cfgen.bins import posterior_to_bin
 from cfgen.errors import CheckpointError, DataError
 from cfgen.explain.base import Classifier, CounterfactualExplainer
 from cfgen.explain.strip import Strip
-from cfgen.io import PathLike, file_sha256, load_bundle, safe_torch_load
-from cfgen.models.blackbox import load_blackbox
+from cfgen.io import PathLike, load_bundle, safe_torch_load
+from cfgen.models.blackbox import classifier_fingerprint, load_blackbox
 from cfgen.models.generator import Generator
 
 EXPLAINER_KIND = "explainer"
@@ -97,7 +97,8 @@ def _recorded_classifier(config: dict, path: Path, allow_mismatch: bool) -> Clas
 
 
 def _check_same_classifier(recorded: dict, source: str, path: Path, allow_mismatch: bool) -> None:
-    if allow_mismatch or file_sha256(source) == recorded.get("sha256"):
+    # classifier_fingerprint, not file_sha256: `source` may be `package.module:function`.
+    if allow_mismatch or classifier_fingerprint(source) == recorded.get("sha256"):
         return
     raise CheckpointError(
         f"{source} is not the classifier {path} was trained to explain (sha256 differs from the "
@@ -166,6 +167,8 @@ class ProgressiveExaggeration(CounterfactualExplainer):
                 f"this explainer takes images (N, {channels}, {size}, {size}); got shape "
                 f"{tuple(x.shape)}. Resize the images to {size}x{size} with {channels} channels"
             )
+        if not bool(torch.isfinite(x).all()):
+            raise DataError(f"the images contain NaN or inf (shape {tuple(x.shape)}); clean them")
         low, high = x.min().item(), x.max().item()
         if low < -1.01 or high > 1.01:
             raise DataError(

@@ -35,6 +35,7 @@ from cfgen.models.discriminator import Discriminator
 from cfgen.models.generator import Generator
 from cfgen.train.callbacks import ExplainerMonitor
 from cfgen.train.cli import CfgenCLI, run_cli
+from cfgen.train.collapse import DiscriminatorCollapse
 from cfgen.train.explainer_data import ExplainerDataModule
 
 BUNDLE_NAME = "explainer.pt"
@@ -296,6 +297,7 @@ class ExplainerCLI(CfgenCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(ExplainerMonitor, "monitor")
+        parser.add_lightning_class_args(DiscriminatorCollapse, "collapse")  # --collapse.patience
         parser.link_arguments("model.classifier", "data.classifier")
         parser.link_arguments("model.n_bins", "data.n_bins")
         parser.link_arguments("data.image_size", "model.image_size")
