@@ -89,6 +89,21 @@ def test_evaluate_refuses_a_crafted_explainer(crafted, tmp_path, capsys):
     assert REFUSED in err
 
 
+def test_evaluate_refuses_a_crafted_oracle(crafted, models, tmp_path, capsys):
+    _, explainer = models
+    argv = ["evaluate", "--explainer", explainer, "--oracle", crafted, "--n_queries", "4"]
+    code, err = cfgen([*argv, "--n_real", "0", "--out", tmp_path / "eval"], capsys)
+    assert code == 2
+    assert REFUSED in err
+
+
+def test_explainer_training_refuses_a_crafted_classifier(crafted, tmp_path, capsys):
+    argv = ["explainer", "fit", "--trainer.default_root_dir", tmp_path / "run"]
+    code, err = cfgen([*argv, "--logger", "none", "--model.classifier", crafted], capsys)
+    assert code == 2
+    assert REFUSED in err
+
+
 def test_training_refuses_to_resume_from_a_crafted_checkpoint(tmp_path, marker, capsys):
     ckpt = write_crafted_pickle(tmp_path / "last.ckpt", marker, as_torch_zip=True)
     argv = ["classifier", "fit", "--trainer.default_root_dir", tmp_path / "run"]
