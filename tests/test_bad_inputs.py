@@ -72,6 +72,14 @@ def folder_with_file(ws: Workspace, content: bytes) -> Path:
     return data
 
 
+def same_stem_twice(ws: Workspace) -> Path:
+    """`face.png` and `face.jpg`: one strip file name for two queries."""
+    folder = ws.root / "photos"
+    write_png(folder / "face.png", random_pixels(0, IMAGE_SIZE, IMAGE_SIZE))
+    write_png(folder / "face.jpg", random_pixels(1, IMAGE_SIZE, IMAGE_SIZE))
+    return folder
+
+
 def generate(ws: Workspace, input_spec, *extra) -> list:
     out = ws.root / "strips"
     return ["generate", "--checkpoint", ws.explainer, "--input", input_spec, "--out", out, *extra]
@@ -179,6 +187,8 @@ CASES = [
     Case("data-not-scaled", "images must be scaled to [-1, 1]; got values in [0, 255]",
          call=lambda ws: explainer(ws).exaggerate(torch.linspace(0, 255, 1536).view(2, 3, 16, 16))),
     Case("data-nan-in-inputs", "contain NaN or inf", call=with_nan),
+    Case("data-duplicate-query-ids", "would both be written as strips/face.png",
+         argv=lambda ws: generate(ws, same_stem_twice(ws))),
     Case("data-input-missing", "is neither a folder nor 'synthetic:SPLIT'",
          argv=lambda ws: generate(ws, ws.root / "absent")),
     Case("data-no-images", "no images in",

@@ -36,10 +36,28 @@ OVERVIEW_QUERIES = 16
 Batch = tuple[list[str], list[str], torch.Tensor]  # ids, sources, images (B, C, H, W)
 
 
+def _check_unique(ids: list[str], sources: list[str]) -> None:
+    """Two inputs with one id would write the same strip file: the first would be lost."""
+    first: dict[str, str] = {}
+    for query_id, source in zip(ids, sources, strict=True):
+        if query_id in first:
+            raise DataError(
+                f"{first[query_id]} and {source} would both be written as strips/{query_id}.png "
+                "(a query's id is its file name without suffix); rename one of them"
+            )
+        first[query_id] = source
+
+
 def _batches_of(ids: list[str], sources: list[str], load, batch_size: int) -> Iterator[Batch]:
-    for start in range(0, len(ids), batch_size):
-        stop = start + batch_size
-        yield ids[start:stop], sources[start:stop], load(start, min(stop, len(ids)))
+    _check_unique(ids, sources)  # here, not lazily: before any output is written
+    return (
+        (
+            ids[start : start + batch_size],
+            sources[start : start + batch_size],
+            load(start, min(start + batch_size, len(ids))),
+        )
+        for start in range(0, len(ids), batch_size)
+    )
 
 
 def _synthetic(split: str, n: int, size: int, batch_size: int) -> tuple[int, Iterator[Batch]]:
