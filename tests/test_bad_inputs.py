@@ -214,7 +214,7 @@ CASES = [
          argv=lambda ws: fit(ws, "--data.source", "folder")),
     Case("config-unknown-baseline", "unknown explainer 'nope'",
          argv=lambda ws: ["evaluate", "--explainer", ws.explainer, "--out", ws.root / "eval",
-                          "--baselines", "[nope]"]),
+                          "--baselines", "[nope]", "--n_queries", "4", "--n_real", "0"]),
     # classifier
     Case("classifier-logits-declared-probabilities", "but output='probabilities' was declared",
          call=lambda ws: box(Returns(lambda x: x.mean((1, 2, 3))[:, None] * 5), "probabilities")(
