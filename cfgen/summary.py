@@ -6,6 +6,7 @@ and the `wandb sync` command for every offline W&B run the stages wrote.
 """
 
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -48,7 +49,8 @@ def wandb_runs(folders: dict[str, Path]) -> list[Path]:
 
 def print_summary(config, folders: dict[str, Path], seconds: float) -> None:
     """Print the closing summary of a pipeline run (`config`: a `PipelineConfig`)."""
-    console = Console()
+    # Rich assumes 80 columns when writing to a file or pipe: too narrow for the table.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
     results_path = folders.get(config.report_stage, Path()) / "results.json"
     console.print(
         f"\nall stages finished in {seconds / 60:.1f} min; stage folders under {config.out}"

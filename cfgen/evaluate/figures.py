@@ -44,22 +44,31 @@ def compatibility_plot(curves: dict[str, dict[str, list[float]]]) -> bytes:
     return _png(figure)
 
 
-def strip_figure(strip: np.ndarray, posteriors: np.ndarray, title: str = "") -> bytes:
-    """One row per query, one frame per bin, the classifier's posterior printed under each."""
-    steps, queries = strip.shape[:2]
+def strip_figure(
+    strip: np.ndarray,
+    posteriors: np.ndarray,
+    queries: np.ndarray,
+    query_posteriors: np.ndarray,
+    title: str = "",
+) -> bytes:
+    """One row per query: the query, then one frame per bin, each with the classifier's
+    posterior printed under it."""
+    steps, rows = strip.shape[:2]
     figure, axes = plt.subplots(
-        queries,
-        steps,
-        figsize=(steps * FRAME_INCHES, queries * (FRAME_INCHES + 0.25)),
+        rows,
+        steps + 1,
+        figsize=((steps + 1) * FRAME_INCHES, rows * (FRAME_INCHES + 0.25)),
         squeeze=False,
     )
-    for query in range(queries):
-        for step in range(steps):
-            axis = axes[query, step]
-            axis.imshow(to_rgb(strip[step, query]), interpolation="nearest")
+    for row in range(rows):
+        frames = [(queries[row], f"query {query_posteriors[row]:.2f}")]
+        frames += [(strip[step, row], f"{posteriors[step, row]:.2f}") for step in range(steps)]
+        for column, (image, label) in enumerate(frames):
+            axis = axes[row, column]
+            axis.imshow(to_rgb(image), interpolation="nearest")
             axis.set_xticks([])
             axis.set_yticks([])
-            axis.set_xlabel(f"{posteriors[step, query]:.2f}", fontsize=8, labelpad=2)
+            axis.set_xlabel(label, fontsize=8, labelpad=2)
     if title:
         figure.suptitle(title, fontsize=10)
     return _png(figure)

@@ -106,11 +106,20 @@ def make_figures(results: dict, images: dict[str, np.ndarray]) -> dict[str, tupl
             "Compatibility: target vs achieved posterior",
             figures.compatibility_plot(curves),
         )
-    for key in sorted(k for k in images if k.startswith("strip/")):
-        name = key.split("/", 1)[1]
-        strip_png = figures.strip_figure(images[key], images[f"posteriors/{name}"], name)
-        found[f"strip_{name}.png"] = (f"{name} strips (posterior under each frame)", strip_png)
-    far_ends = _far_ends(images)
+    for name in _strip_methods(results, images):
+        strip_png = figures.strip_figure(
+            images[f"strip/{name}"],
+            images[f"posteriors/{name}"],
+            images["queries"],
+            images["query_posteriors"],
+            name,
+        )
+        found[f"strip_{name}.png"] = (
+            f"{name}: strips from target bin 0 to {len(images[f'strip/{name}']) - 1}, "
+            "the classifier's posterior under each frame",
+            strip_png,
+        )
+    far_ends = _far_ends(results, images)
     maps = {
         f"{name} |x - x_far|": np.abs(images["queries"] - far).sum(axis=1)
         for name, far in far_ends.items()
@@ -127,13 +136,17 @@ def make_figures(results: dict, images: dict[str, np.ndarray]) -> dict[str, tupl
     return found
 
 
-def _far_ends(images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _strip_methods(results: dict, images: dict[str, np.ndarray]) -> list[str]:
+    """Methods with strips to show, in the results' order (PE first)."""
+    return [name for name in results["methods"] if f"strip/{name}" in images]
+
+
+def _far_ends(results: dict, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each counterfactual method's strip end opposite to the query's decision, (K, C, H, W)."""
     goes_up = (images.get("query_posteriors", np.zeros(0)) < 0.5)[:, None, None, None]
     return {
-        key.split("/", 1)[1]: np.where(goes_up, strip[-1], strip[0])
-        for key, strip in sorted(images.items())
-        if key.startswith("strip/")
+        name: np.where(goes_up, images[f"strip/{name}"][-1], images[f"strip/{name}"][0])
+        for name in _strip_methods(results, images)
     }
 
 
