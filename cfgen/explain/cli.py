@@ -141,13 +141,27 @@ def gif_bytes(frames: np.ndarray, posteriors: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_batch(out: Path, ids: list[str], sources: list[str], strip: Strip) -> list[dict]:
+def _figure(queries: torch.Tensor, strip: Strip, title: str) -> bytes:
+    """PNG of queries (N, C, H, W) and their strip: one row each, posterior under each frame."""
+    return strip_figure(
+        strip.images.cpu().numpy(),
+        strip.posteriors.cpu().numpy(),
+        queries.cpu().numpy(),
+        strip.query_posteriors.cpu().numpy(),
+        title,
+    )
+
+
+def write_batch(
+    out: Path, ids: list[str], sources: list[str], queries: torch.Tensor, strip: Strip
+) -> list[dict]:
     """Write each query's strip PNG and GIF; return their `strips.json` records."""
     images, posteriors = strip.images.cpu().numpy(), strip.posteriors.cpu().numpy()
     records = []
     for column, (query_id, source) in enumerate(zip(ids, sources, strict=True)):
         frames, achieved = images[:, column : column + 1], posteriors[:, column : column + 1]
-        png = strip_figure(frames, achieved, query_id)
+        one = slice(column, column + 1)
+        png = _figure(queries[one], strip.select(one), query_id)
         atomic_write_bytes(safe_child(out, f"strips/{query_id}.png"), png)
         atomic_write_bytes(
             safe_child(out, f"gifs/{query_id}.gif"), gif_bytes(frames[:, 0], achieved[:, 0])
@@ -196,19 +210,21 @@ def generate_main(argv: Sequence[str]) -> int:
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
     total, batches = open_input(args.input, args.n, size, args.batch_size)
     records: list[dict] = []
-    overview: list[Strip] = []
+    overview: list[tuple[torch.Tensor, Strip]] = []  # the first OVERVIEW_QUERIES queries
     with Progress() as progress:
         task = progress.add_task("exaggerating", total=total)
         for ids, sources, images in batches:
             images = _match_channels(images, channels).to(args.device)
             strip = explainer.exaggerate(images)
-            records += write_batch(out, ids, sources, strip)
-            if sum(s.num_queries for s in overview) < OVERVIEW_QUERIES:
-                overview.append(strip.select(slice(0, OVERVIEW_QUERIES)))
+            records += write_batch(out, ids, sources, images, strip)
+            if sum(len(queries) for queries, _ in overview) < OVERVIEW_QUERIES:
+                first = slice(0, OVERVIEW_QUERIES)
+                overview.append((images[first].cpu(), strip.select(first)))
             progress.advance(task, len(ids))
-    shown = Strip.concat(overview).select(slice(0, OVERVIEW_QUERIES))
-    png = strip_figure(shown.images.cpu().numpy(), shown.posteriors.cpu().numpy(), "overview")
-    atomic_write_bytes(out / "overview.png", png)
+    first = slice(0, OVERVIEW_QUERIES)
+    queries = torch.cat([queries for queries, _ in overview])[first]
+    shown = Strip.concat([strip for _, strip in overview]).select(first)
+    atomic_write_bytes(out / "overview.png", _figure(queries, shown, "overview"))
     atomic_write_json(out / "strips.json", {"checkpoint": str(args.checkpoint), "queries": records})
     print(f"{len(records)} strips written to {out} (overview.png, strips.json, strips/, gifs/)")
     return 0

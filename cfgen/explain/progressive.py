@@ -42,6 +42,8 @@ def generator_strip(
     used as it is (call `.eval()` first for inference).
     """
     bins = torch.arange(bins) if isinstance(bins, int) else torch.as_tensor(bins).long()
+    # Convolutions run faster on channels-last inputs (CPU and GPU); results are the same.
+    queries = queries.contiguous(memory_format=torch.channels_last)
     images, posteriors = [], []
     for target in bins.tolist():
         chunks = [

@@ -115,12 +115,12 @@ class ExplainerMonitor(pl.Callback):
         run_dir = Path(trainer.default_root_dir)
         atomic_write_json(run_dir / "monitor.json", self.history)
         shown = strip.select(slice(0, self.n_shown))
-        # The query itself as the first column, so realism and identity can be judged.
-        queries = self._queries[: self.n_shown].cpu()
-        images = torch.cat([queries[None], shown.images.cpu()]).numpy()
-        posteriors = torch.cat([shown.query_posteriors[None], shown.posteriors]).cpu().numpy()
         png = strip_figure(
-            images, posteriors, f"step {step}: query, then bins 0..{len(strip.target_bins) - 1}"
+            shown.images.cpu().numpy(),
+            shown.posteriors.cpu().numpy(),
+            self._queries[: self.n_shown].cpu().numpy(),
+            shown.query_posteriors.cpu().numpy(),
+            f"step {step}",
         )
         atomic_write_bytes(run_dir / "strips" / f"step_{step:07d}.png", png)
         for logger in trainer.loggers:
