@@ -12,6 +12,7 @@ Modules are imported only when their command runs, so `cfgen --help` is instant.
 can fix (`CfgenError`) are printed as one clear message without a traceback.
 """
 
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
@@ -51,6 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = command(rest)
     except CfgenError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        # Raised by writers cfgen does not own (Lightning's checkpoints, loggers).
+        print(
+            f"error: no space left on the device ({error}); free some disk space and resume: "
+            "files and checkpoints written before are intact",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished stages and checkpoints are kept", file=sys.stderr)

@@ -4,6 +4,7 @@ never leaves a truncated file; a wandb that fails to start leaves the run on a l
 Real subprocesses are killed here (no simulation): the point is what is on disk afterwards.
 """
 
+import errno
 import os
 import random
 import signal
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from fsspec.implementations.local import LocalFileOpener
 
+from cfgen.cli import main
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import safe_torch_load
 from cfgen.models.blackbox import load_blackbox
@@ -139,3 +142,24 @@ def test_wandb_failing_at_init_leaves_the_run_on_a_csv_logger(tmp_path, monkeypa
     assert "metrics.csv instead" in caplog.text
     assert (run_dir / "metrics.csv").is_file()
     assert (run_dir / BUNDLE_NAME).is_file()
+
+
+def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
+    # Lightning writes checkpoints through an fsspec transaction: a temp file committed (moved)
+    # into place. Commits after the first epoch fail as a full disk would.
+    commit = LocalFileOpener.commit
+    calls = []
+
+    def commit_until_disk_full(self):
+        calls.append(self.path)
+        if len(calls) > 2:  # epoch 1 writes epoch=0-step=4.ckpt, then last.ckpt
+            raise OSError(errno.ENOSPC, "No space left on device")
+        commit(self)
+
+    monkeypatch.setattr(LocalFileOpener, "commit", commit_until_disk_full)
+    run_dir = tmp_path / "run"
+    argv = ["classifier", *tiny_classifier_args(run_dir, max_steps=40)]
+    argv[argv.index("--logger") + 1] = "none"
+    assert main(argv) == 2
+    assert "error: no space left on the device" in capsys.readouterr().err
+    assert safe_torch_load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 4
