@@ -5,7 +5,10 @@ instant. Shared by the reliability tests (`test_security.py`, `test_bad_inputs.p
 `test_determinism.py`).
 """
 
+import io
+import json
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -88,3 +91,29 @@ def write_model_pair(folder: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     classifier = write_classifier_bundle(folder / "classifier.pt")
     return classifier, write_explainer_bundle(folder / "explainer.pt", classifier)
+
+
+def write_crafted_export(path: Path, marker: Path) -> Path:
+    """A real `torch.export` archive whose weight is swapped for a pickle that creates `marker`.
+
+    torch.export.load reads weights marked `use_pickle` with `torch.load(weights_only=False)`.
+    """
+    program = torch.export.export(torch.nn.Linear(2, 1), (torch.zeros(1, 2),))
+    clean = io.BytesIO()
+    torch.export.save(program, clean)
+    payload = io.BytesIO()
+    torch.save(RunsCode(marker), payload)
+    with zipfile.ZipFile(clean) as source:
+        config_name = next(n for n in source.namelist() if n.endswith("model_weights_config.json"))
+        config = json.loads(source.read(config_name))
+        config["config"]["weight"]["use_pickle"] = True
+        weight_name = f"weights/{config['config']['weight']['path_name']}"
+        with zipfile.ZipFile(path, "w") as crafted:
+            for item in source.infolist():
+                data = source.read(item.filename)
+                if item.filename == config_name:
+                    data = json.dumps(config).encode()
+                elif item.filename.endswith(weight_name):
+                    data = payload.getvalue()
+                crafted.writestr(item, data)
+    return path

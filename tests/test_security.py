@@ -15,7 +15,7 @@ from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.models.blackbox import load_blackbox
 from cfgen.models.oracle import load_oracle
 from tests.data.fakes import random_pixels, write_csv, write_png
-from tests.model_files import write_crafted_pickle, write_model_pair
+from tests.model_files import write_crafted_export, write_crafted_pickle, write_model_pair
 
 REFUSED = "would run code when unpickled"
 
@@ -57,6 +57,23 @@ def cfgen(argv, capsys) -> tuple[int, str]:
 def test_python_api_refuses_crafted_pickles(crafted, load):
     with pytest.raises(CheckpointError, match=REFUSED):
         load(crafted)
+
+
+def test_crafted_torch_export_classifier_is_refused_unless_trusted(tmp_path, models, capsys):
+    marker = tmp_path / "export_code_ran.txt"
+    crafted = write_crafted_export(tmp_path / "classifier.pt2", marker)
+    with pytest.raises(CheckpointError, match="torch.export archive.*can run code"):
+        load_blackbox(str(crafted))
+    _, explainer = models
+    argv = ["generate", "--checkpoint", explainer, "--classifier", crafted]
+    argv += ["--allow-classifier-mismatch", "--input", "synthetic:test", "--out", tmp_path / "o"]
+    code, err = cfgen(argv, capsys)
+    assert code == 2
+    assert "torch.export archive" in err
+    assert not marker.exists()
+    with pytest.raises(Exception):  # noqa: B017 -- torch fails after unpickling the weight...
+        load_blackbox(str(crafted), allow_import=True)
+    assert marker.exists()  # ...so trusting this file did run its code: the refusal matters
 
 
 def test_crafted_training_checkpoint_as_explainer_is_refused(tmp_path, marker):

@@ -274,7 +274,8 @@ def load_blackbox(
 
     `target` picks the explained output: an index, or an attribute name (bundles know theirs);
     by default the bundle's `target`, else output 0. `output`/`activation` default to what the
-    bundle declares, else "logits" + "sigmoid". Import paths run code: only with `allow_import`.
+    bundle declares, else "logits" + "sigmoid". Import paths and torch.export archives can run
+    code: only with `allow_import`.
     """
     if _import_spec(source):
         return _from_import(source, target, output, activation, allow_import)
@@ -284,7 +285,15 @@ def load_blackbox(
             f"classifier file not found: {path}; give a cfgen classifier.pt, a TorchScript file "
             "or 'package.module:function'"
         )
-    return LOADERS[_archive_kind(path)](path, target, output, activation)
+    kind = _archive_kind(path)
+    if kind == "export" and not allow_import:
+        # torch.export.load unpickles parts of a .pt2 with weights_only=False: it can run code.
+        raise CheckpointError(
+            f"{path} is a torch.export archive, which torch partly loads with pickle: a crafted "
+            "one can run code. If you trust it, pass allow_import=True to load_blackbox; "
+            "otherwise share the classifier as a cfgen bundle (save_bundle) or TorchScript"
+        )
+    return LOADERS[kind](path, target, output, activation)
 
 
 def classifier_fingerprint(source: str) -> str:
