@@ -30,6 +30,7 @@ from tests.data.fakes import random_pixels, write_csv, write_png
 from tests.model_files import (
     IMAGE_SIZE,
     write_classifier_bundle,
+    write_crafted_export,
     write_crafted_pickle,
     write_model_pair,
 )
@@ -234,6 +235,9 @@ CASES = [
          call=lambda ws: load_blackbox(str(ws.explainer))),
     Case("classifier-import-not-allowed", "would import and run Python code",
          call=lambda ws: load_blackbox("os.path:join")),
+    Case("classifier-torch-export-untrusted", "is a torch.export archive, which torch partly",
+         call=lambda ws: load_blackbox(
+             str(write_crafted_export(ws.root / "c.pt2", ws.root / "ran")))),
     Case("classifier-not-the-explained-one", "is not the classifier",
          argv=lambda ws: generate(ws, "synthetic:test", "--classifier",
                                   write_classifier_bundle(ws.root / "other.pt", seed=1))),
