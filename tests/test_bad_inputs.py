@@ -81,6 +81,15 @@ def same_stem_twice(ws: Workspace) -> Path:
     return folder
 
 
+def small_pixel_limit(ws: Workspace) -> Path:
+    """A folder of one 16 x 16 image, and PIL's decompression-bomb limit lowered to 100 pixels
+    so that it counts as a bomb (a real one would take gigabytes to write)."""
+    from PIL import Image
+
+    ws.monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    return attribute_folder(ws, [["images/good.png", 1]])
+
+
 def generate(ws: Workspace, input_spec, *extra) -> list:
     out = ws.root / "strips"
     return ["generate", "--checkpoint", ws.explainer, "--input", input_spec, "--out", out, *extra]
@@ -167,6 +176,8 @@ CASES = [
          argv=lambda ws: generate(ws, folder_with_file(ws, b"not a png"))),
     Case("data-empty-image", "cannot read image",
          argv=lambda ws: generate(ws, folder_with_file(ws, b""))),
+    Case("data-decompression-bomb", "exceeds limit",
+         argv=lambda ws: generate(ws, small_pixel_limit(ws))),
     Case("data-missing-image", "image file(s) listed in",
          argv=lambda ws: generate(ws, attribute_folder(ws, [["images/absent.png", 1]]))),
     Case("data-csv-missing-column", "has no column(s) ['file']",

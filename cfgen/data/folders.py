@@ -37,7 +37,7 @@ def load_image(path: Path, image_size: int, crop: int | None = None) -> Tensor:
             image = image.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image file {path} is missing; restore it or drop its CSV row") from None
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise DataError(
             f"cannot read image {path} ({error}); replace the file or drop its CSV row"
         ) from error
