@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from cfgen.data.synthetic import FACTOR_NAMES
+from cfgen.data.synthetic import ATTRIBUTE_NAMES, FACTOR_NAMES
 from cfgen.evaluate.cli import parse_config
 from cfgen.io import save_bundle
+from cfgen.models.classifiers import build_classifier
 from cfgen.models.oracle import BUNDLE_KIND, FactorOracle
-from tests.helpers import write_exported_classifier
 
 SIZE = 16
 
@@ -34,12 +34,29 @@ def test_unknown_key_fails_and_names_it(tmp_path, capsys):
     assert "n_querys" in capsys.readouterr().err
 
 
+def write_classifier_bundle(path):
+    """An untrained small CNN saved as a cfgen classifier bundle (what `cfgen classifier fit`
+    exports), explaining Smiling."""
+    config = {
+        "arch": "small_cnn",
+        "num_outputs": len(ATTRIBUTE_NAMES),
+        "image_size": SIZE,
+        "in_channels": 3,
+        "attribute_names": list(ATTRIBUTE_NAMES),
+        "target": "Smiling",
+        "output": "logits",
+        "activation": "sigmoid",
+    }
+    network = build_classifier("small_cnn", len(ATTRIBUTE_NAMES), SIZE)
+    return save_bundle(path, "classifier", config, network.state_dict())
+
+
 @pytest.fixture
 def model_files(tmp_path):
     """A tiny explainer (untrained, exported by the training module), its classifier, an oracle."""
     from cfgen.train.explainer import ExplainerModule
 
-    classifier = str(write_exported_classifier(tmp_path / "classifier.pt2", size=SIZE))
+    classifier = str(write_classifier_bundle(tmp_path / "classifier.pt"))
     widths = dict(generator_width=4, generator_max_width=8)
     module = ExplainerModule(
         classifier, image_size=SIZE, discriminator_width=4, discriminator_max_width=8, **widths
