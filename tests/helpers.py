@@ -46,7 +46,7 @@ class MaskSaliency(Explainer):
 
 
 class LinearClassifier(torch.nn.Module):
-    """f(x) = sigmoid(<weight, x> + bias): (N, C, H, W) -> (N,). Its logit's gradient is `weight`."""
+    """f(x) = sigmoid(<weight, x> + bias): (N, C, H, W) -> (N,); the logit's gradient: `weight`."""
 
     def __init__(self, shape: tuple[int, int, int] = (1, 8, 8), bias: float = 0.0) -> None:
         super().__init__()
