@@ -105,6 +105,54 @@ def safe_torch_load(path: PathLike, map_location: str | torch.device = "cpu") ->
         ) from error
 
 
+def _pickled_export_parts(path: Path) -> list[str]:
+    """Entries of a torch.export archive that torch would unpickle with weights_only=False."""
+    import zipfile
+
+    found = []
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if not name.endswith("_config.json") or "/data/" not in name:
+                continue
+            entries = json.loads(archive.read(name)).get("config", {})
+            for key, meta in entries.items():
+                opaque = str(meta.get("path_name", "")).startswith("opaque_obj_")
+                if meta.get("use_pickle") or opaque:
+                    found.append(f"{name}: {key}")
+    return found
+
+
+def safe_export_load(path: PathLike) -> torch.nn.Module:
+    """The module of a `torch.export` archive (`.pt2`), loaded without unpickling code.
+
+    torch reads weights and constants marked `use_pickle` (and opaque objects) with plain pickle,
+    and falls back to `weights_only=False` for other artifacts: such entries are refused, and
+    the load runs with `TORCH_FORCE_WEIGHTS_ONLY_LOAD=1` so that no fallback can unpickle code.
+    """
+    path = Path(path)
+    pickled = _pickled_export_parts(path)
+    if pickled:
+        raise CheckpointError(
+            f"refusing to load {path}: it stores {', '.join(pickled[:3])} as pickles, which "
+            "would run code when unpickled. Re-export it with plain tensors, or share the "
+            "classifier as a cfgen bundle (save_bundle) or TorchScript"
+        )
+    previous = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        return torch.export.load(str(path)).module()
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects that would run code when unpickled "
+            f"({_unpickler_reason(error)})"
+        ) from error
+    finally:
+        if previous is None:
+            os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+        else:
+            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = previous
+
+
 def file_sha256(path: PathLike) -> str:
     """Content hash of a file, used to tie an explainer to the classifier it explains."""
     digest = hashlib.sha256()

@@ -246,7 +246,7 @@ CASES = [
          call=lambda ws: load_blackbox(str(ws.explainer))),
     Case("classifier-import-not-allowed", "would import and run Python code",
          call=lambda ws: load_blackbox("os.path:join")),
-    Case("classifier-torch-export-untrusted", "is a torch.export archive, which torch partly",
+    Case("classifier-torch-export-pickled", "as pickles, which would run code",
          call=lambda ws: load_blackbox(
              str(write_crafted_export(ws.root / "c.pt2", ws.root / "ran")))),
     Case("classifier-not-the-explained-one", "is not the classifier",

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cfgen.errors import CheckpointError, ClassifierError, ConfigError, DataError
-from cfgen.io import file_sha256, load_bundle
+from cfgen.io import file_sha256, load_bundle, safe_export_load
 from cfgen.models.classifiers import build_classifier
 
 Output = Literal["logits", "probabilities"]
@@ -224,7 +224,7 @@ def _from_torchscript(path: Path, target, output, activation) -> BlackBox:
 
 def _from_export(path: Path, target, output, activation) -> BlackBox:
     try:
-        model = torch.export.load(str(path)).module()
+        model = safe_export_load(path)  # refuses archives whose parts torch would unpickle
     except (RuntimeError, ValueError, KeyError) as error:
         raise CheckpointError(f"cannot load torch.export file {path}: {error}") from error
     index = _resolve_target(target, None, str(path))
@@ -274,8 +274,7 @@ def load_blackbox(
 
     `target` picks the explained output: an index, or an attribute name (bundles know theirs);
     by default the bundle's `target`, else output 0. `output`/`activation` default to what the
-    bundle declares, else "logits" + "sigmoid". Import paths and torch.export archives can run
-    code: only with `allow_import`.
+    bundle declares, else "logits" + "sigmoid". Import paths run code: only with `allow_import`.
     """
     if _import_spec(source):
         return _from_import(source, target, output, activation, allow_import)
@@ -285,15 +284,7 @@ def load_blackbox(
             f"classifier file not found: {path}; give a cfgen classifier.pt, a TorchScript file "
             "or 'package.module:function'"
         )
-    kind = _archive_kind(path)
-    if kind == "export" and not allow_import:
-        # torch.export.load unpickles parts of a .pt2 with weights_only=False: it can run code.
-        raise CheckpointError(
-            f"{path} is a torch.export archive, which torch partly loads with pickle: a crafted "
-            "one can run code. If you trust it, pass allow_import=True to load_blackbox; "
-            "otherwise share the classifier as a cfgen bundle (save_bundle) or TorchScript"
-        )
-    return LOADERS[kind](path, target, output, activation)
+    return LOADERS[_archive_kind(path)](path, target, output, activation)
 
 
 def classifier_fingerprint(source: str) -> str:
