@@ -90,7 +90,7 @@ class TinyConvNet(torch.nn.Module):
         return torch.sigmoid(self.head(self.features(x).mean(dim=(2, 3)))).squeeze(1)
 
 
-# --- explainer (H3): a black box saved as a file, as the explainer's training expects --------
+# --- explainer (H3): a known black box, classifier files, a tiny exported explainer ---------
 
 
 class ChannelMeanLogit(torch.nn.Module):
@@ -105,22 +105,24 @@ class ChannelMeanLogit(torch.nn.Module):
         return self.scale * x[:, :1].mean(dim=(1, 2, 3)).unsqueeze(1) + self.bias
 
 
-def write_exported_classifier(path, scale: float = 4.0, bias: float = 0.0, size: int = 16):
-    """Save `ChannelMeanLogit` with torch.export at `path` (a `.pt2` that `load_blackbox` reads)."""
-    example = torch.zeros(2, 3, size, size)
-    batch = torch.export.Dim("batch")
-    program = torch.export.export(
-        ChannelMeanLogit(scale, bias), (example,), dynamic_shapes=({0: batch},)
-    )
-    torch.export.save(program, str(path))
-    return path
+def write_classifier_bundle(path, size: int = 16, seed: int = 0):
+    """A cfgen classifier bundle at `path`: an untrained small CNN for Smiling, seeded."""
+    from cfgen.io import save_bundle
+    from cfgen.models.classifiers import build_classifier
+
+    config = {"arch": "small_cnn", "num_outputs": 1, "image_size": size, "in_channels": 3}
+    config |= {"attribute_names": ["Smiling"], "target": "Smiling"}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_classifier("small_cnn", 1, size, 3)
+    return save_bundle(path, "classifier", config, model.state_dict())
 
 
 def export_tiny_explainer(folder, size: int = 16):
     """A tiny, untrained `explainer.pt` in `folder` (as training exports it) and its classifier."""
     from cfgen.train.explainer import ExplainerModule
 
-    classifier = str(write_exported_classifier(folder / "classifier.pt2", size=size))
+    classifier = str(write_classifier_bundle(folder / "classifier.pt", size=size))
     widths = {"generator_width": 4, "generator_max_width": 8}
     widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
     module = ExplainerModule(classifier, image_size=size, **widths)

@@ -9,7 +9,7 @@ from cfgen.evaluate.shift import shift_summary
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import save_bundle
 from cfgen.models.blackbox import BlackBox, load_blackbox
-from tests.helpers import ChannelMeanLogit, export_tiny_explainer, write_exported_classifier
+from tests.helpers import ChannelMeanLogit, export_tiny_explainer, write_classifier_bundle
 
 SIZE = 16
 
@@ -112,13 +112,12 @@ def test_from_checkpoint_loads_the_ema_generator_and_the_recorded_classifier(bun
 
 def test_another_classifier_file_is_refused_unless_allowed(bundle, tmp_path):
     path, _, _ = bundle
-    other = str(write_exported_classifier(tmp_path / "other.pt2", scale=-2.0, size=SIZE))
+    other = str(write_classifier_bundle(tmp_path / "other.pt", size=SIZE, seed=1))
     with pytest.raises(CheckpointError, match="not the classifier .* was trained to explain"):
         ProgressiveExaggeration.from_checkpoint(path, classifier=other)
     explainer = ProgressiveExaggeration.from_checkpoint(path, other, allow_classifier_mismatch=True)
-    torch.testing.assert_close(
-        explainer.classifier(torch.zeros(1, 3, SIZE, SIZE)), torch.tensor([0.5])
-    )
+    x = images(2)
+    torch.testing.assert_close(explainer.classifier(x), load_blackbox(other)(x))
 
 
 def test_missing_recorded_classifier_asks_for_one(bundle):

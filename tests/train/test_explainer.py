@@ -11,7 +11,7 @@ from cfgen.errors import CheckpointError, TrainingDivergedError
 from cfgen.io import file_sha256, load_bundle, safe_torch_load
 from cfgen.losses import LOSSES
 from cfgen.train.explainer import cli_main, update_ema
-from tests.helpers import write_exported_classifier
+from tests.helpers import write_classifier_bundle
 
 TINY = [
     "--data.image_size", "16", "--data.n_train", "64", "--data.n_val", "8", "--data.n_test", "8",
@@ -34,7 +34,7 @@ def fit(run_dir, classifier, max_steps, *extra):
 def trained(tmp_path_factory):
     """A run directory after 4 generator steps (2 epochs of 2 batches), and its classifier."""
     root = tmp_path_factory.mktemp("explainer")
-    classifier = write_exported_classifier(root / "classifier.pt2", size=16)
+    classifier = write_classifier_bundle(root / "classifier.pt", size=16)
     assert fit(root / "run", classifier, 8) == 0
     return root / "run", classifier
 
@@ -88,7 +88,7 @@ def test_update_ema_moves_towards_the_model():
 
 def test_resuming_with_another_classifier_is_refused(run_copy):
     run_dir, _ = run_copy
-    other = write_exported_classifier(run_dir.parent / "other.pt2", scale=-3.0, size=16)
+    other = write_classifier_bundle(run_dir.parent / "other.pt", size=16, seed=1)
     last = str(run_dir / "checkpoints" / "last.ckpt")
     with pytest.raises(CheckpointError, match="allow_classifier_mismatch"):
         fit(run_dir, other, 12, "--ckpt_path", last)
