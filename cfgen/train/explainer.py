@@ -25,7 +25,7 @@ import torch
 from pytorch_lightning.cli import LightningArgumentParser
 from torch import nn
 
-from cfgen.bins import bin_target, posterior_to_bin
+from cfgen.bins import BIN_TARGETS, bin_target, posterior_to_bin
 from cfgen.errors import CheckpointError, ConfigError, TrainingDivergedError
 from cfgen.explain.progressive import EXPLAINER_KIND
 from cfgen.io import save_bundle
@@ -129,7 +129,10 @@ class ExplainerModule(pl.LightningModule):
         object.__setattr__(self, "classifier", load_blackbox(classifier))
         self.classifier_sha256 = classifier_fingerprint(classifier)
         self.classifier_loss = get_loss(classifier_loss)
-        bin_target(torch.zeros(1, dtype=torch.long), n_bins, bin_target_kind)  # validates kind
+        if bin_target_kind not in BIN_TARGETS:
+            raise ConfigError(
+                f"unknown bin_target_kind {bin_target_kind!r}; choose one of {sorted(BIN_TARGETS)}"
+            )
 
     # --- optimisation -------------------------------------------------------------------
 
