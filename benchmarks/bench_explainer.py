@@ -11,10 +11,12 @@ machine the CPU time is the steadier figure.
 """
 
 import argparse
+import logging
 import tempfile
 import time
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 import yaml
 
@@ -42,6 +44,13 @@ def _module(config_path: str, folder: Path) -> tuple[ExplainerModule, int]:
     module = ExplainerModule(image_size=size, **model)
     module.classifier.check(torch.zeros(2, 3, size, size))
     optimizers = module.configure_optimizers()
+    # A bare single-process Trainer answers what the module asks it (global step, the
+    # strategy's reduce of the finite-loss check); nothing is fitted through it.
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    module.trainer = pl.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
     # Outside a Trainer: the module's hooks that need one are replaced by plain equivalents.
     module.optimizers = lambda: optimizers
     module.manual_backward = lambda loss: loss.backward()
