@@ -11,6 +11,8 @@ the classifier's posterior under each frame) and `gifs/<id>.gif`, then `overview
 queries) and `strips.json` (query id, source, query posterior, target bins, achieved posteriors).
 Queries are read, explained and written one batch at a time, so memory stays bounded for any
 number of inputs; only the small per-query records are kept until `strips.json` is written.
+`--devices N [--num-nodes M] [--strategy ddp]` spreads the batches over processes
+(`cfgen.explain.distributed`).
 """
 
 import argparse
@@ -34,6 +36,7 @@ GIF_SCALE = 4
 OVERVIEW_QUERIES = 16
 
 Batch = tuple[list[str], list[str], torch.Tensor]  # ids, sources, images (B, C, H, W)
+Shard = tuple[int, int]  # (rank, world size): a process reads batches rank, rank + world, ...
 
 
 def _check_unique(ids: list[str], sources: list[str]) -> None:
@@ -48,28 +51,35 @@ def _check_unique(ids: list[str], sources: list[str]) -> None:
         first[query_id] = source
 
 
-def _batches_of(ids: list[str], sources: list[str], load, batch_size: int) -> Iterator[Batch]:
+def _batches_of(
+    ids: list[str], sources: list[str], load, batch_size: int, shard: Shard = (0, 1)
+) -> Iterator[Batch]:
     _check_unique(ids, sources)  # here, not lazily: before any output is written
+    rank, world = shard
     return (
         (
             ids[start : start + batch_size],
             sources[start : start + batch_size],
             load(start, min(start + batch_size, len(ids))),
         )
-        for start in range(0, len(ids), batch_size)
+        for start in range(rank * batch_size, len(ids), world * batch_size)
     )
 
 
-def _synthetic(split: str, n: int, size: int, batch_size: int) -> tuple[int, Iterator[Batch]]:
+def _synthetic(
+    split: str, n: int, size: int, batch_size: int, shard: Shard
+) -> tuple[int, Iterator[Batch]]:
     from cfgen.data.synthetic import SyntheticFaces
 
     faces = SyntheticFaces(n, image_size=size, split=split)
     ids = [f"{split}_{index:06d}" for index in range(n)]
     sources = [f"synthetic:{split}[{index}]" for index in range(n)]
-    return n, _batches_of(ids, sources, lambda a, b: faces.images[a:b], batch_size)
+    return n, _batches_of(ids, sources, lambda a, b: faces.images[a:b], batch_size, shard)
 
 
-def _attribute_folder(root: Path, size: int, batch_size: int) -> tuple[int, Iterator[Batch]]:
+def _attribute_folder(
+    root: Path, size: int, batch_size: int, shard: Shard
+) -> tuple[int, Iterator[Batch]]:
     from cfgen.data.folders import AttributeFolder
 
     folder = AttributeFolder(root, image_size=size)
@@ -79,10 +89,12 @@ def _attribute_folder(root: Path, size: int, batch_size: int) -> tuple[int, Iter
     def load(a: int, b: int) -> torch.Tensor:
         return torch.stack([folder[i]["image"] for i in range(a, b)])
 
-    return len(ids), _batches_of(ids, sources, load, batch_size)
+    return len(ids), _batches_of(ids, sources, load, batch_size, shard)
 
 
-def _image_folder(root: Path, size: int, batch_size: int) -> tuple[int, Iterator[Batch]]:
+def _image_folder(
+    root: Path, size: int, batch_size: int, shard: Shard
+) -> tuple[int, Iterator[Batch]]:
     from cfgen.data.folders import load_image
 
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -95,21 +107,26 @@ def _image_folder(root: Path, size: int, batch_size: int) -> tuple[int, Iterator
     def load(a: int, b: int) -> torch.Tensor:
         return torch.stack([load_image(files[i], size) for i in range(a, b)])
 
-    return len(ids), _batches_of(ids, sources, load, batch_size)
+    return len(ids), _batches_of(ids, sources, load, batch_size, shard)
 
 
-def open_input(spec: str, n: int, size: int, batch_size: int) -> tuple[int, Iterator[Batch]]:
-    """Number of queries and an iterator of their batches, for any `--input` form."""
+def open_input(
+    spec: str, n: int, size: int, batch_size: int, shard: Shard = (0, 1)
+) -> tuple[int, Iterator[Batch]]:
+    """Number of queries and an iterator of their batches, for any `--input` form.
+
+    With `shard=(rank, world)` only batches rank, rank + world, ... are read (and loaded).
+    """
     if spec.startswith("synthetic:"):
-        return _synthetic(spec.partition(":")[2] or "test", n, size, batch_size)
+        return _synthetic(spec.partition(":")[2] or "test", n, size, batch_size, shard)
     root = Path(spec)
     if not root.is_dir():
         raise DataError(
             f"--input {spec} is neither a folder nor 'synthetic:SPLIT' (e.g. synthetic:test)"
         )
     if (root / "attributes.csv").is_file():
-        return _attribute_folder(root, size, batch_size)
-    return _image_folder(root, size, batch_size)
+        return _attribute_folder(root, size, batch_size, shard)
+    return _image_folder(root, size, batch_size, shard)
 
 
 def _match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
@@ -195,6 +212,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-classifier-mismatch", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="run Lightning's predict loop on this many devices per node (docs/DISTRIBUTED.md)",
+    )
+    parser.add_argument("--num-nodes", type=int, default=1, help="nodes, with --devices")
+    parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
     return parser
 
 
@@ -208,6 +233,13 @@ def generate_main(argv: Sequence[str]) -> int:
     ).to(args.device)
     size, channels = explainer.generator.image_size, explainer.generator.channels
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    if args.devices is not None or args.num_nodes > 1:
+        from cfgen.explain.distributed import predict_strips
+
+        written = predict_strips(explainer, out, args)
+        if written is not None:  # rank 0
+            print(f"{written} strips written to {out} (overview.png, strips.json, strips/, gifs/)")
+        return 0
     total, batches = open_input(args.input, args.n, size, args.batch_size)
     records: list[dict] = []
     overview: list[tuple[torch.Tensor, Strip]] = []  # the first OVERVIEW_QUERIES queries

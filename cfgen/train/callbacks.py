@@ -67,12 +67,18 @@ class ExplainerMonitor(pl.Callback):
         self._cpu_start = time.process_time() - last.get("cpu_time_s", 0.0)
         self._queries = trainer.datamodule.query_images(self.n_queries).to(pl_module.device)
 
+    # Rank 0 only: the EMA generator is the same on every process (DDP all-reduces the
+    # gradients it averages), so one process scores it and writes the run's figures.
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.is_global_zero:
+            return
         step = self._generator_steps(trainer, pl_module)
         if step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
             self.check(trainer, pl_module, step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         step = self._generator_steps(trainer, pl_module)
         if step != self._last_step:
             self.check(trainer, pl_module, step)

@@ -129,7 +129,7 @@ class ClassifierModule(pl.LightningModule):
         loss, posterior, labels = self._target_scores(batch)
         known = torch.isfinite(labels)
         self.val_auc.update(posterior[known], labels[known].long())
-        self.log("val/loss", loss, prog_bar=True)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         self.log("val/auc", self.val_auc, prog_bar=True)
 
     def test_step(self, batch: dict, batch_index: int) -> None:
@@ -143,7 +143,7 @@ class ClassifierModule(pl.LightningModule):
         ]:
             metric.update(posterior, labels)
             self.log(f"test/{name}", metric)
-        self.log("test/loss", loss)
+        self.log("test/loss", loss, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(
@@ -193,6 +193,8 @@ class ClassifierCLI(CfgenCLI):
         self._print_summary()
 
     def _print_summary(self) -> None:
+        if not self.trainer.is_global_zero:  # one summary per run, not one per process
+            return
         metrics = self.trainer.callback_metrics
         figures = ", ".join(
             f"{name} {float(metrics[f'test/{name}']):.4f}"

@@ -64,7 +64,9 @@ class DiscriminatorCollapse(pl.Callback):
         loss = trainer.callback_metrics.get(LOSS_KEY)
         if loss is None:
             return
-        self.observe(float(torch.as_tensor(loss)), trainer.global_step, trainer.default_root_dir)
+        # Each DDP process sees its own batch: decide on the mean loss, so all stop together.
+        loss = trainer.strategy.reduce(torch.as_tensor(loss, device=pl_module.device), "mean")
+        self.observe(float(loss), trainer.global_step, trainer.default_root_dir)
 
     def observe(self, loss: float, step: int, run_dir: str | Path) -> None:
         """Record the discriminator loss of `step`; raise once a collapse lasts `patience`."""

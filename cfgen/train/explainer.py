@@ -231,8 +231,17 @@ class ExplainerModule(pl.LightningModule):
 
     def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
         values = torch.stack([value.detach() for value in losses.values()])
-        if bool(torch.isfinite(values).all()):
+        finite = bool(torch.isfinite(values).all())
+        # Under DDP every process must stop at the same step: one raising alone would leave the
+        # others waiting forever in the next gradient all-reduce.
+        if not self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
             return
+        if finite:
+            raise TrainingDivergedError(
+                f"training diverged at step {self.global_step} on another process (a loss was "
+                "not finite there); lower the learning rates or the loss weights and resume "
+                "with --ckpt_path last"
+            )
         name = next(n for n, v in losses.items() if not torch.isfinite(v).all())
         raise TrainingDivergedError(
             f"training diverged at step {self.global_step}: loss '{name}' is "
@@ -322,6 +331,8 @@ class ExplainerCLI(CfgenCLI):
             config.data["classifier"] = kept["classifier"]  # the link target, set before the swap
 
     def after_fit(self) -> None:
+        if not self.trainer.is_global_zero:  # one summary per run, not one per process
+            return
         monitors = [c for c in self.trainer.callbacks if isinstance(c, ExplainerMonitor)]
         if monitors and monitors[0].history:
             last = monitors[0].history[-1]

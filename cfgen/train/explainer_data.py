@@ -7,9 +7,15 @@ images per bin). The posterior of every training image is computed ONCE, in batc
 training loader is first built, and reused by every epoch.
 
 Sampling schemes, by name (`BALANCE`): `cap` (official: at most `max_per_bin` images per bin,
-uniform over what is kept), `uniform` (every bin equally likely), `none`. In-memory datasets (the
-synthetic world keeps its tensors in `.images`) are served a whole batch per index lookup, with no
-per-item Python work.
+uniform over what is kept), `uniform` (every bin equally likely), `none`.
+
+Under DDP (`--trainer.strategy ddp`) Lightning wraps the `WeightedRandomSampler` in a
+`DistributedSamplerWrapper`: every process draws the same `steps_per_epoch * batch_size` indices
+(same posteriors, broadcast from rank 0, same seed) and keeps its own 1/world_size share, so an
+epoch is `steps_per_epoch / world_size` steps per process with `batch_size` images each.
+
+In-memory datasets (the synthetic world keeps its tensors in `.images`) are served a whole batch
+per index lookup, with no per-item Python work.
 """
 
 from collections.abc import Callable
@@ -138,14 +144,27 @@ class ExplainerDataModule(AttributeDataModule):
 
     def _posteriors(self) -> torch.Tensor:
         if self.train_posteriors is None:
-            # On the training device: a GPU run must not wait for a CPU pass over CelebA.
-            module = self.trainer.lightning_module if self.trainer is not None else None
-            device = module.device if module is not None else torch.device("cpu")
-            classifier = load_blackbox(self.classifier_path).to(device)
-            self.train_posteriors = compute_posteriors(
-                classifier, self.train_dataset, device=device, num_workers=self.hparams.num_workers
-            )
+            trainer = self.trainer
+            # Under DDP rank 0 computes and sends them: every process must draw the same
+            # indices (same weights, same seed) for their shards of one draw to add up, and
+            # two GPUs may round a posterior on a bin edge differently.
+            distributed = trainer is not None and trainer.world_size > 1
+            posteriors = None
+            if not distributed or trainer.is_global_zero:
+                posteriors = self._compute_posteriors()
+            if distributed:
+                posteriors = trainer.strategy.broadcast(posteriors, src=0)
+            self.train_posteriors = posteriors
         return self.train_posteriors
+
+    def _compute_posteriors(self) -> torch.Tensor:
+        # On the training device: a GPU run must not wait for a CPU pass over CelebA.
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        device = module.device if module is not None else torch.device("cpu")
+        classifier = load_blackbox(self.classifier_path).to(device)
+        return compute_posteriors(
+            classifier, self.train_dataset, device=device, num_workers=self.hparams.num_workers
+        )
 
     def sample_weights(self) -> torch.Tensor:
         """Sampling weight of every training image, (N,), by the `balance` scheme."""

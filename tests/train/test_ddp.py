@@ -1,0 +1,73 @@
+"""Training under DDP: the sampler's shards, and a real 2-process CPU run (gloo) of the CLI."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from pytorch_lightning.trainer.connectors.data_connector import _get_distributed_sampler
+
+from cfgen.io import load_bundle, safe_torch_load
+from cfgen.train.explainer_data import ExplainerDataModule
+from tests.helpers import write_classifier_bundle
+from tests.train.test_explainer import TINY
+
+
+def tiny_data(**kwargs) -> ExplainerDataModule:
+    data = ExplainerDataModule(
+        image_size=16, n_train=40, n_val=4, n_test=4, batch_size=4, steps_per_epoch=6, **kwargs
+    )
+    data.setup("fit")
+    # Known posteriors instead of a classifier: every bin of 10 holds 4 images.
+    data.train_posteriors = (torch.arange(40) // 4).float() / 10 + 0.05
+    return data
+
+
+def indices(sampler) -> list[int]:
+    return [int(i) for i in sampler]
+
+
+def test_distributed_shards_split_the_single_process_draw():
+    """What Lightning does to the bin-balanced sampler under DDP: each rank keeps a disjoint
+    share of one draw (same weights, same seed everywhere), and together they are that draw."""
+    draw = indices(tiny_data(balance="cap", max_per_bin=2).train_dataloader().sampler)
+    shards = []
+    for rank in range(2):
+        loader = tiny_data(balance="cap", max_per_bin=2).train_dataloader()
+        sampler = _get_distributed_sampler(loader, True, 0, num_replicas=2, rank=rank)
+        sampler.set_epoch(0)
+        shards.append(indices(sampler))
+    assert [len(shard) for shard in shards] == [12, 12]
+    assert sorted(shards[0] + shards[1]) == sorted(draw)
+    kept = tiny_data(balance="cap", max_per_bin=2).sample_weights() > 0
+    assert all(bool(kept[i]) for i in draw)  # only images the cap kept are drawn
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    # A real command line: Lightning's DDP launcher re-runs `python -m cfgen.cli ...` per rank.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    command = [sys.executable, "-m", "cfgen.cli", *argv]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+
+
+DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+
+
+@pytest.mark.slow
+def test_explainer_trains_on_two_processes_and_rank_zero_writes_the_run(tmp_path):
+    classifier = write_classifier_bundle(tmp_path / "classifier.pt", size=16)
+    run = tmp_path / "run"
+    argv = ["explainer", "fit", *TINY, *DDP, "--trainer.default_root_dir", str(run)]
+    argv += ["--model.classifier", str(classifier), "--trainer.max_steps", "4"]
+    argv += ["--data.steps_per_epoch", "4"]  # 2 steps per process and epoch
+    result = run_cli(*argv)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("explainer after") == 1  # one summary, from rank 0
+    checkpoint = safe_torch_load(run / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 4
+    bundle = load_bundle(run / "explainer.pt", "explainer")
+    weights = checkpoint["state_dict"]
+    for name, value in bundle["state_dict"].items():  # the export is the EMA generator
+        torch.testing.assert_close(value, weights[f"ema_generator.{name}"])
+    assert (run / "monitor.json").is_file()
