@@ -230,22 +230,15 @@ class ExplainerModule(pl.LightningModule):
         optimizer.step()
 
     def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
-        values = torch.stack([value.detach() for value in losses.values()])
-        finite = bool(torch.isfinite(values).all())
-        # Under DDP every process must stop at the same step: one raising alone would leave the
-        # others waiting forever in the next gradient all-reduce.
+        finite = bool(torch.isfinite(torch.stack([v.detach() for v in losses.values()])).all())
+        # Under DDP all processes stop at the same step, or the others wait in an all-reduce.
         if not self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
             return
-        if finite:
-            raise TrainingDivergedError(
-                f"training diverged at step {self.global_step} on another process (a loss was "
-                "not finite there); lower the learning rates or the loss weights and resume "
-                "with --ckpt_path last"
-            )
-        name = next(n for n, v in losses.items() if not torch.isfinite(v).all())
+        name = next((n for n, v in losses.items() if not torch.isfinite(v).all()), None)
         raise TrainingDivergedError(
-            f"training diverged at step {self.global_step}: loss '{name}' is "
-            f"{losses[name].item()}. No update was applied and the last checkpoint "
+            f"training diverged at step {self.global_step}: "
+            + (f"loss '{name}' is {losses[name].item()}" if name else "on another process")
+            + ". No update was applied and the last checkpoint "
             f"({Path(self.trainer.default_root_dir) / 'checkpoints' / 'last.ckpt'}) is intact; "
             "lower the learning rates or the loss weights and resume with --ckpt_path last"
         )
@@ -316,6 +309,12 @@ class ExplainerCLI(CfgenCLI):
         parser.link_arguments("model.classifier", "data.classifier")
         parser.link_arguments("model.n_bins", "data.n_bins")
         parser.link_arguments("data.image_size", "model.image_size")
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        # A GAN's D step leaves G without gradients: DDP must look for unused parameters.
+        if self._get(self.config_init, "trainer", default={}).get("strategy") == "ddp":
+            kwargs["strategy"] = "ddp_find_unused_parameters_true"
+        return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
         # Lightning replaces the model config with the checkpoint's hyper-parameters on resume,
