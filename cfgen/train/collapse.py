@@ -65,7 +65,8 @@ class DiscriminatorCollapse(pl.Callback):
         if loss is None:
             return
         # Each DDP process sees its own batch: decide on the mean loss, so all stop together.
-        loss = trainer.strategy.reduce(torch.as_tensor(loss, device=pl_module.device), "mean")
+        loss = torch.as_tensor(loss, device=pl_module.device)
+        loss = trainer.strategy.reduce(loss, reduce_op="mean")
         self.observe(float(loss), trainer.global_step, trainer.default_root_dir)
 
     def observe(self, loss: float, step: int, run_dir: str | Path) -> None:
