@@ -71,3 +71,21 @@ def test_explainer_trains_on_two_processes_and_rank_zero_writes_the_run(tmp_path
     for name, value in bundle["state_dict"].items():  # the export is the EMA generator
         torch.testing.assert_close(value, weights[f"ema_generator.{name}"])
     assert (run / "monitor.json").is_file()
+
+
+@pytest.mark.slow
+def test_classifier_trains_on_two_processes_and_rank_zero_exports(tmp_path):
+    run = tmp_path / "run"
+    argv = ["classifier", "fit", *DDP, "--trainer.default_root_dir", str(run)]
+    argv += ["--logger", "csv", "--trainer.max_steps", "2"]
+    argv += ["--trainer.enable_progress_bar", "false"]
+    argv += ["--data.image_size", "16", "--data.n_train", "32", "--data.n_val", "16"]
+    argv += ["--data.n_test", "16", "--data.batch_size", "8"]
+    result = run_cli(*argv)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("classifier target 'Smiling': test auc") == 1  # rank 0 only
+    checkpoint = safe_torch_load(run / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 2
+    bundle = load_bundle(run / "classifier.pt", "classifier")
+    for name, value in bundle["state_dict"].items():
+        torch.testing.assert_close(value, checkpoint["state_dict"][f"network.{name}"])
