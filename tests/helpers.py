@@ -1,5 +1,6 @@
 """Tiny stub models shared by the tests. Each engineer keeps additions in their own section."""
 
+import pytorch_lightning as pl
 import torch
 
 from cfgen.explain.base import CounterfactualExplainer, Explainer
@@ -130,3 +131,13 @@ def export_tiny_explainer(folder, size: int = 16):
         for parameter in module.ema_generator.parameters():
             parameter.add_(0.01)
     return module.export(folder / "explainer.pt"), classifier, module
+
+
+# --- DDP tests (tests/train/test_ddp.py) ----------------------------------------------------
+class DumpWeightsPerRank(pl.Callback):
+    """At the end of training, every process saves its module's full state dict as
+    `<run>/weights_rank<R>.pt`, so a test can check the processes agree."""
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        state = {name: value.detach().cpu() for name, value in pl_module.state_dict().items()}
+        torch.save(state, f"{trainer.default_root_dir}/weights_rank{trainer.global_rank}.pt")

@@ -164,8 +164,16 @@ class ExplainerModule(pl.LightningModule):
         losses = self._discriminator_step(images, source_bin, fakes.detach(), target_bin)
         if generator_turn:
             losses |= self._generator_step(images, posteriors, source_bin, fakes, target_bin)
-            update_ema(self.ema_generator, self.generator, self._ema_decay())
+            self._update_ema()
         self.log_dict({f"loss/{name}": value for name, value in losses.items()}, prog_bar=False)
+
+    def _update_ema(self) -> None:
+        update_ema(self.ema_generator, self.generator, self._ema_decay())
+        # DDP keeps the weights equal (all-reduced gradients) but each process's batch-norm
+        # statistics are its own batches': keep rank 0's, as DDP does for the generator's.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.ema_generator.buffers():
+                torch.distributed.broadcast(buffer, src=0)
 
     def _ema_decay(self) -> float:
         # Warm-up: early on the average would be dominated by the random initial weights.

@@ -61,6 +61,7 @@ def test_explainer_trains_on_two_processes_and_rank_zero_writes_the_run(tmp_path
     argv = ["explainer", "fit", *TINY, *DDP, "--trainer.default_root_dir", str(run)]
     argv += ["--model.classifier", str(classifier), "--trainer.max_steps", "4"]
     argv += ["--data.steps_per_epoch", "4"]  # 2 steps per process and epoch
+    argv += ["--trainer.callbacks+=tests.helpers.DumpWeightsPerRank"]
     result = run_cli(*argv)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("explainer after") == 1  # one summary, from rank 0
@@ -71,6 +72,13 @@ def test_explainer_trains_on_two_processes_and_rank_zero_writes_the_run(tmp_path
     for name, value in bundle["state_dict"].items():  # the export is the EMA generator
         torch.testing.assert_close(value, weights[f"ema_generator.{name}"])
     assert (run / "monitor.json").is_file()
+    # Weights and the whole EMA (batch-norm statistics included) agree on both processes; the
+    # live networks' batch-norm statistics are each process's own last batch (as in any DDP).
+    rank0, rank1 = (safe_torch_load(run / f"weights_rank{rank}.pt") for rank in range(2))
+    assert rank0.keys() == rank1.keys() and any(k.startswith("ema_generator.") for k in rank0)
+    for name, value in rank0.items():
+        if name.startswith("ema_generator.") or ".running_" not in name:
+            torch.testing.assert_close(value, rank1[name], rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.slow
