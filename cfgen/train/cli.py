@@ -184,6 +184,8 @@ def run_cli(
             f"invalid trainer setting: {error}. Check --trainer.accelerator / --trainer.devices "
             "(the default, cpu, always works)"
         ) from error
+    if not cli.trainer.is_global_zero:  # other DDP processes hold no logger run of their own
+        return 0
     hint = finish_logger(cli.trainer.logger)
     if hint:
         print(f"wandb run saved offline; upload it with: {hint}", file=sys.stderr)
