@@ -69,6 +69,24 @@ def superpixel_mask(x: torch.Tensor, patch: int) -> torch.Tensor:
     return ids.expand(1, x.shape[1], height, width).contiguous()
 
 
+def _superpixel_surrogate(
+    method: Lime | KernelShap, patch: int, samples: int, baseline: float
+) -> Attribute:
+    """Attribution over square superpixels with a fitted surrogate (LIME and KernelSHAP alike)."""
+
+    def attribute(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return method.attribute(
+            x,
+            baselines=baseline,
+            target=index,
+            feature_mask=superpixel_mask(x, patch),
+            n_samples=samples,
+            perturbations_per_eval=min(samples, 64),
+        )
+
+    return _one_model_per_query(attribute)
+
+
 def lime_attribute(
     model: nn.Module,
     patch: int = 4,
@@ -86,17 +104,7 @@ def lime_attribute(
         similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width),
     )
 
-    def attribute(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return lime.attribute(
-            x,
-            baselines=baseline,
-            target=index,
-            feature_mask=superpixel_mask(x, patch),
-            n_samples=samples,
-            perturbations_per_eval=min(samples, 64),
-        )
-
-    return _one_model_per_query(attribute)
+    return _superpixel_surrogate(lime, patch, samples, baseline)
 
 
 def kernel_shap_attribute(
@@ -107,14 +115,4 @@ def kernel_shap_attribute(
     # Swap captum's scikit-learn regression for the closed-form one (same problem).
     shap.interpretable_model = LinearModel(train_fn=weighted_ridge, alpha=0.0)
 
-    def attribute(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return shap.attribute(
-            x,
-            baselines=baseline,
-            target=index,
-            feature_mask=superpixel_mask(x, patch),
-            n_samples=samples,
-            perturbations_per_eval=min(samples, 64),
-        )
-
-    return _one_model_per_query(attribute)
+    return _superpixel_surrogate(shap, patch, samples, baseline)
