@@ -26,7 +26,7 @@ from cfgen.models.classifiers import build_classifier
 from cfgen.train.explainer import ExplainerModule
 
 
-def _classifier(path: str, image_size: int, folder: Path) -> str:
+def classifier_file(path: str, image_size: int, folder: Path) -> str:
     """The configured classifier if present, else a random small CNN bundle of that size."""
     if Path(path).is_file():
         return path
@@ -35,12 +35,12 @@ def _classifier(path: str, image_size: int, folder: Path) -> str:
     return str(save_bundle(folder / "classifier.pt", "classifier", config, model.state_dict()))
 
 
-def _module(config_path: str, folder: Path) -> tuple[ExplainerModule, int]:
+def explainer_module(config_path: str, folder: Path) -> tuple[ExplainerModule, int]:
     config = yaml.safe_load(Path(config_path).read_text())
     model, data = dict(config.get("model", {})), config.get("data", {})
     size = int(data.get("image_size", 32))
     default = "runs/classifier/synthetic_smile/classifier.pt"
-    model["classifier"] = _classifier(model.get("classifier", default), size, folder)
+    model["classifier"] = classifier_file(model.get("classifier", default), size, folder)
     module = ExplainerModule(image_size=size, **model)
     module.classifier.check(torch.zeros(2, 3, size, size))
     optimizers = module.configure_optimizers()
@@ -58,7 +58,7 @@ def _module(config_path: str, folder: Path) -> tuple[ExplainerModule, int]:
     return module, int(data.get("batch_size", 32))
 
 
-def _timed(function, steps: int, warmup: int = 2) -> tuple[float, float]:
+def timed(function, steps: int, warmup: int = 2) -> tuple[float, float]:
     for _ in range(warmup):
         function()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -76,13 +76,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
-        module, batch_size = _module(args.config, Path(folder))
+        module, batch_size = explainer_module(args.config, Path(folder))
     size, n_critic = module.hparams.image_size, module.hparams.n_critic
     batch = {"image": torch.rand(batch_size, 3, size, size) * 2 - 1}
     batch["posterior"] = torch.rand(batch_size)
     # One iteration = n_critic batches (n_critic D steps, the last with the G step).
     iteration = lambda: [module.training_step(batch, i) for i in range(n_critic)]  # noqa: E731
-    wall, cpu = _timed(iteration, args.steps)
+    wall, cpu = timed(iteration, args.steps)
     images = batch_size * n_critic
     print(f"config {args.config}: {size} px, batch {batch_size}, n_critic {n_critic}, "
           f"{args.threads} thread(s)")  # fmt: skip
@@ -90,7 +90,7 @@ def main() -> None:
           f"{cpu:.3f} s CPU time")  # fmt: skip
     explainer = ProgressiveExaggeration(module.ema_generator, module.classifier)
     queries = torch.rand(args.queries, 3, size, size) * 2 - 1
-    wall, cpu = _timed(lambda: explainer.exaggerate(queries), 3, warmup=1)
+    wall, cpu = timed(lambda: explainer.exaggerate(queries), 3, warmup=1)
     print(f"generation: {args.queries / wall:.0f} strips/s of {explainer.n_bins} frames "
           f"({wall:.2f} s per {args.queries} queries, {cpu:.2f} s CPU time)")  # fmt: skip
 

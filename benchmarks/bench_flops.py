@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_explainer import _module, _timed
+from bench_explainer import explainer_module, timed
 from torch.utils.flop_counter import FlopCounterMode
 
 CONFIGS = {
@@ -77,7 +77,7 @@ def count_flops(module, batch: dict, batch_idx: int) -> int:
 
 
 def _per_config(size: int, folder: Path) -> tuple:
-    module, batch_size = _module(CONFIGS[size], folder)
+    module, batch_size = explainer_module(CONFIGS[size], folder)
     n_critic = module.hparams.n_critic
     batch = _batch(size, batch_size)
     d_and_g = count_flops(module, batch, n_critic - 1)
@@ -93,7 +93,7 @@ def _compile_probe(module, batch: dict, steps: int, eager: float) -> None:
     start = time.perf_counter()
     module.training_step(batch, step)  # first call compiles
     compile_s = time.perf_counter() - start
-    wall, cpu = _timed(lambda: module.training_step(batch, step), steps)
+    wall, cpu = timed(lambda: module.training_step(batch, step), steps)
     print(f"torch.compile (generator encode/decode): compile {compile_s:.1f} s, then "
           f"{wall:.3f} s/step wall, {cpu:.3f} s CPU (eager {eager:.3f} s wall): "
           f"{eager / wall:.2f}x")  # fmt: skip
@@ -102,7 +102,7 @@ def _compile_probe(module, batch: dict, steps: int, eager: float) -> None:
 def _time_step(module, batch: dict, flops: int, steps: int, rates: tuple[float, float]) -> float:
     """Wall seconds of the D+G step; prints the achieved rate against both ceilings."""
     step = module.hparams.n_critic - 1
-    wall, cpu = _timed(lambda: module.training_step(batch, step), steps)
+    wall, cpu = timed(lambda: module.training_step(batch, step), steps)
     achieved = flops / wall / 1e9
     print(f"  timed: {wall:.3f} s/step wall, {cpu:.3f} s CPU -> {achieved:.1f} GFLOP/s = "
           f"{100 * achieved / rates[0]:.0f}% of the matmul peak, "

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from bench_explainer import _classifier, _module, _timed
+from bench_explainer import classifier_file, explainer_module, timed
 
 from cfgen.explain.progressive import generator_strip
 from cfgen.models.classifiers import build_classifier
@@ -40,7 +40,7 @@ def _sized_config(size: int, folder: Path) -> str:
     """The CPU config with `data.image_size` set to `size`, written into `folder`."""
     config = yaml.safe_load(Path(CONFIG).read_text())
     config["data"]["image_size"] = size
-    # A file that does not exist: `_module` then makes a random classifier of this size.
+    # A file that does not exist: `explainer_module` then makes a random classifier of this size.
     config["model"]["classifier"] = str(folder / f"absent_{size}.pt")
     path = folder / f"explainer_{size}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -49,13 +49,13 @@ def _sized_config(size: int, folder: Path) -> str:
 
 def train_step_seconds(size: int, steps: int, folder: Path) -> tuple[float, float]:
     """Wall and CPU seconds of one training iteration (D + G step) at `size` px, batch 32."""
-    module, batch_size = _module(_sized_config(size, folder), folder)
+    module, batch_size = explainer_module(_sized_config(size, folder), folder)
     batch = {
         "image": torch.rand(batch_size, 3, size, size) * 2 - 1,
         "posterior": torch.rand(batch_size),
     }
     step = module.hparams.n_critic - 1
-    return _timed(lambda: module.training_step(batch, step), steps, warmup=1)
+    return timed(lambda: module.training_step(batch, step), steps, warmup=1)
 
 
 def peak_rss_mib() -> float:
@@ -146,7 +146,7 @@ def main() -> None:
     sizes, counts = ([32, 64], [500, 5000]) if args.quick else ([32, 64, 128], [2000, 20000])
     step_seconds = image_sizes(sizes, 1 if args.quick else args.steps, args.threads)
     with tempfile.TemporaryDirectory() as folder:
-        data_sizes(counts, step_seconds, _classifier(args.classifier, 32, Path(folder)))
+        data_sizes(counts, step_seconds, classifier_file(args.classifier, 32, Path(folder)))
 
 
 if __name__ == "__main__":
