@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from cfgen.errors import CfgenError
 
 COMMANDS = {
-    "data": ("cfgen.data.cli", "main", "write the synthetic world to disk"),
+    "data": ("cfgen.data.cli", "main", "write the synthetic world or the digits to disk"),
     "classifier": ("cfgen.train.cli", "classifier_main", "train / test a black-box classifier"),
     "oracle": ("cfgen.train.cli", "oracle_main", "train the factor oracle used by evaluation"),
     "explainer": ("cfgen.train.cli", "explainer_main", "train the Progressive Exaggeration GAN"),

@@ -1,9 +1,13 @@
-"""`cfgen data synth`: write the synthetic world to disk as an attribute folder.
+"""`cfgen data synth|digits`: write a data set to disk as an attribute folder.
 
     cfgen data synth --out DIR --n 1000 --size 64 [--seed 0] [--split all]
                      [--confound-factor glasses --confound-strength 0.9] [--overwrite]
+    cfgen data digits --out DIR [--size 32] [--seed 0] [--overwrite]
 
-The folder reads back with `AttributeFolder` (or `AttributeDataModule(source="folder")`):
+`digits` writes scikit-learn's handwritten digits (grey PNGs, a multi-class `digit` column, an
+`id` column and a split column; `cfgen.data.digits`). `synth` writes the synthetic world.
+
+The synthetic folder reads back with `AttributeFolder` (or `AttributeDataModule(source="folder")`):
 
     images/000000.png ...   the faces, 8-bit RGB
     attributes.csv          file, split, one 0/1 column per attribute
@@ -59,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--confound-strength", type=float, default=0.0)
     synth.add_argument("--target", default="Smiling", help="attribute the confounder follows")
     synth.add_argument("--overwrite", action="store_true", help="replace files in --out")
+    digits = commands.add_parser("digits", help="write scikit-learn's handwritten digits")
+    digits.add_argument("--out", required=True, help="output folder (must be empty)")
+    digits.add_argument("--size", type=int, default=32, help="image side in pixels (>= 8)")
+    digits.add_argument("--seed", type=int, default=0, help="seed of the 80/10/10 split")
+    digits.add_argument("--overwrite", action="store_true", help="replace files in --out")
     return parser
 
 
@@ -78,7 +87,7 @@ def _png(image: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def _csv_text(header: list[str], rows: list[list]) -> str:
+def csv_text(header: list[str], rows: list[list]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -137,9 +146,9 @@ def synth(args: argparse.Namespace) -> int:
     with Progress(console=console, transient=True) as progress, ThreadPoolExecutor(16) as pool:
         table = _write_faces(out, args, progress, pool)
     attribute_header = ["file", "split", *ATTRIBUTE_NAMES]
-    atomic_write_text(out / "attributes.csv", _csv_text(attribute_header, table["attributes"]))
+    atomic_write_text(out / "attributes.csv", csv_text(attribute_header, table["attributes"]))
     factor_header = ["file", "split", *FACTOR_NAMES, "noise_seed"]
-    atomic_write_text(out / "factors.csv", _csv_text(factor_header, table["factors"]))
+    atomic_write_text(out / "factors.csv", csv_text(factor_header, table["factors"]))
     masks = np.concatenate(table["masks"])
     buffer = io.BytesIO()
     np.savez_compressed(
@@ -154,7 +163,21 @@ def synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def digits(args: argparse.Namespace) -> int:
+    from cfgen.data.digits import HEADER, check_size, digit_rows
+
+    check_size(args.size)
+    rows, files = digit_rows(args.size, args.seed)  # fails (no scikit-learn) before writing
+    out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    with ThreadPoolExecutor(16) as pool:  # overlaps the fsync of each atomic write
+        for done in [pool.submit(atomic_write_bytes, out / name, data) for name, data in files]:
+            done.result()
+    atomic_write_text(out / "attributes.csv", csv_text(HEADER, rows))
+    Console(stderr=True).print(f"wrote {len(rows)} digits of {args.size} px to {out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `cfgen data`; returns the exit status."""
     args = _parser().parse_args(argv)
-    return {"synth": synth}[args.command](args)
+    return {"synth": synth, "digits": digits}[args.command](args)
