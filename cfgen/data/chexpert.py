@@ -3,8 +3,8 @@
 The CSV (`train.csv` / `valid.csv` of CheXpert-v1.0 or -small) has a `Path` column and one
 column per observation holding 1 (positive), 0 (negative), -1 (uncertain) or nothing (not
 mentioned, read as 0). Uncertain labels follow a policy from `UNCERTAIN_POLICIES`. The X-rays
-are grayscale; they are returned as 3 identical channels so that RGB classifiers, LPIPS and the
-saliency baselines apply unchanged. Non-square images are centre-cropped to a square.
+are grey and stay one channel (as in the follow-up of PE on chest X-rays) unless `channels=3`
+asks for three identical ones. Non-square images are centre-cropped to a square.
 """
 
 import random
@@ -70,9 +70,10 @@ class CheXpert(ImageAttributeDataset):
     Args:
         root: the CheXpert folder (holding `train/`, `valid/` and the CSVs) or its parent.
         csv: the CSV, relative to `root` (or absolute).
-        image_size: side of the returned square images (3 channels, replicated grayscale).
+        image_size: side of the returned square images.
         labels: label columns (None: every CheXpert observation, `OBSERVATIONS`, in the CSV).
         uncertain: uncertain-label policy, one of `UNCERTAIN_POLICIES`.
+        channels: 1 (grey) or 3 (RGB); None: the images' own (1 for X-rays).
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class CheXpert(ImageAttributeDataset):
         image_size: int = 64,
         labels: list[str] | None = None,
         uncertain: str = "zeros",
+        channels: int | None = None,
     ):
         if uncertain not in UNCERTAIN_POLICIES:
             raise ConfigError(
@@ -113,7 +115,8 @@ class CheXpert(ImageAttributeDataset):
                 "uncertain='zeros' or 'ones'"
             )
         names = [_relative_path(root, rows[i][PATH_COLUMN]) for i in keep]
-        super().__init__(resolve_files(root, names, str(csv_path)), values, labels, image_size)
+        files = resolve_files(root, names, str(csv_path))
+        super().__init__(files, values, labels, image_size, channels=channels)
         self.csv_path = csv_path
 
     @staticmethod
@@ -139,11 +142,13 @@ def chexpert_splits(
     image_size: int = 64,
     uncertain: str = "zeros",
     seed: int = 0,
+    labels: list[str] | None = None,
+    channels: int | None = None,
 ) -> tuple[CheXpert, CheXpert, CheXpert]:
     """Train / val / test: `csv` (default `train.csv`) split by patient, 5% of patients for
     validation, no patient in both; the official `valid.csv` is the test set (the official
-    test labels are not public)."""
-    full = CheXpert(root, csv or "train.csv", image_size, uncertain=uncertain)
+    test labels are not public). `labels` and `channels` are `CheXpert`'s."""
+    full = CheXpert(root, csv or "train.csv", image_size, labels, uncertain, channels)
     patients = full.patients()
     unique = sorted(set(patients))
     random.Random(seed).shuffle(unique)
@@ -155,5 +160,5 @@ def chexpert_splits(
         )
     val = [i for i, patient in enumerate(patients) if patient in val_patients]
     train = [i for i, patient in enumerate(patients) if patient not in val_patients]
-    test = CheXpert(root, "valid.csv", image_size, uncertain=uncertain)
+    test = CheXpert(root, "valid.csv", image_size, labels, uncertain, full.channels)
     return full.take(train), full.take(val), test

@@ -1,10 +1,12 @@
-"""Real images with binary attributes: a folder with a CSV, and CelebA in its standard layout.
+"""Real images with attributes: a folder with a CSV, and CelebA in its standard layout.
 
 Both are `ImageAttributeDataset`s: a list of image files and a label matrix, checked when the
 dataset is built (columns, label values, unsafe or missing files) so that a bad data set fails
-at once with a message naming the file, column or row, not minutes into training. Images are
-read with PIL when an item is asked for, as RGB, optionally centre-cropped, resized and scaled
-to [-1, 1]. Items follow the dataset contract: `image` (3, H, W), `labels` (A,), `index`.
+at once with a message naming the file, column or row, not minutes into training. Which CSV
+columns are attributes is `cfgen.data.columns`' business. Images are read with PIL when an item
+is asked for, optionally centre-cropped, resized and scaled to [-1, 1], with the data set's
+channels: grey files stay one channel unless RGB is asked for. Items follow the dataset
+contract: `image` (C, H, W), `labels` (A,), `index`.
 """
 
 import csv as csv_module
@@ -17,27 +19,58 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from cfgen.errors import CfgenError, DataError
+from cfgen.data.columns import label_table, parse_binary, target_column
+from cfgen.errors import CfgenError, ConfigError, DataError
 from cfgen.io import PathLike, safe_child
 
-# Label spellings accepted as binary: CelebA writes -1 for "absent".
-BINARY_VALUES = {"1": 1.0, "0": 0.0, "-1": 0.0, "1.0": 1.0, "0.0": 0.0, "-1.0": 0.0}
 CELEBA_CROP = 150  # official preprocessing: centre 150 x 150 crop of the 178 x 218 faces
 CELEBA_SPLITS = {"train": "0", "val": "1", "test": "2"}
 
 
-def load_image(path: Path, image_size: int, crop: int | None = None) -> Tensor:
-    """Read an image file as RGB: (3, image_size, image_size) float32 in [-1, 1].
+# PIL modes of one-channel images (with or without alpha, any bit depth).
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+CHANNEL_MODES = {1: "L", 3: "RGB"}
+CHANNEL_SAMPLE = 16  # images looked at to decide a data set's channels
 
+
+def _open(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except FileNotFoundError:
+        raise DataError(f"image file {path} is missing; restore it or drop its CSV row") from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        raise DataError(
+            f"cannot read image {path} ({error}); replace the file or drop its CSV row"
+        ) from error
+
+
+def check_channels(channels: int | None) -> None:
+    if channels is not None and channels not in CHANNEL_MODES:
+        raise ConfigError(
+            f"channels must be 1 (grey), 3 (RGB) or unset (the images' own), got {channels}"
+        )
+
+
+def image_channels(paths: Sequence[Path]) -> int:
+    """1 when the first images are all grey, else 3 (a mixed folder is read as RGB)."""
+    modes = []
+    for path in paths[:CHANNEL_SAMPLE]:
+        with _open(path) as image:  # reads the header only
+            modes.append(image.mode)
+    return 1 if modes and all(mode in GREY_MODES for mode in modes) else 3
+
+
+def load_image(path: Path, image_size: int, crop: int | None = None, channels: int = 3) -> Tensor:
+    """Read an image file: (channels, image_size, image_size) float32 in [-1, 1].
+
+    `channels` 3 reads RGB (grey files get three equal channels), 1 reads grey (luminance).
     `crop` takes a centre square of that many pixels first; `None` takes the largest centre
     square. Images already of the requested size are not resampled (exact 8-bit round trip).
     """
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"image file {path} is missing; restore it or drop its CSV row") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        with _open(path) as image:
+            image = image.convert(CHANNEL_MODES[channels])
+    except (OSError, Image.DecompressionBombError) as error:  # raised while decoding
         raise DataError(
             f"cannot read image {path} ({error}); replace the file or drop its CSV row"
         ) from error
@@ -48,16 +81,9 @@ def load_image(path: Path, image_size: int, crop: int | None = None) -> Tensor:
         image = image.crop((left, top, left + side, top + side))
     if side != image_size:
         image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
-    pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+    pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
+    pixels = pixels.unsqueeze(0) if channels == 1 else pixels.permute(2, 0, 1)
     return pixels.float() / 127.5 - 1.0
-
-
-def parse_binary(value: str, where: str) -> float:
-    """A 0/1 (or -1/1) label from text; `where` names the file, row and column for errors."""
-    try:
-        return BINARY_VALUES[value.strip()]
-    except KeyError:
-        raise DataError(f"{where}: label {value!r} is not binary; use 1 / 0 (or 1 / -1)") from None
 
 
 def resolve_files(root: Path, names: Sequence[str], source: str) -> list[Path]:
@@ -90,6 +116,8 @@ class ImageAttributeDataset(Dataset):
         attribute_names: the A attribute names.
         image_size: side of the returned square images.
         crop: centre square taken before resizing (None: the largest one).
+        channels: 1 (grey) or 3 (RGB); None: 1 when the files are grey, else 3.
+        classes: multi-class columns and the names of their attributes (`LabelTable.classes`).
     """
 
     def __init__(
@@ -99,17 +127,22 @@ class ImageAttributeDataset(Dataset):
         attribute_names: Sequence[str],
         image_size: int,
         crop: int | None = None,
+        channels: int | None = None,
+        classes: dict[str, list[str]] | None = None,
     ):
+        check_channels(channels)
         self.files = list(files)
         self.labels = labels
         self.attribute_names = list(attribute_names)
         self.image_size, self.crop = image_size, crop
+        self.channels = channels or image_channels(self.files)
+        self.classes = dict(classes or {})
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
-        image = load_image(self.files[index], self.image_size, self.crop)
+        image = load_image(self.files[index], self.image_size, self.crop, self.channels)
         return {"image": image, "labels": self.labels[index], "index": index}
 
     def take(self, positions: Sequence[int]) -> "ImageAttributeDataset":
@@ -142,17 +175,21 @@ def require_columns(header: Sequence[str], columns: Sequence[str], path: Path) -
 
 
 class AttributeFolder(ImageAttributeDataset):
-    """Images in a folder, listed in a CSV with a file column and 0/1 (or -1/1) attributes.
+    """Images in a folder, listed in a CSV with a file column and attribute columns.
 
     Args:
         root: the folder; file names in the CSV are relative to it.
         csv: the CSV, relative to `root` (or absolute).
         file_column: column with the image file names.
-        attributes: attribute columns to use; None takes every column except the file and
-            split columns.
+        attributes: attribute columns to use (a non-binary one is a multi-class label); None
+            takes every binary column except the file and split columns, with a note naming
+            the columns left out (`cfgen.data.columns`).
         split: keep only rows whose `split_column` holds this value (None: every row).
         split_column: the split column (train / val / test).
         image_size: side of the returned square images (largest centre square, resized).
+        channels: 1 (grey) or 3 (RGB); None: the images' own (1 when they are grey).
+        target: an attribute or a class (`digit=8`) whose column is used in any case; an
+            attribute named by its column must be binary.
     """
 
     def __init__(
@@ -164,13 +201,13 @@ class AttributeFolder(ImageAttributeDataset):
         split: str | None = None,
         split_column: str = "split",
         image_size: int = 64,
+        channels: int | None = None,
+        target: str | None = None,
     ):
         root = Path(root)
         csv_path = Path(csv) if Path(csv).is_absolute() else root / csv
         header, rows = read_csv(csv_path)
-        if attributes is None:
-            attributes = [name for name in header if name not in (file_column, split_column)]
-        require_columns(header, [file_column, *attributes], csv_path)
+        require_columns(header, [file_column, *(attributes or [])], csv_path)
         numbered = list(enumerate(rows, start=2))  # row 1 is the header
         if split is not None:
             require_columns(header, [split_column], csv_path)
@@ -181,19 +218,22 @@ class AttributeFolder(ImageAttributeDataset):
                     f"{csv_path}: no rows with {split_column} == {split!r}; values present: "
                     f"{present}"
                 )
-        labels = torch.tensor(
-            [
-                [
-                    parse_binary(row[name], f"{csv_path}, line {line}, column {name!r}")
-                    for name in attributes
-                ]
-                for line, row in numbered
-            ],
-            dtype=torch.float32,
-        ).view(len(numbered), len(attributes))
+        column, binary = target_column(target, header)
+        table = label_table(
+            header,
+            numbered,
+            csv_path,
+            attributes,
+            required=[column] if column else [],
+            skip=[file_column, split_column],
+            binary=[column] if binary else [],
+        )
         files = resolve_files(root, [row[file_column] for _, row in numbered], str(csv_path))
-        super().__init__(files, labels, attributes, image_size)
+        super().__init__(
+            files, table.labels, table.names, image_size, None, channels, table.classes
+        )
         self.csv_path = csv_path
+        self.left_out = table.left_out
         # Each kept row's split (None without a split column): one parse serves all splits.
         has_splits = split_column in header
         self.split_values = [row[split_column] for _, row in numbered] if has_splits else None
@@ -210,13 +250,22 @@ SEEDED_SPLIT_SHARES = (0.8, 0.1, 0.1)
 
 
 def folder_splits(
-    root: PathLike, csv: str = "attributes.csv", image_size: int = 64, seed: int = 0
+    root: PathLike,
+    csv: str = "attributes.csv",
+    image_size: int = 64,
+    seed: int = 0,
+    attributes: list[str] | None = None,
+    channels: int | None = None,
+    target: str | None = None,
 ) -> tuple[AttributeFolder, AttributeFolder, AttributeFolder]:
     """Train / val / test of an attribute folder, from its split column if it has one.
 
-    Without a split column the rows are shuffled with `seed` and cut 80 / 10 / 10.
+    Without a split column the rows are shuffled with `seed` and cut 80 / 10 / 10. The other
+    options are `AttributeFolder`'s.
     """
-    full = AttributeFolder(root, csv=csv, image_size=image_size)
+    full = AttributeFolder(
+        root, csv, attributes=attributes, image_size=image_size, channels=channels, target=target
+    )
     if full.split_values is None:
         order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed)).tolist()
         n_train = round(SEEDED_SPLIT_SHARES[0] * len(order))
@@ -269,7 +318,7 @@ class CelebA(ImageAttributeDataset):
     `root` holds `img_align_celeba/`, `list_attr_celeba.txt` (-1/1 labels after a count line
     and a header line) and `list_eval_partition.txt` (0/1/2 = train/val/test). Images are
     centre-cropped to 150 x 150 and resized to `image_size`. `attributes` picks columns (None:
-    all 40).
+    all 40). `channels` 1 reads the faces as grey (default 3, RGB).
     """
 
     def __init__(
@@ -278,6 +327,7 @@ class CelebA(ImageAttributeDataset):
         split: str = "train",
         image_size: int = 64,
         attributes: list[str] | None = None,
+        channels: int | None = None,
     ):
         if split not in CELEBA_SPLITS:
             raise DataError(f"unknown CelebA split {split!r}; choose one of {list(CELEBA_SPLITS)}")
@@ -304,4 +354,4 @@ class CelebA(ImageAttributeDataset):
             dtype=torch.float32,
         ).view(len(chosen), len(columns))
         paths = resolve_files(root / "img_align_celeba", [files[i] for i in chosen], str(attr_path))
-        super().__init__(paths, labels, attributes, image_size, crop=CELEBA_CROP)
+        super().__init__(paths, labels, attributes, image_size, CELEBA_CROP, channels)

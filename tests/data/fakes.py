@@ -53,3 +53,29 @@ def celeba_folder(root: Path, partition: list[int], labels: list[list[int]]) -> 
     split_lines = [f"{i + 1:06d}.png {part}" for i, part in enumerate(partition)]
     (root / "list_eval_partition.txt").write_text("\n".join(split_lines) + "\n")
     return root
+
+
+def user_folder(
+    root: Path, n: int = 30, size: int = 8, classes: int = 3, grey: bool = True
+) -> Path:
+    """A folder as users have them: grey PNGs and a CSV with more than binary attributes.
+
+    Columns: file, split (train / val / test by row % 5: 0-2, 3, 4), id, age, note (free text
+    with a comma), digit (multi-class, `row % classes`) and smiling (binary, `row // classes`
+    odd). The digit is drawn: a bright band at height `digit`, the rest dim noise; smiling
+    brightens the left edge.
+    """
+    header = ["file", "split", "id", "age", "note", "digit", "smiling"]
+    rows = []
+    for i in range(n):
+        digit, smiling = i % classes, (i // classes) % 2
+        pixels = (random_pixels(i, size, size, 1) // 8).astype(np.uint8)
+        band = size // classes
+        pixels[digit * band : (digit + 1) * band] = 230
+        pixels[:, 0] = 255 if smiling else pixels[:, 0]
+        name = f"images/{i:03d}.png"
+        write_png(root / name, pixels if grey else np.repeat(pixels[:, :, None], 3, axis=2))
+        split = ("train", "train", "train", "val", "test")[i % 5]
+        rows.append([name, split, 1000 + i, 20 + i, f"seen on day {i}, ok", digit, smiling])
+    write_csv(root / "attributes.csv", header, rows)
+    return root

@@ -40,14 +40,15 @@ def test_uncertain_policies(root, policy, expected):
     torch.testing.assert_close(data.labels, torch.tensor(expected, dtype=torch.float32))
 
 
-def test_grayscale_xrays_become_three_equal_channels(root):
+def test_grey_xrays_stay_one_channel_unless_rgb_is_asked_for(root):
     data = CheXpert(root, labels=LABELS, image_size=10)
     image = data[0]["image"]
-    assert image.shape == (3, 10, 10)
-    torch.testing.assert_close(image[0], image[2])
+    assert data.channels == 1 and image.shape == (1, 10, 10)
     # 10 x 12 is centre-cropped to 10 x 10 without resampling: exact pixels.
     expected = torch.from_numpy(random_pixels(0, 10, 12, 1)[:, 1:11]).float() / 127.5 - 1.0
-    torch.testing.assert_close(image[1], expected)
+    torch.testing.assert_close(image[0], expected)
+    rgb = CheXpert(root, labels=LABELS, image_size=10, channels=3)[0]["image"]
+    torch.testing.assert_close(rgb, expected.expand(3, 10, 10))
 
 
 def test_root_may_be_the_parent_folder(root):

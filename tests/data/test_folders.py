@@ -1,9 +1,20 @@
+import logging
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cfgen.data.folders import AttributeFolder, CelebA, folder_splits
-from cfgen.errors import DataError
-from tests.data.fakes import attribute_folder, celeba_folder, random_pixels, write_csv, write_png
+from cfgen.errors import ConfigError, DataError
+from tests.data.fakes import (
+    attribute_folder,
+    celeba_folder,
+    random_pixels,
+    user_folder,
+    write_csv,
+    write_png,
+)
 
 SPLITS = ["train", "train", "val", "test", "train"]
 LABELS = [[1, -1], [0, 1], [-1, 1], [1, 0], [1, 1]]
@@ -63,7 +74,7 @@ def test_folder_without_split_column_is_split_by_seed(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda rows: rows[1].__setitem__(2, "yes"), r"line 3, column 'a'.*not binary"),
+        (lambda rows: rows[1].__setitem__(2, "yes"), r"line 3, column 'a'.*not binary.*a=yes"),
         (lambda rows: rows[0].__setitem__(0, "../outside.png"), "unsafe file name"),
         (lambda rows: rows[2].__setitem__(0, "images/gone.png"), "missing, e.g.*gone.png"),
     ],
@@ -76,7 +87,7 @@ def test_bad_rows_are_reported(tmp_path, edit, message):
     edit(rows)
     write_csv(tmp_path / "attributes.csv", ["file", "split", "a", "b"], rows)
     with pytest.raises(DataError, match=message):
-        AttributeFolder(tmp_path, image_size=8)
+        AttributeFolder(tmp_path, image_size=8, target="a")  # the target's column must be binary
 
 
 def test_missing_csv_column_and_empty_split_are_reported(folder, tmp_path):
@@ -123,3 +134,38 @@ def test_celeba_errors_name_the_file(tmp_path):
     (tmp_path / "list_eval_partition.txt").write_text("000001.png 0\n000002.png 0\n")
     with pytest.raises(DataError, match="no CelebA images in split 'test'"):
         CelebA(tmp_path, split="test")
+
+
+def test_grey_images_stay_one_channel_unless_rgb_is_asked_for(tmp_path):
+    user_folder(tmp_path, n=5)
+    grey = AttributeFolder(tmp_path, image_size=8)
+    assert grey.channels == 1
+    with Image.open(tmp_path / "images/002.png") as image:
+        pixels = torch.from_numpy(np.array(image)).float() / 127.5 - 1.0
+    torch.testing.assert_close(grey[2]["image"], pixels[None])
+    rgb = AttributeFolder(tmp_path, image_size=8, channels=3)
+    torch.testing.assert_close(rgb[2]["image"], pixels.expand(3, 8, 8))
+
+
+def test_a_folder_mixing_grey_and_colour_images_is_read_as_rgb(tmp_path):
+    user_folder(tmp_path, n=5)
+    write_png(tmp_path / "images/004.png", random_pixels(4))  # colour
+    assert AttributeFolder(tmp_path, image_size=8).channels == 3
+    with pytest.raises(ConfigError, match="channels must be 1"):
+        AttributeFolder(tmp_path, image_size=8, channels=4)
+
+
+def test_a_users_csv_gives_its_binary_columns_and_the_targets_classes(tmp_path, caplog):
+    user_folder(tmp_path, n=10, classes=3)
+    with caplog.at_level(logging.WARNING):
+        plain = AttributeFolder(tmp_path, image_size=8)
+    assert plain.attribute_names == ["smiling"] and plain.classes == {}
+    assert plain.left_out == ["id", "age", "note", "digit"]
+    assert "left out ['id', 'age', 'note', 'digit']" in caplog.text
+    target = AttributeFolder(tmp_path, image_size=8, target="digit=2", split="train")
+    assert target.attribute_names == ["digit=0", "digit=1", "digit=2", "smiling"]
+    assert target.classes == {"digit": ["digit=0", "digit=1", "digit=2"]}
+    # train rows are 0, 1, 2, 5, 6, 7: digits 0 1 2 2 0 1
+    torch.testing.assert_close(target.labels[:, :3].argmax(1), torch.tensor([0, 1, 2, 2, 0, 1]))
+    listed = AttributeFolder(tmp_path, image_size=8, attributes=["digit"])
+    assert listed.attribute_names == ["digit=0", "digit=1", "digit=2"]
