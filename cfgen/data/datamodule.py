@@ -2,7 +2,13 @@
 
 The source is chosen by name (`SOURCES`): the built-in synthetic faces, a folder of images with
 an attribute CSV, CelebA or CheXpert. Each builder returns the train / val / test datasets; the
-module adds loaders and the facts models need (`attribute_names`, `target_index`, `channels`).
+module adds loaders and the facts models need (`attribute_names`, `target_index`, `channels`,
+`image_size`, and `class_names` of a multi-class target).
+
+Target, image size and channels left unset come, in this order, from the classifier that a
+command explains (`use_classifier`, with what its bundle records), from the source (the synthetic
+world explains `Smiling`; images are 32 px and keep their own channels), or fail with a message
+naming the choices. A value that contradicts the classifier's is refused.
 """
 
 from collections.abc import Callable
@@ -12,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cfgen.data.chexpert import chexpert_splits
+from cfgen.data.columns import CLASS_SEPARATOR
 from cfgen.data.folders import CelebA, folder_splits
 from cfgen.data.synthetic import SyntheticFaces
 from cfgen.errors import ConfigError, DataError
@@ -19,18 +26,26 @@ from cfgen.errors import ConfigError, DataError
 Splits = tuple[Dataset, Dataset, Dataset]
 
 
+DEFAULT_IMAGE_SIZE = 32
+SYNTHETIC_TARGET = "Smiling"
+# Recorded by a classifier bundle (`classifier_facts`) -> the option it fills.
+RECORDED = {"target": "target", "image_size": "image_size", "channels": "in_channels"}
+
+
 def _synthetic(module: "AttributeDataModule") -> Splits:
     options = module.hparams
+    if module.requested_channels not in (None, 3):
+        raise ConfigError("the synthetic faces are RGB: leave data.channels unset or set it to 3")
 
     def split(name: str, n: int) -> SyntheticFaces:
         return SyntheticFaces(
             n,
-            image_size=options.image_size,
+            image_size=module.image_size,
             seed=options.seed,
             split=name,
             confound_factor=options.confound_factor,
             confound_strength=options.confound_strength,
-            target=options.target,
+            target=module.target or SYNTHETIC_TARGET,
         )
 
     return (
@@ -50,13 +65,23 @@ def _require_root(module: "AttributeDataModule") -> str:
 
 def _folder(module: "AttributeDataModule") -> Splits:
     root, options = _require_root(module), module.hparams
-    csv = options.csv or "attributes.csv"
-    return folder_splits(root, csv=csv, image_size=options.image_size, seed=options.seed)
+    return folder_splits(
+        root,
+        csv=options.csv or "attributes.csv",
+        image_size=module.image_size,
+        seed=options.seed,
+        attributes=options.attributes,
+        channels=module.requested_channels,
+        target=module.target,
+    )
 
 
 def _celeba(module: "AttributeDataModule") -> Splits:
-    root, size = _require_root(module), module.hparams.image_size
-    return tuple(CelebA(root, split=name, image_size=size) for name in ("train", "val", "test"))
+    root, options = _require_root(module), module.hparams
+    return tuple(
+        CelebA(root, name, module.image_size, options.attributes, module.requested_channels)
+        for name in ("train", "val", "test")
+    )
 
 
 def _chexpert(module: "AttributeDataModule") -> Splits:
@@ -64,9 +89,11 @@ def _chexpert(module: "AttributeDataModule") -> Splits:
     return chexpert_splits(
         root,
         csv=options.csv,
-        image_size=options.image_size,
+        image_size=module.image_size,
         uncertain=options.uncertain,
         seed=options.seed,
+        labels=options.attributes,
+        channels=module.requested_channels,
     )
 
 
@@ -86,9 +113,16 @@ class AttributeDataModule(pl.LightningDataModule):
         root: data folder (not used by `synthetic`).
         csv: attribute CSV inside `root` (folder: default `attributes.csv`; chexpert: the
             training CSV, default `train.csv`).
-        image_size: side of the square images fed to models, in pixels.
+        attributes: the CSV columns to use as attributes (a non-binary one is a multi-class
+            label); default: every binary column (folder), every attribute (CelebA), every
+            observation (CheXpert).
+        image_size: side of the square images fed to models, in pixels (default: the
+            classifier's, else 32).
+        channels: 1 (grey) or 3 (RGB) (default: the classifier's, else the images' own).
         batch_size, num_workers: loader settings.
-        target: the attribute the black box explains; must be one of the source's attributes.
+        target: the attribute the black box explains, or one class of a multi-class column
+            (`digit=8`, explained against the other classes); default: the classifier's, else
+            the synthetic world's `Smiling`.
         n_train, n_val, n_test, seed: sizes and seed of the synthetic world (and the seed of
             the split of a folder without a split column).
         confound_factor, confound_strength: confound the synthetic training split.
@@ -100,10 +134,12 @@ class AttributeDataModule(pl.LightningDataModule):
         source: str = "synthetic",
         root: str | None = None,
         csv: str | None = None,
-        image_size: int = 32,
+        attributes: list[str] | None = None,
+        image_size: int | None = None,
+        channels: int | None = None,
         batch_size: int = 128,
         num_workers: int = 0,
-        target: str = "Smiling",
+        target: str | None = None,
         n_train: int = 20000,
         n_val: int = 2000,
         n_test: int = 2000,
@@ -117,8 +153,50 @@ class AttributeDataModule(pl.LightningDataModule):
             raise ConfigError(f"unknown data source {source!r}; choose one of {sorted(SOURCES)}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        self.save_hyperparameters()
+        if channels not in (None, 1, 3):
+            raise ConfigError(f"channels must be 1 (grey), 3 (RGB) or unset, got {channels}")
+        # Kept apart from `hparams`: unset they are resolved later, and Lightning refuses a
+        # module and a data module whose hparams share a key with different values.
+        self._given = {"target": target, "image_size": image_size, "channels": channels}
+        self.save_hyperparameters(ignore=list(self._given))
         self._splits: Splits | None = None
+        self._classifier = "the classifier"
+        self._recorded: dict = {}
+
+    # ---- options left unset: from the explained classifier, else the source -------------------
+    def use_classifier(self, facts: dict, source: str) -> None:
+        """Fill unset target, image size and channels from what classifier `source` records.
+
+        `facts`: `cfgen.models.blackbox.classifier_facts(source)` (keys `target`, `image_size`,
+        `in_channels`; empty for a classifier that records nothing).
+        """
+        self._classifier, self._recorded = source, dict(facts)
+
+    def _setting(self, name: str):
+        """Option `name` as given, else as the classifier records it; a contradiction fails."""
+        given, recorded = self._given[name], self._recorded.get(RECORDED[name])
+        if given is not None and recorded is not None and given != recorded:
+            raise ConfigError(
+                f"data.{name} is {given!r} but the classifier {self._classifier} was trained "
+                f"with {recorded!r}; leave data.{name} unset to use the classifier's"
+            )
+        return given if given is not None else recorded
+
+    @property
+    def target(self) -> str | None:
+        """The explained attribute or class, or None when nothing names it."""
+        return self._setting("target") or (
+            SYNTHETIC_TARGET if self.hparams.source == "synthetic" else None
+        )
+
+    @property
+    def image_size(self) -> int:
+        return self._setting("image_size") or DEFAULT_IMAGE_SIZE
+
+    @property
+    def requested_channels(self) -> int | None:
+        """Channels asked for (option or classifier); None: the images' own."""
+        return self._setting("channels")
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets once; later calls (one per Trainer stage) reuse them."""
@@ -132,7 +210,8 @@ class AttributeDataModule(pl.LightningDataModule):
                     "check the split column of the CSV or the sizes requested"
                 )
         self._splits = splits
-        self.target_index  # noqa: B018 -- fail at setup, not at the first batch
+        if self.target is not None:
+            self.target_index  # noqa: B018 -- fail at setup, not at the first batch
 
     def _split(self, index: int) -> Dataset:
         if self._splits is None:
@@ -156,21 +235,40 @@ class AttributeDataModule(pl.LightningDataModule):
         return list(self.train_dataset.attribute_names)
 
     @property
-    def target_index(self) -> int:
-        names = self.attribute_names
-        if self.hparams.target not in names:
-            raise ConfigError(
-                f"target attribute {self.hparams.target!r} is not in the data "
-                f"(source {self.hparams.source!r}); available: {names}"
-            )
-        return names.index(self.hparams.target)
+    def classes(self) -> dict[str, list[str]]:
+        """Multi-class columns and the attribute names of their classes (`digit=0`, ...)."""
+        return dict(getattr(self.train_dataset, "classes", {}))
+
+    def class_names(self, target: str) -> list[str] | None:
+        """All classes of the multi-class column `target` belongs to; None for a binary one."""
+        return next((names for names in self.classes.values() if target in names), None)
 
     @property
-    def image_size(self) -> int:
-        return self.hparams.image_size
+    def target_index(self) -> int:
+        names, target = self.attribute_names, self.target
+        if target in names:
+            return names.index(target)
+        source = self.hparams.source
+        left_out = getattr(self.train_dataset, "left_out", [])
+        hint = f"; columns left out (not binary): {left_out}" if left_out else ""
+        if target is None:
+            raise ConfigError(
+                f"no target: name the attribute to explain with --data.target (source "
+                f"{source!r}); available: {names}{hint}"
+            )
+        raise ConfigError(
+            f"target attribute {target!r} is not in the data (source {source!r}); available: "
+            f"{names}{hint}. A class of a multi-class column is named COLUMN{CLASS_SEPARATOR}VALUE"
+        )
 
     @property
     def channels(self) -> int:
+        """Channels of the images fed to models (looks at the data when nothing says it)."""
+        if self.requested_channels is not None:
+            return self.requested_channels
+        if self.hparams.source == "synthetic":
+            return 3
+        self.setup()
         return int(self.train_dataset[0]["image"].shape[0])
 
     def _loader(self, dataset: Dataset, train: bool = False) -> DataLoader:

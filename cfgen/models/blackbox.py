@@ -287,6 +287,20 @@ def load_blackbox(
     return LOADERS[_archive_kind(path)](path, target, output, activation)
 
 
+FACT_KEYS = ("target", "attribute_names", "image_size", "in_channels", "activation")
+
+
+def classifier_facts(source: str) -> dict:
+    """What a cfgen classifier bundle records about its data (`FACT_KEYS`): the explained
+    target, its output names, image size and channels, and its activation. Empty for other
+    classifiers (TorchScript, torch.export, import paths), which record none of it."""
+    path = Path(source)
+    if _import_spec(source) or not path.is_file() or _archive_kind(path) != "bundle":
+        return {}
+    config = load_bundle(path, kind="classifier")["config"]
+    return {key: config[key] for key in FACT_KEYS if key in config}
+
+
 def classifier_fingerprint(source: str) -> str:
     """sha256 of the classifier `source`: the file, or for an import path its module file."""
     if _import_spec(source):

@@ -316,7 +316,9 @@ class ExplainerCLI(CfgenCLI):
         parser.add_lightning_class_args(DiscriminatorCollapse, "collapse")  # --collapse.patience
         parser.link_arguments("model.classifier", "data.classifier")
         parser.link_arguments("model.n_bins", "data.n_bins")
-        parser.link_arguments("data.image_size", "model.image_size")
+        # The data module resolves them (option, else what the classifier records, else default).
+        parser.link_arguments("data.image_size", "model.image_size", apply_on="instantiate")
+        parser.link_arguments("data.channels", "model.channels", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         # A GAN's D step leaves G without gradients: DDP must look for unused parameters.

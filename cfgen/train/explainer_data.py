@@ -28,7 +28,7 @@ from torch.utils.data._utils.collate import default_collate
 from cfgen.bins import posterior_to_bin
 from cfgen.data.datamodule import AttributeDataModule
 from cfgen.errors import ConfigError, DataError
-from cfgen.models.blackbox import load_blackbox
+from cfgen.models.blackbox import classifier_facts, load_blackbox
 
 
 def _cap_weights(bins: torch.Tensor, n_bins: int, max_per_bin: int, seed: int) -> torch.Tensor:
@@ -133,6 +133,7 @@ class ExplainerDataModule(AttributeDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.use_classifier(classifier_facts(classifier), classifier)  # its target, size, channels
         if balance not in BALANCE:
             raise ConfigError(f"unknown balance {balance!r}; choose one of {sorted(BALANCE)}")
         self.classifier_path = classifier

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cfgen.data.datamodule import SOURCES, AttributeDataModule
-from cfgen.errors import ConfigError
+from cfgen.errors import ConfigError, DataError
 
 
 def _synthetic(**options) -> AttributeDataModule:
@@ -98,3 +98,56 @@ def test_folder_source_reads_the_split_column(tmp_path):
     assert module.attribute_names == ["a", "b"] and module.target_index == 1
     batch = next(iter(module.train_dataloader()))
     assert batch["image"].shape == (2, 3, 8, 8) and module.channels == 3
+
+
+def _users(root, **options) -> AttributeDataModule:
+    from tests.data.fakes import user_folder
+
+    user_folder(root, n=15, classes=3)
+    return AttributeDataModule(source="folder", root=str(root), batch_size=4, **options)
+
+
+def test_a_class_of_a_multi_class_column_is_a_target_and_grey_stays_grey(tmp_path):
+    module = _users(tmp_path, target="digit=1", image_size=8)
+    module.setup()
+    assert module.attribute_names == ["digit=0", "digit=1", "digit=2", "smiling"]
+    assert module.target_index == 1 and module.channels == 1
+    assert module.class_names("digit=1") == ["digit=0", "digit=1", "digit=2"]
+    assert module.class_names("smiling") is None
+    batch = next(iter(module.train_dataloader()))
+    assert batch["image"].shape == (4, 1, 8, 8) and batch["labels"].shape == (4, 4)
+
+
+def test_targets_that_name_no_attribute_say_what_to_name(tmp_path):
+    with pytest.raises(
+        DataError, match=r"line 4, column 'digit': label '2' is not binary.*digit=2"
+    ):
+        _users(tmp_path / "a", target="digit").setup()
+    without = _users(tmp_path / "b")
+    without.setup()  # an oracle or an explainer of a classifier file needs no target
+    with pytest.raises(ConfigError, match=r"no target.*\['smiling'\].*left out.*'digit'"):
+        _ = without.target_index
+    with pytest.raises(ConfigError, match=r"'digit=7' is not in the data.*COLUMN=VALUE"):
+        _users(tmp_path / "c", target="digit=7").setup()
+
+
+def test_unset_options_come_from_the_classifier_and_contradictions_fail(tmp_path):
+    module = _users(tmp_path)
+    facts = {"target": "digit=2", "image_size": 16, "in_channels": 3, "attribute_names": []}
+    module.use_classifier(facts, "clf.pt")
+    module.setup()
+    assert (module.target, module.image_size, module.channels) == ("digit=2", 16, 3)
+    assert module.train_dataset[0]["image"].shape == (3, 16, 16)
+    clash = _users(tmp_path, target="smiling")
+    clash.use_classifier(facts, "clf.pt")
+    with pytest.raises(ConfigError, match=r"data.target is 'smiling' but the classifier clf.pt"):
+        clash.setup()
+
+
+def test_defaults_without_a_classifier():
+    module = _synthetic(image_size=None)
+    assert (module.target, module.image_size, module.channels) == ("Smiling", 32, 3)
+    with pytest.raises(ConfigError, match="synthetic faces are RGB"):
+        _synthetic(channels=1).setup()
+    with pytest.raises(ConfigError, match="channels must be 1"):
+        _synthetic(channels=2)
