@@ -4,11 +4,14 @@
     cfgen classifier test --config configs/classifier/synthetic_smile.yaml \
         --ckpt_path runs/classifier/synthetic_smile/checkpoints/last.ckpt
 
-The network predicts every attribute of the data set at once (multi-label binary cross-entropy,
-one logit per attribute; labels that are not finite, e.g. uncertain ones dropped by the data,
-are left out of the loss). Learning all attributes costs nothing extra and gives the explainer a
-classifier whose other outputs can be checked too; the metrics are computed on the target
-attribute: `val/auc`, `test/auc`, `test/acc`, `test/ece` (expected calibration error, 15 bins).
+For a binary target the network predicts every attribute of the data set at once (multi-label
+binary cross-entropy, one logit per attribute, sigmoid; labels that are not finite, e.g.
+uncertain ones dropped by the data, are left out of the loss). Learning all attributes costs
+nothing extra and gives the explainer a classifier whose other outputs can be checked too. For
+a class of a multi-class column (`--data.target digit=8`) it predicts that column's classes
+with a softmax (cross-entropy), and the explainer explains the class against the others. The
+metrics are computed on the target, one against the rest: `val/auc`, `test/auc`, `test/acc`,
+`test/ece` (expected calibration error, 15 bins); a softmax classifier adds `test/class_acc`.
 
 Sizes (number of outputs, attribute names, image size, channels) come from the datamodule in
 `setup`, so a config only names the architecture and the optimiser; `data.target` picks the
@@ -24,10 +27,16 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryCalibrationError
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryCalibrationError,
+    MulticlassAccuracy,
+)
 
 from cfgen.errors import ConfigError
 from cfgen.io import save_bundle
+from cfgen.models.blackbox import ACTIVATIONS
 from cfgen.models.classifiers import build_classifier
 from cfgen.train.cli import CfgenCLI, run_cli
 
@@ -41,6 +50,18 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if not known.any():
         return logits.sum() * 0.0  # keeps the graph; a batch without labels teaches nothing
     return F.binary_cross_entropy_with_logits(logits[known], labels[known])
+
+
+def class_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy; labels `(N, K)` one-hot (rows with a non-finite label skipped)."""
+    known = torch.isfinite(labels).all(dim=1)
+    if not known.any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[known], labels[known].argmax(dim=1))
+
+
+# Loss of each output activation: independent attributes, or the classes of one column.
+LOSSES = {"sigmoid": masked_bce, "softmax": class_cross_entropy}
 
 
 class ClassifierModule(pl.LightningModule):
@@ -69,6 +90,7 @@ class ClassifierModule(pl.LightningModule):
         self.save_hyperparameters()
         self.network: torch.nn.Module | None = None
         self.data_facts: dict[str, Any] = {}
+        self.label_columns: list[int] | None = None  # the data's label columns of the outputs
         self.val_auc = BinaryAUROC()
         self.test_auc = BinaryAUROC()
         self.test_acc = BinaryAccuracy()
@@ -82,20 +104,38 @@ class ClassifierModule(pl.LightningModule):
         if data is None:
             raise ConfigError("ClassifierModule needs a datamodule (the `data:` config section)")
         names = list(data.attribute_names)
-        self.configure_data(names, names[data.target_index], data.image_size, data.channels)
+        target = names[data.target_index]
+        # A data module without multi-class columns need not know the method.
+        classes = data.class_names(target) if hasattr(data, "class_names") else None
+        outputs, activation = (classes, "softmax") if classes else (names, "sigmoid")
+        self.configure_data(outputs, target, data.image_size, data.channels, activation)
+        self.label_columns = [names.index(name) for name in outputs]
 
     def configure_data(
-        self, attribute_names: list[str], target: str, image_size: int, in_channels: int = 3
+        self,
+        attribute_names: list[str],
+        target: str,
+        image_size: int,
+        in_channels: int = 3,
+        activation: str = "sigmoid",
     ) -> None:
-        """Fix the outputs and input size, and build the network."""
+        """Fix the outputs (one per attribute name, or per class with "softmax") and the
+        input size, and build the network. Batches' labels are taken as they come, in the
+        order of `attribute_names` (`setup` picks the columns of a data module)."""
         if target not in attribute_names:
             raise ConfigError(f"target {target!r} is not one of the attributes {attribute_names}")
+        if activation not in LOSSES or (activation == "softmax" and len(attribute_names) < 2):
+            raise ConfigError(
+                f"activation {activation!r} needs one of {sorted(LOSSES)} (softmax: 2+ classes)"
+            )
         self.data_facts = {
             "attribute_names": list(attribute_names),
             "target": target,
             "image_size": int(image_size),
             "in_channels": int(in_channels),
+            "activation": activation,
         }
+        self.label_columns = None
         self.network = build_classifier(
             self.hparams.arch,
             len(attribute_names),
@@ -103,6 +143,8 @@ class ClassifierModule(pl.LightningModule):
             int(in_channels),
             self.hparams.pretrained,
         )
+        if activation == "softmax":
+            self.test_class_acc = MulticlassAccuracy(len(attribute_names), average="micro")
 
     @property
     def target_index(self) -> int:
@@ -113,12 +155,20 @@ class ClassifierModule(pl.LightningModule):
         return self.network(images)
 
     # ---- steps ----------------------------------------------------------------------------
+    def _outputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, K) and the labels of the K outputs (N, K)."""
+        labels = batch["labels"]
+        if self.label_columns is not None:
+            labels = labels[:, self.label_columns]
+        return self(batch["image"]), labels
+
     def _target_scores(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Loss over all attributes, and target-attribute posterior (N,) and labels (N,)."""
-        logits = self(batch["image"])
-        loss = masked_bce(logits, batch["labels"])
-        posterior = torch.sigmoid(logits[:, self.target_index])
-        return loss, posterior, batch["labels"][:, self.target_index]
+        """Loss over all outputs, and target posterior (N,) and labels (N,)."""
+        logits, labels = self._outputs(batch)
+        activation = self.data_facts["activation"]
+        loss = LOSSES[activation](logits, labels)
+        posterior = ACTIVATIONS[activation](logits)[:, self.target_index]
+        return loss, posterior, labels[:, self.target_index]
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
         loss, _, _ = self._target_scores(batch)
@@ -144,6 +194,10 @@ class ClassifierModule(pl.LightningModule):
             metric.update(posterior, labels)
             self.log(f"test/{name}", metric)
         self.log("test/loss", loss, sync_dist=True)
+        if self.data_facts["activation"] == "softmax":
+            logits, classes = self._outputs(batch)
+            self.test_class_acc.update(logits, classes.argmax(dim=1))
+            self.log("test/class_acc", self.test_class_acc)
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(
@@ -167,7 +221,6 @@ class ClassifierModule(pl.LightningModule):
             "num_outputs": len(facts["attribute_names"]),
             **facts,
             "output": "logits",
-            "activation": "sigmoid",
         }
 
     def export(self, path: str | Path) -> Path:
@@ -198,7 +251,7 @@ class ClassifierCLI(CfgenCLI):
         metrics = self.trainer.callback_metrics
         figures = ", ".join(
             f"{name} {float(metrics[f'test/{name}']):.4f}"
-            for name in ("auc", "acc", "ece")
+            for name in ("auc", "acc", "ece", "class_acc")
             if f"test/{name}" in metrics
         )
         bundle = self.run_dir / BUNDLE_NAME

@@ -1,3 +1,4 @@
+import csv
 import io
 import os
 import subprocess
@@ -15,7 +16,13 @@ from torch.utils.data import DataLoader, Dataset
 from cfgen.errors import ConfigError
 from cfgen.io import load_bundle
 from cfgen.models.blackbox import load_blackbox
-from cfgen.train.classifier import BUNDLE_NAME, ClassifierCLI, ClassifierModule, masked_bce
+from cfgen.train.classifier import (
+    BUNDLE_NAME,
+    ClassifierCLI,
+    ClassifierModule,
+    class_cross_entropy,
+    masked_bce,
+)
 from cfgen.train.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,3 +178,43 @@ def test_cfgen_classifier_fit_command_on_synthetic_faces(tmp_path):
     assert "classifier target 'Smiling': test auc" in result.stdout
     assert (tmp_path / "run" / BUNDLE_NAME).is_file()
     assert (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_class_cross_entropy_is_the_softmax_loss_of_the_one_hot_class():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [1.0, 1.0, 1.0]])
+    labels = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [float("nan")] * 3])
+    expected = F.cross_entropy(logits[:2], torch.tensor([1, 2]))
+    torch.testing.assert_close(class_cross_entropy(logits, labels), expected)
+
+
+def test_a_class_target_trains_a_softmax_over_its_column_on_grey_images(tmp_path):
+    from cfgen.data.datamodule import AttributeDataModule
+    from tests.data.fakes import user_folder
+
+    user_folder(tmp_path / "data", n=60, size=8, classes=3)
+    run_dir = tmp_path / "run"
+    args = ["fit", "--trainer.default_root_dir", str(run_dir), "--trainer.max_epochs", "6"]
+    args += ["--data.source", "folder", "--data.root", str(tmp_path / "data")]
+    args += ["--data.target", "digit=2", "--data.image_size", "8", "--data.batch_size", "8"]
+    args += ["--trainer.enable_progress_bar", "false", "--logger", "csv", "--model.lr", "0.01"]
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        code = run_cli(ClassifierModule, AttributeDataModule, args, cli_class=ClassifierCLI)
+    assert code == 0
+    config = load_bundle(run_dir / BUNDLE_NAME, kind="classifier")["config"]
+    assert config["attribute_names"] == ["digit=0", "digit=1", "digit=2"]
+    assert (config["target"], config["activation"], config["in_channels"]) == (
+        "digit=2",
+        "softmax",
+        1,
+    )
+    box = load_blackbox(str(run_dir / BUNDLE_NAME))
+    images = torch.rand(5, 1, 8, 8) * 2 - 1
+    torch.testing.assert_close(box(images), box.model(images).softmax(1)[:, 2])
+    # The band's height is the class: the test split (rows 4, 9, ...) is learnt.
+    assert "classifier target 'digit=2': test auc" in printed.getvalue()
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        [accuracy] = [
+            row["test/class_acc"] for row in csv.DictReader(handle) if row["test/class_acc"]
+        ]
+    assert float(accuracy) >= 0.9

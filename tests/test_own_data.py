@@ -1,0 +1,72 @@
+"""Every command on a folder as users have it: grey PNGs and a CSV with an id, an age, free
+text, a multi-class `digit` column and a binary one (`tests.data.fakes.user_folder`).
+
+The commands run in-process through `cfgen.cli.main`, one after the other as a user would type
+them; each test checks one stage's output. The explainer is given nothing but the classifier:
+target, image size and channels come from the classifier's bundle.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cfgen.cli import main
+from cfgen.io import load_bundle
+from cfgen.models.blackbox import classifier_facts, load_blackbox
+from tests.data.fakes import user_folder
+
+SIZE = 16
+QUIET = ["--logger", "none", "--trainer.enable_progress_bar", "false"]
+
+
+def cfgen(*argv) -> None:
+    assert main([str(arg) for arg in argv]) == 0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("own_data")
+    data = user_folder(root / "data", n=40, size=SIZE, classes=4)
+    folder = ["--data.source", "folder", "--data.root", data, "--data.batch_size", "8"]
+    cfgen("classifier", "fit", *folder, "--data.target", "digit=3", "--data.image_size", SIZE,
+          "--trainer.default_root_dir", root / "classifier", "--trainer.max_epochs", 4,
+          *QUIET)  # fmt: skip
+    cfgen("explainer", "fit", *folder, "--model.classifier", root / "classifier/classifier.pt",
+          "--trainer.default_root_dir", root / "explainer", "--trainer.max_steps", 4,
+          "--data.steps_per_epoch", 2, "--monitor.n_queries", 8, "--model.generator_width", 8,
+          "--model.discriminator_width", 8, *QUIET)  # fmt: skip
+    cfgen("generate", "--checkpoint", root / "explainer/explainer.pt", "--input", data,
+          "--out", root / "strips")  # fmt: skip
+    return {"data": data, **{name: root / name for name in ("classifier", "explainer", "strips")}}
+
+
+def test_the_classifier_explains_one_digit_against_the_others_on_one_channel(runs):
+    facts = classifier_facts(str(runs["classifier"] / "classifier.pt"))
+    assert facts == {
+        "target": "digit=3",
+        "attribute_names": ["digit=0", "digit=1", "digit=2", "digit=3"],
+        "image_size": SIZE,
+        "in_channels": 1,
+        "activation": "softmax",
+    }
+    box = load_blackbox(str(runs["classifier"] / "classifier.pt"))
+    images = torch.rand(6, 1, SIZE, SIZE) * 2 - 1
+    torch.testing.assert_close(box(images), box.model(images).softmax(1)[:, 3])
+
+
+def test_the_explainer_takes_target_size_and_channels_from_the_classifier(runs):
+    config = load_bundle(runs["explainer"] / "explainer.pt", "explainer")["config"]
+    assert (config["image_size"], config["channels"]) == (SIZE, 1)
+    assert config["classifier"]["path"] == str(runs["classifier"] / "classifier.pt")
+
+
+def test_strips_of_grey_queries_are_grey(runs):
+    strips = sorted((runs["strips"] / "strips").glob("*.png"))
+    assert len(strips) == 40
+    with Image.open(strips[0]) as picture:
+        pixels = np.asarray(picture.convert("RGB")).astype(int)
+    # Every pixel of the picture (frames, captions, background) is a shade of grey.
+    assert np.abs(pixels - pixels[..., :1]).max() == 0
