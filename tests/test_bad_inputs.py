@@ -10,7 +10,7 @@ import errno
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,9 @@ def attribute_folder(ws: Workspace, rows: list[list], header=("file", "Smiling")
     return data
 
 
+SPLITS = ("train", "val", "test")
+
+
 def folder_with_file(ws: Workspace, content: bytes) -> Path:
     data = attribute_folder(ws, [["images/good.png", 1], ["images/bad.png", 0]])
     (data / "images" / "bad.png").write_bytes(content)
@@ -102,6 +105,23 @@ def fit(ws: Workspace, *extra) -> list:
         "--trainer.max_steps", "1", "--data.image_size", "16",
         "--data.n_train", "8", "--data.n_val", "8", "--data.n_test", "8", *extra,
     ]  # fmt: skip
+
+
+def explainer_fit(ws: Workspace, *extra) -> list:
+    """`cfgen explainer fit` of the workspace's classifier into the run folder."""
+    return [
+        "explainer", "fit", "--model.classifier", ws.classifier, "--trainer.default_root_dir",
+        ws.run, "--logger", "none", "--trainer.max_steps", "1", "--data.n_train", "8",
+        "--data.n_val", "8", "--data.n_test", "8", *extra,
+    ]  # fmt: skip
+
+
+def split_folder(ws: Workspace, digits: Sequence[str] = ("3", "4", "3")) -> Path:
+    """A train / val / test folder of one image with a binary and a multi-class column."""
+    rows = [
+        ["images/good.png", split, 1, digit] for split, digit in zip(SPLITS, digits, strict=True)
+    ]
+    return attribute_folder(ws, rows, header=("file", "split", "Smiling", "digit"))
 
 
 def explainer(ws: Workspace) -> ProgressiveExaggeration:
@@ -186,8 +206,14 @@ CASES = [
     Case("data-csv-empty", "is empty; it needs a header row",
          call=lambda ws: (attribute_folder(ws, []) / "attributes.csv").write_text("")
          or AttributeFolder(ws.root / "data")),
-    Case("data-label-not-binary", "label '2' is not binary",
-         call=lambda ws: AttributeFolder(attribute_folder(ws, [["images/good.png", 2]]))),
+    Case("data-label-not-binary", "label '2' is not binary; use 1 / 0 (or 1 / -1), or explain one",
+         call=lambda ws: AttributeFolder(attribute_folder(ws, [["images/good.png", 2]]),
+                                         target="Smiling")),
+    Case("data-no-target", "no target: name the attribute to explain with --data.target",
+         argv=lambda ws: fit(ws, "--data.source", "folder", "--data.root", split_folder(ws))),
+    Case("data-blank-class-label", "line 3, column 'digit': blank label; fill it or drop the row",
+         argv=lambda ws: fit(ws, "--data.source", "folder", "--data.target", "digit=3",
+                             "--data.root", split_folder(ws, ["3", "", "4"]))),
     Case("data-unsafe-file-name", "unsafe file name '../x.png'",
          argv=lambda ws: generate(ws, attribute_folder(ws, [["../x.png", 1]]))),
     Case("data-empty-split", "the test split is empty; give it rows",
@@ -220,6 +246,10 @@ CASES = [
          argv=lambda ws: fit(ws, "--data.target", "Smiles")),
     Case("config-batch-size-zero", "batch_size must be at least 1, got 0",
          argv=lambda ws: fit(ws, "--data.batch_size", "0")),
+    Case("config-target-not-the-classifiers", "data.target is 'Eyeglasses' but the classifier",
+         argv=lambda ws: explainer_fit(ws, "--data.target", "Eyeglasses")),
+    Case("config-bad-channels", "channels must be 1 (grey), 3 (RGB) or unset, got 2",
+         argv=lambda ws: fit(ws, "--data.channels", "2")),
     Case("config-unknown-arch", "unknown classifier arch 'vgg'",
          argv=lambda ws: fit(ws, "--model.arch", "vgg")),
     Case("config-folder-without-root", "data source 'folder' needs `root`",
