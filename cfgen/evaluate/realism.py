@@ -118,10 +118,27 @@ def inception_features(weights_path: str | Path | None = None, feature: int = 20
     return _InceptionOnSignedImages(inception)
 
 
-def _feed(metric, images: torch.Tensor, real: bool, batch_size: int) -> None:
-    """Update `metric` with `images` (N, C, H, W) in chunks of `batch_size`."""
-    for start in range(0, images.shape[0], batch_size):
-        metric.update(images[start : start + batch_size], real=real)
+class _GivenFeatures(nn.Module):
+    """The identity, as the feature extractor of a torchmetrics metric fed with features
+    (N, D) already extracted: each set is encoded once and reused by every metric and group."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.double()
+
+
+@torch.no_grad()
+def encode(features: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Features (..., D) float64 of images (..., C, H, W), in batches of `batch_size`."""
+    flat = images.reshape(-1, *images.shape[-3:])
+    chunks = [
+        features(flat[start : start + batch_size]) for start in range(0, len(flat), batch_size)
+    ]
+    encoded = torch.cat(chunks).double() if chunks else torch.zeros(0, features.num_features)
+    return encoded.reshape(*images.shape[:-3], encoded.shape[-1])
 
 
 def _check_pair(real: torch.Tensor, fake: torch.Tensor) -> None:
@@ -132,6 +149,51 @@ def _check_pair(real: torch.Tensor, fake: torch.Tensor) -> None:
         )
 
 
+def _check_features(real: torch.Tensor, fake: torch.Tensor) -> None:
+    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"real and fake features must both be (N, D) of one D, got {tuple(real.shape)} and "
+            f"{tuple(fake.shape)}"
+        )
+
+
+def fid_of_features(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """Frechet distance between the Gaussians of features `real` (M, D) and `fake` (N, D).
+
+    torchmetrics' FID on features given directly, in float64; NaN when either set has fewer
+    than 2 rows.
+    """
+    _check_features(real, fake)
+    if min(real.shape[0], fake.shape[0]) < 2:
+        return math.nan
+    metric = FrechetInceptionDistance(feature=_GivenFeatures(real.shape[1])).to(real.device)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    return float(metric.compute())
+
+
+def kid_of_features(
+    real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000
+) -> tuple[float, float]:
+    """Kernel distance (unbiased polynomial-kernel MMD²) of features (M, D) and (N, D): (mean,
+    std) over random subsets. `subset_size` is capped at the smaller set; NaNs below 2 rows."""
+    _check_features(real, fake)
+    size = min(subset_size, real.shape[0], fake.shape[0])
+    if size < 2:
+        return math.nan, math.nan
+    with warnings.catch_warnings():
+        # It warns that features are buffered: (N, D) floats, small next to the images themselves.
+        warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will save")
+        metric = KernelInceptionDistance(
+            feature=_GivenFeatures(real.shape[1]), subsets=subsets, subset_size=size
+        )
+    metric = metric.to(real.device)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    mean, std = metric.compute()
+    return float(mean), float(std)
+
+
 def fid(
     real: torch.Tensor, fake: torch.Tensor, features: nn.Module, batch_size: int = 256
 ) -> float:
@@ -140,15 +202,7 @@ def fid(
     Computed in float64; NaN when either set has fewer than 2 images.
     """
     _check_pair(real, fake)
-    if min(real.shape[0], fake.shape[0]) < 2:
-        return math.nan
-    # No `set_dtype(float64)`: its sums are float64 already and our features arrive in float64;
-    # the cast would also turn the extractor's weights to float64 (slow, and Inception breaks).
-    metric = FrechetInceptionDistance(feature=features, normalize=True)
-    metric = metric.to(real.device)
-    _feed(metric, real, True, batch_size)
-    _feed(metric, fake, False, batch_size)
-    return float(metric.compute())
+    return fid_of_features(encode(features, real, batch_size), encode(features, fake, batch_size))
 
 
 def kid(
@@ -164,52 +218,95 @@ def kid(
     `subset_size` is capped at the size of the smaller set; NaNs when it has fewer than 2 images.
     """
     _check_pair(real, fake)
-    size = min(subset_size, real.shape[0], fake.shape[0])
-    if size < 2:
-        return math.nan, math.nan
-    with warnings.catch_warnings():
-        # It warns that features are buffered: (N, D) floats, small next to the images themselves.
-        warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will save")
-        metric = KernelInceptionDistance(feature=features, subsets=subsets, subset_size=size)
-    metric = metric.to(real.device)
-    _feed(metric, real, True, batch_size)
-    _feed(metric, fake, False, batch_size)
-    mean, std = metric.compute()
-    return float(mean), float(std)
+    real_features, fake_features = (encode(features, x, batch_size) for x in (real, fake))
+    return kid_of_features(real_features, fake_features, subsets, subset_size)
 
 
-def _kid_mean(real: torch.Tensor, fake: torch.Tensor, features: nn.Module) -> float:
-    return kid(real, fake, features)[0]
+def sfid(real: torch.Tensor, fake: torch.Tensor, splits: int = 10, seed: int = 0) -> float:
+    """sFID (ACE's split protocol, METHOD.md §6) of paired features `real` (N, D), the queries,
+    and `fake` (N, D), one counterfactual of each query in the same order.
+
+    The pairs are shuffled and cut in two halves A and B; sFID is the mean of FID(real A, fake B)
+    and FID(real B, fake A), averaged over `splits` shuffles: a counterfactual is never compared
+    with its own query, so a copy of the query scores like two independent real halves, not 0.
+    """
+    _check_features(real, fake)
+    if real.shape[0] != fake.shape[0]:
+        raise ValueError(
+            f"sFID pairs each query with its counterfactual: got {len(real)} and {len(fake)}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(splits):
+        order = torch.randperm(real.shape[0], generator=generator).to(real.device)
+        half_a, half_b = order.tensor_split(2)
+        values += [fid_of_features(real[half_a], fake[half_b])]
+        values += [fid_of_features(real[half_b], fake[half_a])]
+    return float(sum(values) / len(values))
 
 
-REALISM_METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor, nn.Module], float]] = {
-    "fid": fid,
+def _kid_mean(real: torch.Tensor, fake: torch.Tensor) -> float:
+    return kid_of_features(real, fake)[0]
+
+
+# Realism metrics on features: (real (M, D), fake (N, D)) -> value.
+REALISM_METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], float]] = {
+    "fid": fid_of_features,
     "kid": _kid_mean,
 }
 
 
 def _group(
-    real_images: torch.Tensor,
+    real: torch.Tensor,
     real_posteriors: torch.Tensor,
-    fake_strip: Strip,
+    fake: torch.Tensor,
+    target_bins: torch.Tensor,
     n_bins: int,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The (real, fake) image sets of every bin and of Present / Absent / Overall."""
+    """The (real, fake) feature sets of every bin and of Present / Absent / Overall.
+
+    real: (M, D); fake: (S, N, D), step s asked for bin `target_bins[s]`.
+    """
     real_bins = posterior_to_bin(real_posteriors, n_bins)
-    fake_targets = bin_centre(fake_strip.target_bins, n_bins)
-    image_shape = fake_strip.images.shape[2:]
+    fake_targets = bin_centre(target_bins, n_bins)
 
     def fakes(steps: torch.Tensor) -> torch.Tensor:
-        return fake_strip.images[steps.cpu()].reshape(-1, *image_shape)
+        return fake[steps.cpu()].reshape(-1, fake.shape[-1])
 
-    groups = {
-        f"bin_{b}": (real_images[real_bins == b], fakes(fake_strip.target_bins == b))
-        for b in range(n_bins)
-    }
-    groups["present"] = (real_images[real_posteriors > 0.9], fakes(fake_targets > 0.9))
-    groups["absent"] = (real_images[real_posteriors < 0.1], fakes(fake_targets < 0.1))
-    groups["overall"] = (real_images, fakes(torch.ones_like(fake_targets, dtype=torch.bool)))
+    groups = {f"bin_{b}": (real[real_bins == b], fakes(target_bins == b)) for b in range(n_bins)}
+    groups["present"] = (real[real_posteriors > 0.9], fakes(fake_targets > 0.9))
+    groups["absent"] = (real[real_posteriors < 0.1], fakes(fake_targets < 0.1))
+    groups["overall"] = (real, fakes(torch.ones_like(fake_targets, dtype=torch.bool)))
     return groups
+
+
+def realism_of_features(
+    real: torch.Tensor,
+    real_posteriors: torch.Tensor,
+    fake: torch.Tensor,
+    target_bins: torch.Tensor,
+    n_bins: int,
+    metric: str = "fid",
+) -> dict[str, float]:
+    """`realism_by_bin` on features already extracted: real (M, D) with posteriors (M,), fake
+    (S, N, D) of a strip whose step s asked for bin `target_bins[s]`."""
+    if metric not in REALISM_METRICS:
+        raise ValueError(
+            f"unknown realism metric {metric!r}; choose one of {sorted(REALISM_METRICS)}"
+        )
+    if real_posteriors.shape != real.shape[:1]:
+        raise ValueError(
+            f"real_posteriors must be ({real.shape[0]},), got {tuple(real_posteriors.shape)}"
+        )
+    score = REALISM_METRICS[metric]
+    results: dict[str, float] = {}
+    for name, (real_set, fake_set) in _group(
+        real, real_posteriors, fake, target_bins, n_bins
+    ).items():
+        results[name] = score(real_set, fake_set)
+        results[f"n_real_{name}"] = real_set.shape[0]
+        results[f"n_fake_{name}"] = fake_set.shape[0]
+    return results
 
 
 def realism_by_bin(
@@ -227,20 +324,15 @@ def realism_by_bin(
     by the bin of their posterior, generated ones by their target bin; Present is f > 0.9 (target
     bins whose centre is above 0.9), Absent f < 0.1. Returns `bin_0` … `bin_{n-1}`, `present`,
     `absent`, `overall` (NaN where a group has fewer than 2 images on either side), plus
-    `n_real_*` / `n_fake_*` counts so a reader can judge each value's reliability.
+    `n_real_*` / `n_fake_*` counts so a reader can judge each value's reliability. Each image is
+    encoded once, whatever the number of groups.
     """
-    if metric not in REALISM_METRICS:
-        raise ValueError(
-            f"unknown realism metric {metric!r}; choose one of {sorted(REALISM_METRICS)}"
-        )
-    if real_posteriors.shape != real_images.shape[:1]:
-        raise ValueError(
-            f"real_posteriors must be ({real_images.shape[0]},), got {tuple(real_posteriors.shape)}"
-        )
-    score = REALISM_METRICS[metric]
-    results: dict[str, float] = {}
-    for name, (real, fake) in _group(real_images, real_posteriors, fake_strip, n_bins).items():
-        results[name] = score(real, fake, features)
-        results[f"n_real_{name}"] = real.shape[0]
-        results[f"n_fake_{name}"] = fake.shape[0]
-    return results
+    _check_pair(real_images, fake_strip.images[0])
+    return realism_of_features(
+        encode(features, real_images),
+        real_posteriors,
+        encode(features, fake_strip.images),
+        fake_strip.target_bins,
+        n_bins,
+        metric,
+    )
