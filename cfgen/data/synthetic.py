@@ -25,10 +25,12 @@ __all__ = [
     "ATTRIBUTES",
     "ATTRIBUTE_FACTOR",
     "ATTRIBUTE_NAMES",
+    "ATTRIBUTE_THRESHOLD",
     "FACTOR_NAMES",
     "FACTOR_REGION",
     "REGION_NAMES",
     "SyntheticFaces",
+    "attribute_rule",
     "attributes_from_factors",
     "draw_faces",
     "render_faces",
@@ -65,15 +67,27 @@ _THRESHOLDS = {
     "Big_Face": ("face_size", True),
 }
 ATTRIBUTE_FACTOR = {name: factor for name, (factor, _) in _THRESHOLDS.items()}
-# Whether a factor's attribute is present above 0.5 (skin: `Pale_Skin` is below).
+ATTRIBUTE_THRESHOLD = 0.5
+# Whether a factor's attribute is present above the threshold (skin: `Pale_Skin` is below).
 _PRESENT_ABOVE = {factor: above for factor, above in _THRESHOLDS.values()}
+
+
+def attribute_rule(name: str) -> tuple[str, float, bool]:
+    """(factor, threshold, present_above) of attribute `name`: present when the factor lies
+    above the threshold (below when `present_above` is False)."""
+    if name not in _THRESHOLDS:
+        raise ConfigError(
+            f"unknown attribute {name!r}; the synthetic faces have {list(_THRESHOLDS)}"
+        )
+    factor, above = _THRESHOLDS[name]
+    return factor, ATTRIBUTE_THRESHOLD, above
 
 
 def _threshold(factor: str, above: bool) -> Callable[[Tensor], Tensor]:
     column = _factor(factor)
     if above:
-        return lambda factors: column(factors) > 0.5
-    return lambda factors: column(factors) < 0.5
+        return lambda factors: column(factors) > ATTRIBUTE_THRESHOLD
+    return lambda factors: column(factors) < ATTRIBUTE_THRESHOLD
 
 
 ATTRIBUTES: dict[str, Callable[[Tensor], Tensor]] = {

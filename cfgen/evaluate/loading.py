@@ -10,6 +10,7 @@ import torch
 
 from cfgen.data.synthetic import ATTRIBUTE_FACTOR, FACTOR_REGION, SyntheticFaces
 from cfgen.errors import ConfigError
+from cfgen.evaluate.judges import attribute_reading
 from cfgen.evaluate.scoring import EvalContext
 from cfgen.evaluate.suite import SuiteConfig, SuiteInputs
 from cfgen.explain.base import Classifier
@@ -26,12 +27,26 @@ def posteriors(classifier: Classifier, images: torch.Tensor, batch_size: int) ->
     return torch.cat([classifier(images[i : i + batch_size]) for i in batches])
 
 
+def oracle_outputs(oracle) -> tuple[list[str], str]:
+    """The oracle's output names and kind ("factors" or "attributes")."""
+    names = getattr(oracle, "output_names", None) or oracle.factor_names
+    return list(names), getattr(oracle, "kind", "factors")
+
+
 def _load_oracle(path: str):
     from cfgen.evaluate.realism import domain_features
     from cfgen.models.oracle import load_oracle
 
     oracle = load_oracle(path)
-    return oracle, domain_features(oracle), list(oracle.factor_names)
+    return oracle, domain_features(oracle), *oracle_outputs(oracle)
+
+
+def _load_judge(config: SuiteConfig, classifier: Classifier) -> Classifier:
+    """The judge classifier, explaining the same attribute as `classifier` unless told."""
+    from cfgen.models.blackbox import load_blackbox
+
+    target = config.judge_target or getattr(classifier, "target_name", None)
+    return load_blackbox(config.judge, target=target)
 
 
 def _explainer(path: str, classifier: str | None = None) -> ProgressiveExaggeration:
@@ -54,8 +69,14 @@ def _methods(config: SuiteConfig, classifier: Classifier) -> tuple[dict, dict]:
     return counterfactual, saliency
 
 
-def _context(config: SuiteConfig, classifier: Classifier, image_size: int) -> EvalContext:
-    queries = SyntheticFaces(config.n_queries, image_size, config.seed, config.split)
+def build_context(config: SuiteConfig, classifier: Classifier, image_size: int) -> EvalContext:
+    """Queries, real reference, oracle and judge that `config` names, for `classifier`.
+
+    Usable on its own to score many explainers of one classifier on the same context
+    (`cfgen.evaluate.suite.score_counterfactual`): the sets are encoded once.
+    """
+    target = getattr(classifier, "target_name", None) or "Smiling"
+    queries = SyntheticFaces(config.n_queries, image_size, config.seed, config.split, target=target)
     factor = ATTRIBUTE_FACTOR[queries.target]
     context = EvalContext(
         classifier=classifier,
@@ -70,16 +91,22 @@ def _context(config: SuiteConfig, classifier: Classifier, image_size: int) -> Ev
         batch_size=config.batch_size,
     )
     if config.n_real > 0:
-        reference = SyntheticFaces(config.n_real, image_size, config.seed, REFERENCE_SPLIT)
+        reference = SyntheticFaces(
+            config.n_real, image_size, config.seed, REFERENCE_SPLIT, target=target
+        )
         context.real_images = reference.images
         context.real_posteriors = posteriors(classifier, reference.images, config.batch_size)
+        context.real_labels = reference.labels[:, reference.target_index]
     if config.oracle is not None:
-        context.oracle, context.features, factor_names = _load_oracle(config.oracle)
+        context.oracle, context.features, factor_names, kind = _load_oracle(config.oracle)
         if factor_names != context.factor_names:
             raise ConfigError(
                 f"the oracle {config.oracle} predicts {factor_names}, but the queries have "
                 f"factors {context.factor_names}; train the oracle on the same world"
             )
+        context.target_reading = attribute_reading(target, factor_names, kind)
+    if config.judge is not None:
+        context.judge = _load_judge(config, classifier)
     return context
 
 
@@ -93,7 +120,7 @@ def load_inputs(config: SuiteConfig) -> SuiteInputs:
             f"n_bins is {config.n_bins} but the explainer {config.explainer} was trained with "
             f"{explainer.n_bins} bins; leave n_bins unset to use them"
         )
-    context = _context(config, classifier, explainer.generator.image_size)
+    context = build_context(config, classifier, explainer.generator.image_size)
     context.n_bins = explainer.n_bins
     adversarial, saliency = _methods(config, classifier)
     bias = None

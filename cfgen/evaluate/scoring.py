@@ -7,8 +7,11 @@ Two kinds of method are scored:
 
 Each metric group is a function `(context, output) -> dict[str, float]` registered by name in
 `COUNTERFACTUAL_SCORES` or `SALIENCY_SCORES`; the suite's config lists the names to run. The metrics
-themselves live in `shift.py`, `realism.py`, `preservation.py`, `faithfulness.py`,
+themselves live in `shift.py`, `realism.py`, `preservation.py`, `judges.py`, `faithfulness.py`,
 `localisation.py` and `robustness.py`: this file only adapts them to the suite's inputs.
+
+Each image set is encoded once (torch-fidelity's staging): the real reference set and the
+queries once per context (`EvalContext.encoded`), a strip once per realism group.
 """
 
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from cfgen.evaluate import (
     realism,
     robustness,
 )
+from cfgen.evaluate.judges import AttributeReading, identity_l1, judge_shift, real_gap, validity
 from cfgen.evaluate.shift import compatibility_curve, shift_summary
 from cfgen.explain.base import resolve_target
 from cfgen.explain.strip import Strip
@@ -43,8 +47,13 @@ class EvalContext:
     """Everything the metric groups share: the classifier, the queries and their ground truth.
 
     queries: (N, C, H, W) in [-1, 1]; factors: (N, F) in [0, 1]; masks: (N, R, H, W) in [0, 1];
-    real_images / real_posteriors: (M, C, H, W) / (M,), the real reference set for realism.
-    `oracle` maps (N, C, H, W) -> (N, F) factors; `features` maps images to (N, D) for FID/KID.
+    real_images / real_posteriors: (M, C, H, W) / (M,), the real reference set for realism;
+    real_labels: (M,) its ground truth of the explained attribute (0/1, NaN unknown).
+    `oracle` maps (N, C, H, W) -> (N, F) outputs named `factor_names`; `target_reading` says
+    which output reads the explained attribute and how (default: `target_factor`, present
+    above 0.5); `features` maps images to (N, D) for FID/KID; `judge` is a second black box for
+    the same attribute, (N, C, H, W) -> (N,). `identity`: the scored method's counterfactual of
+    each query at its own posterior, I(x, c_x), (N, C, H, W); the suite sets it per method.
     """
 
     classifier: Classifier
@@ -57,9 +66,13 @@ class EvalContext:
     target_factor: str = "smile"
     target_region: str | None = "mouth"
     oracle: Classifier | None = None
+    target_reading: AttributeReading | None = None
     features: torch.nn.Module | None = None
+    judge: Classifier | None = None
     real_images: torch.Tensor | None = None
     real_posteriors: torch.Tensor | None = None
+    real_labels: torch.Tensor | None = None
+    identity: torch.Tensor | None = None
     robustness_queries: int = 16
     batch_size: int = 64
     # Filled while the suite runs: PE's far-end counterfactuals (for the COUT of saliency maps)
@@ -70,6 +83,25 @@ class EvalContext:
     @property
     def target_factor_index(self) -> int:
         return self.factor_names.index(self.target_factor)
+
+    @property
+    def reading(self) -> AttributeReading:
+        """How the oracle reads the explained attribute."""
+        if self.target_reading is not None:
+            return self.target_reading
+        if self.target_factor not in self.factor_names:
+            raise NoGroundTruth(
+                f"the oracle has no output {self.target_factor!r} (outputs: {self.factor_names})"
+            )
+        return AttributeReading(self.target_factor_index, self.target_factor)
+
+    def encoded(self, name: str) -> torch.Tensor:
+        """Features (M, D) of `real_images` or `queries`, extracted once and cached."""
+        images = getattr(self, name)
+        key = (name, len(images))  # `head` contexts share the cache and hold fewer queries
+        if key not in self.cache:
+            self.cache[key] = realism.encode(self.need("features"), images, self.batch_size)
+        return self.cache[key]
 
     def target_region_masks(self) -> torch.Tensor:
         """Ground-truth region of the explained factor, (N, H, W) in [0, 1]."""
@@ -87,16 +119,17 @@ class EvalContext:
         first = slice(0, k)
         sliced = {
             name: getattr(self, name)[first]
-            for name in ("queries", "factors", "masks", "reference_counterfactual")
+            for name in ("queries", "factors", "masks", "reference_counterfactual", "identity")
             if getattr(self, name) is not None
         }
         return replace(self, **sliced)
 
     def need(self, name: str):
-        """A model the metrics need (`oracle` or `features`), or a clear skip reason."""
+        """A model the metrics need (`oracle`, `features`, `judge`), or a clear skip reason."""
         value = getattr(self, name)
         if value is None:
-            raise NoGroundTruth(f"no {name} given: set `oracle` in the evaluation config")
+            option = "judge" if name == "judge" else "oracle"
+            raise NoGroundTruth(f"no {name} given: set `{option}` in the evaluation config")
         return value
 
 
@@ -139,16 +172,20 @@ def curve(context: EvalContext, strip: Strip) -> dict[str, list[float]]:
 
 
 def score_realism(context: EvalContext, strip: Strip) -> dict[str, float]:
-    """FID per bin, Present / Absent / Overall (PE's protocol), and overall KID (`realism.py`)."""
+    """FID per bin, Present / Absent / Overall (PE's protocol), overall KID, and sFID of the far
+    ends against the queries (ACE's split protocol) (`realism.py`)."""
     if context.real_images is None or context.real_posteriors is None:
         raise NoGroundTruth("no real reference images: realism needs `n_real` > 0")
-    features = context.need("features")
-    by_bin = realism.realism_by_bin(
-        context.real_images, context.real_posteriors, strip, context.n_bins, features
+    real = context.encoded("real_images")
+    fake = realism.encode(context.need("features"), strip.images, context.batch_size)
+    by_bin = realism.realism_of_features(
+        real, context.real_posteriors, fake, strip.target_bins, context.n_bins
     )
     scores = {f"fid_{k}": v for k, v in by_bin.items() if not k.startswith("n_")}
-    fakes = strip.images.reshape(-1, *strip.images.shape[2:])
-    scores["kid_overall"] = realism.kid(context.real_images, fakes, features)[0]
+    scores["kid_overall"] = realism.kid_of_features(real, fake.reshape(-1, fake.shape[-1]))[0]
+    goes_up = (strip.query_posteriors < 0.5).to(fake.device)[:, None]
+    far = torch.where(goes_up, fake[-1], fake[0])
+    scores["sfid"] = realism.sfid(context.encoded("queries"), far)
     return scores
 
 
@@ -191,12 +228,55 @@ def score_closeness(context: EvalContext, strip: Strip) -> dict[str, float]:
     return scores
 
 
+def score_validity(context: EvalContext, strip: Strip) -> dict[str, float]:
+    """Oracle-judged validity (`judges.validity`): oracle flip, Spearman and change of the
+    explained attribute's reading along the strip, and the same change between real absent and
+    present images (`oracle_change_real`) when the reference set has labels."""
+    oracle, reading = context.need("oracle"), context.reading
+    scores = validity(
+        reading(oracle, strip.images, context.batch_size),
+        reading(oracle, context.queries, context.batch_size),
+        strip.target_bins,
+        reading.threshold,
+    )
+    if context.real_images is not None and context.real_labels is not None:
+        key = ("real_reading", reading)
+        if key not in context.cache:
+            context.cache[key] = reading(oracle, context.real_images, context.batch_size)
+        scores["oracle_change_real"] = real_gap(context.cache[key], context.real_labels)
+    return scores
+
+
+def score_judge(context: EvalContext, strip: Strip) -> dict[str, float]:
+    """The strips as an independently trained classifier of the same attribute sees them."""
+    judge = context.need("judge")
+    return judge_shift(judge, strip, context.queries, context.n_bins, context.batch_size)
+
+
+def _need_identity(context: EvalContext) -> torch.Tensor:
+    if context.identity is None:
+        raise NoGroundTruth("no identity images: the suite makes them from the scored method")
+    return context.identity
+
+
+def score_identity(context: EvalContext, strip: Strip) -> dict[str, float]:
+    """L1 between each query and the method's counterfactual at its own posterior, I(x, c_x)."""
+    return {"identity_l1": identity_l1(context.queries, _need_identity(context))}
+
+
 def score_lpips(context: EvalContext, strip: Strip) -> dict[str, float]:
-    """LPIPS between query and far end; skipped with the file to place when weights are absent."""
+    """LPIPS between query and far end, and between query and I(x, c_x) (`identity_lpips`);
+    skipped with the file to place when the weights are absent."""
     if "lpips" not in context.cache:
         context.cache["lpips"] = closeness.build_lpips()
-    distance = closeness.lpips_distance(context.cache["lpips"], context.queries, far_end(strip))
-    return {"lpips": distance.mean().item()}
+    metric = context.cache["lpips"]
+    scores = {
+        "lpips": closeness.lpips_distance(metric, context.queries, far_end(strip)).mean().item()
+    }
+    if context.identity is not None:
+        identity = closeness.lpips_distance(metric, context.queries, context.identity)
+        scores["identity_lpips"] = identity.mean().item()
+    return scores
 
 
 def _faithfulness(context: EvalContext, maps: torch.Tensor, counterfactual) -> dict[str, float]:
@@ -264,6 +344,9 @@ def score_saliency_robustness(context: EvalContext, output: SaliencyOutput) -> d
 
 COUNTERFACTUAL_SCORES: dict[str, Callable[[EvalContext, Strip], dict[str, float]]] = {
     "shift": score_shift,
+    "validity": score_validity,
+    "judge": score_judge,
+    "identity": score_identity,
     "realism": score_realism,
     "preservation": score_preservation,
     "closeness": score_closeness,

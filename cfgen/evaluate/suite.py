@@ -13,7 +13,7 @@ without losing anything.
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from rich.progress import Progress
 import cfgen
 from cfgen.errors import CfgenError, ConfigError
 from cfgen.evaluate.bias import BiasConfig, bias_experiment
+from cfgen.evaluate.judges import identity_images
 from cfgen.evaluate.scoring import (
     COUNTERFACTUAL_SCORES,
     SALIENCY_SCORES,
@@ -63,18 +64,22 @@ class SuiteConfig:
     """What `cfgen evaluate` runs. YAML files in `configs/evaluate/` override these defaults.
 
     explainer: the PE bundle (`explainer.pt`); classifier: the black box (default: the one the
-    explainer recorded); oracle: the factor oracle (`oracle.pt`) for preservation, realism
-    features and the bias experiment. Queries: `n_queries` images of the synthetic `split`;
-    `n_real` validation images are the real reference for realism. n_bins: default (None) the
-    explainer's. baselines / adversarial: `cfgen.explain.registry` names, built with
-    `explainer_options[name]`. max_queries: methods scored on the first `max_queries[name]`
-    queries only (slow ones); robustness_queries: how many queries the (costly) robustness
-    checks use. logger: "wandb" or "none".
+    explainer recorded); oracle: the factor oracle (`oracle.pt`) for validity, preservation,
+    realism features and the bias experiment; judge: a second classifier of the same attribute,
+    trained independently (anything `cfgen.models.blackbox.load_blackbox` loads; its explained
+    output is `judge_target`, default the classifier's target). Queries: `n_queries` images of
+    the synthetic `split`; `n_real` validation images are the real reference for realism.
+    n_bins: default (None) the explainer's. baselines / adversarial: `cfgen.explain.registry`
+    names, built with `explainer_options[name]`. max_queries: methods scored on the first
+    `max_queries[name]` queries only (slow ones); robustness_queries: how many queries the
+    (costly) robustness checks use. logger: "wandb" or "none".
     """
 
     explainer: str
     oracle: str | None = None
     classifier: str | None = None
+    judge: str | None = None
+    judge_target: str | None = None
     out: str = "runs/evaluate/synthetic_smile"
     overwrite: bool = False
     n_queries: int = 500
@@ -153,6 +158,19 @@ def make_maps(method: Explainer, context: EvalContext) -> torch.Tensor:
     )
 
 
+IDENTITY_GROUPS = {"identity", "lpips"}
+
+
+def _with_identity(
+    method: CounterfactualExplainer, context: EvalContext, metrics: list[str]
+) -> tuple[EvalContext, float]:
+    """The context with the method's I(x, c_x) images when a group asks for them, and the time."""
+    if not IDENTITY_GROUPS & set(metrics):
+        return context, 0.0
+    identity, seconds = _timed(lambda: identity_images(method, context.queries, context.batch_size))
+    return replace(context, identity=identity), seconds
+
+
 def _score(registry: dict, names: list[str], context: EvalContext, output) -> dict:
     """Run the named metric groups; a user-fixable problem (e.g. missing weights) skips one."""
     scores, skipped, seconds = {}, {}, {}
@@ -176,15 +194,34 @@ def _timing(seconds: float, n_queries: int) -> dict[str, float]:
     return {"seconds": seconds, "ms_per_query": 1000.0 * seconds / n_queries}
 
 
+def score_counterfactual(
+    method: CounterfactualExplainer, context: EvalContext, metrics: list[str] | None = None
+) -> tuple[dict, Strip]:
+    """Score one counterfactual method on the context's queries, from Python.
+
+    Makes its strips (and its I(x, c_x) images when `identity` or `lpips` is asked), runs the
+    named groups of `COUNTERFACTUAL_SCORES` (default: all) and returns the entry that
+    `results.json` holds for a method (`metrics`, `skipped`, `metric_seconds`, `seconds`,
+    `curve`) and the strip. The context's encoded sets (real reference, queries) are cached in
+    it, so scoring many methods on one context encodes them once.
+    """
+    metrics = list(COUNTERFACTUAL_SCORES) if metrics is None else metrics
+    strip, seconds = _timed(lambda: make_strips(method, context))
+    scored, identity_seconds = _with_identity(method, context, metrics)
+    entry = _score(COUNTERFACTUAL_SCORES, metrics, scored, strip)
+    if scored.identity is not None:
+        entry["metric_seconds"]["identity_images"] = identity_seconds
+    entry.update(kind="counterfactual", seconds=seconds, curve=curve(context, strip))
+    return entry, strip
+
+
 def _counterfactual_entry(
     config: SuiteConfig, method: CounterfactualExplainer, context: EvalContext
 ) -> tuple[dict, float, Strip]:
-    strip, seconds = _timed(lambda: make_strips(method, context))
+    entry, strip = score_counterfactual(method, context, config.counterfactual_metrics)
     if context.reference_counterfactual is None:  # the first method (PE) is the reference
         context.reference_counterfactual = far_end(strip)
-    entry = _score(COUNTERFACTUAL_SCORES, config.counterfactual_metrics, context, strip)
-    entry.update(kind="counterfactual", curve=curve(context, strip))
-    return entry, seconds, strip
+    return entry, entry.pop("seconds"), strip
 
 
 def _saliency_entry(
