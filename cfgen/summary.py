@@ -1,43 +1,34 @@
 """The demo's closing summary: headline figures, the bias finding, where everything is.
 
-Reads the evaluation stage's `results.json`; prints one row per counterfactual method (flip rate,
-compatibility MAE, monotonicity, FID, foreign-factor drift), the bias finding, the report's path,
-and the `wandb sync` command for every offline W&B run the stages wrote.
+Reads the evaluation stage's `results.json`; prints one row per counterfactual method (the
+report's counterfactual table: the classifier's flip rate, compatibility MAE and monotonicity,
+the oracle's and the judge's flip, identity L1, FID, sFID, foreign-factor drift, MNAC), every
+skipped metric group with its reason, the bias finding, the report's path, and the `wandb sync`
+command for every offline W&B run the stages wrote.
 """
 
 import json
 import sys
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-# (column, metric group, key) for the closing table.
-COLUMNS = [
-    ("flip rate", "shift", "flip_rate"),
-    ("compat MAE", "shift", "compat_mae"),
-    ("monotonicity", "shift", "monotonicity"),
-    ("FID overall", "realism", "fid_overall"),
-    ("foreign drift", "preservation", "foreign_drift"),
-]
-
-
-def _cell(value) -> str:
-    return "–" if value is None else f"{value:.3f}"
+from cfgen.evaluate.report import counterfactual_table, skipped_groups
 
 
 def headline(results: dict) -> Table:
-    """Rich table of the counterfactual methods' headline figures."""
-    table = Table(title="headline figures (held-out queries)")
-    for label in ["method", *(label for label, _, _ in COLUMNS), "ms / query"]:
-        table.add_column(label, justify="left" if label == "method" else "right")
-    for name, entry in results["methods"].items():
-        if entry.get("kind") != "counterfactual":
-            continue
-        metrics = entry.get("metrics", {})
-        cells = [_cell(metrics.get(group, {}).get(key)) for _, group, key in COLUMNS]
-        timing = results.get("timing", {}).get(name, {}).get("ms_per_query")
-        table.add_row(name, *cells, _cell(timing))
+    """Rich table of the counterfactual methods' headline figures (the report's first table)."""
+    columns, rows = counterfactual_table(results)
+    table = Table(title="headline figures (held-out queries)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for index, label in enumerate(columns):
+        # Wide enough for every figure; headers wrap instead (a narrow terminal folds them).
+        width = max([len(row[index]) for row in rows], default=1)
+        justify = "left" if label == "method" else "right"
+        table.add_column(label, justify=justify, min_width=width)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
@@ -50,7 +41,7 @@ def wandb_runs(folders: dict[str, Path]) -> list[Path]:
 def print_summary(config, folders: dict[str, Path], seconds: float) -> None:
     """Print the closing summary of a pipeline run (`config`: a `PipelineConfig`)."""
     # Rich assumes 80 columns when writing to a file or pipe: too narrow for the table.
-    console = Console() if sys.stdout.isatty() else Console(width=120)
+    console = Console() if sys.stdout.isatty() else Console(width=150)
     results_path = folders.get(config.report_stage, Path()) / "results.json"
     console.print(
         f"\nall stages finished in {seconds / 60:.1f} min; stage folders under {config.out}"
@@ -58,6 +49,8 @@ def print_summary(config, folders: dict[str, Path], seconds: float) -> None:
     if results_path.is_file():
         results = json.loads(results_path.read_text())
         console.print(headline(results))
+        for reason, methods in skipped_groups(results).items():
+            console.print(f"skipped {reason} ({', '.join(methods)})", soft_wrap=True)
         if "bias" in results:
             console.print(f"bias: {results['bias']['finding']}")
         console.print(f"report: {results_path.parent / 'report.html'}")

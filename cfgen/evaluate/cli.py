@@ -33,14 +33,14 @@ def parse_config(argv: Sequence[str]) -> SuiteConfig:
 
 
 def _print_summary(results: dict) -> None:
-    from cfgen.evaluate.report import headline_table
+    from cfgen.evaluate.report import counterfactual_table, skipped_groups
 
-    columns, rows = headline_table(results)
-    wanted = ["method", "flip rate", "compat MAE", "monotonicity", "FID overall", "ms / query"]
-    indices = [columns.index(name) for name in wanted]
-    print("  ".join(f"{name:>13}" for name in wanted))
-    for row in rows:
-        print("  ".join(f"{row[i]:>13}" for i in indices))
+    columns, rows = counterfactual_table(results)
+    widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *rows, strict=True)]
+    for row in [columns, *rows]:
+        print("  ".join(f"{cell:>{width}}" for cell, width in zip(row, widths, strict=True)))
+    for reason, methods in skipped_groups(results).items():
+        print(f"skipped {reason} ({', '.join(methods)})")
     if "bias" in results:
         print(f"bias: {results['bias']['finding']}")
     print(f"results: {results['paths']['results']}\nreport:  {results['paths']['html']}")

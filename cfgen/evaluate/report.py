@@ -16,14 +16,23 @@ import numpy as np
 from cfgen.evaluate import figures
 from cfgen.io import atomic_write_bytes, atomic_write_text
 
-# Headline columns: (label, metric group, key). The timing column is added from `timing`.
-HEADLINE = [
+# Headline tables: (label, metric group, key) per column; the timing column is added from
+# `timing`. Counterfactual methods get their own table (what their images do, judged by the
+# classifier, the oracle, a second classifier, realism and preservation); every method's
+# relevance map (|x - x_far| for counterfactuals) is scored in the second.
+COUNTERFACTUAL_COLUMNS = [
     ("flip rate", "shift", "flip_rate"),
     ("compat MAE", "shift", "compat_mae"),
     ("monotonicity", "shift", "monotonicity"),
+    ("oracle flip", "validity", "oracle_flip"),
+    ("judge flip", "judge", "judge_flip_rate"),
+    ("identity L1", "identity", "identity_l1"),
     ("FID overall", "realism", "fid_overall"),
+    ("sFID", "realism", "sfid"),
     ("foreign drift", "preservation", "foreign_drift"),
     ("MNAC", "preservation", "mnac"),
+]
+MAP_COLUMNS = [
     ("deletion AUC", "faithfulness", "deletion_auc"),
     ("insertion AUC", "faithfulness", "insertion_auc"),
     ("COUT", "faithfulness", "cout"),
@@ -37,21 +46,52 @@ def _format(value) -> str:
     if isinstance(value, bool) or value is None:
         return "–" if value is None else str(value)
     if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.3g}"
+        if math.isnan(value):
+            return "–"
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     return str(value)
 
 
-def headline_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    """Columns and rows (one per method) of the headline figures; '–' where not measured."""
-    columns = ["method", "kind", *(label for label, _, _ in HEADLINE), "ms / query"]
+def metric(entry: dict, group: str, key: str):
+    """A method entry's figure `group.key`, or None when it was not measured."""
+    return entry.get("metrics", {}).get(group, {}).get(key)
+
+
+def _table(results: dict, columns: list, kinds: set[str], with_kind: bool) -> tuple:
+    labels = ["method", *(["kind"] if with_kind else []), *(label for label, _, _ in columns)]
     rows = []
     for name, entry in results["methods"].items():
-        metrics = entry.get("metrics", {})
-        row = [name, entry.get("kind", "")]
-        row += [_format(metrics.get(group, {}).get(key)) for _, group, key in HEADLINE]
+        if entry.get("kind") not in kinds:
+            continue
+        row = [name, *([entry.get("kind", "")] if with_kind else [])]
+        row += [_format(metric(entry, group, key)) for _, group, key in columns]
         row.append(_format(results.get("timing", {}).get(name, {}).get("ms_per_query")))
         rows.append(row)
-    return columns, rows
+    return [*labels, "ms / query"], rows
+
+
+def counterfactual_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows (one per counterfactual method); '–' where not measured."""
+    return _table(results, COUNTERFACTUAL_COLUMNS, {"counterfactual"}, with_kind=False)
+
+
+def map_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows (one per method, saliency or counterfactual) of the relevance maps."""
+    return _table(results, MAP_COLUMNS, {"counterfactual", "saliency"}, with_kind=True)
+
+
+def headline_tables(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """The report's headline tables by title: counterfactuals, then relevance maps."""
+    return {"Counterfactuals": counterfactual_table(results), "Relevance maps": map_table(results)}
+
+
+def skipped_groups(results: dict) -> dict[str, list[str]]:
+    """Every skipped metric group with its reason -> the methods it was skipped for."""
+    skipped: dict[str, list[str]] = {}
+    for name, entry in results["methods"].items():
+        for group, why in entry.get("skipped", {}).items():
+            skipped.setdefault(f"{group}: {why}", []).append(name)
+    return skipped
 
 
 def timing_table(results: dict) -> tuple[list[str], list[list[str]]]:
@@ -153,7 +193,7 @@ def _far_ends(results: dict, images: dict[str, np.ndarray]) -> dict[str, np.ndar
 def _tables(results: dict, part: str) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
     """The report's tables before the figures (`part="top"`) and after them (`"appendix"`)."""
     if part == "top":
-        return [("Headline figures", headline_table(results))]
+        return list(headline_tables(results).items())
     versions = results.get("versions", {})
     return [
         ("Timing", timing_table(results)),
@@ -167,6 +207,24 @@ def _intro(results: dict) -> str:
     return f"{n} held-out queries; every method is scored on the same ones."
 
 
+# What the judge columns mean, under the counterfactual table.
+LEGEND = (
+    "flip rate, compat MAE, monotonicity: the explained classifier's posteriors along the strips. "
+    "oracle flip: share of strips whose far end crosses the explained attribute's threshold as "
+    "an independent oracle reads it (the true cause, where the data has one). judge flip: the "
+    "flip rate seen by a second classifier of the same attribute, trained independently. "
+    "identity L1: mean |x - I(x, c_x)|, what the method changes when asked for the query's own "
+    "posterior. sFID: FID of counterfactuals against the queries, split so that none is "
+    "compared with its own query."
+)
+
+
+def _skipped_lines(results: dict) -> list[str]:
+    return [
+        f"{reason} ({', '.join(methods)})" for reason, methods in skipped_groups(results).items()
+    ]
+
+
 def render_markdown(results: dict, found: dict[str, tuple[str, bytes]]) -> str:
     """The report as Markdown, figures referenced from `figures/`."""
     parts = ["# cfgen evaluation report", ""]
@@ -175,6 +233,11 @@ def render_markdown(results: dict, found: dict[str, tuple[str, bytes]]) -> str:
         parts += ["", f"**Bias finding:** {results['bias']['finding']}"]
     for title, (columns, rows) in _tables(results, "top"):
         parts += ["", f"## {title}", "", _markdown_table(columns, rows)]
+        if title == "Counterfactuals":
+            parts += ["", LEGEND]
+    skipped = _skipped_lines(results)
+    if skipped:
+        parts += ["", "## Skipped", "", *(f"- {line}" for line in skipped)]
     parts += ["", "## Figures"]
     parts += [
         f"\n### {caption}\n\n![{caption}](figures/{file})" for file, (caption, _) in found.items()
@@ -208,6 +271,8 @@ def _html_tables(tables: list) -> list[str]:
     for title, (columns, rows) in tables:
         slug = title.lower().replace(" ", "-")
         parts += [f"<h2>{html.escape(title)}</h2>", _html_table(columns, rows, slug)]
+        if title == "Counterfactuals":
+            parts.append(f'<p class="legend">{html.escape(LEGEND)}</p>')
     return parts
 
 
@@ -220,6 +285,10 @@ def render_html(results: dict, found: dict[str, tuple[str, bytes]]) -> str:
             f'<p class="finding"><b>Bias finding:</b> {html.escape(results["bias"]["finding"])}</p>'
         )
     body += _html_tables(_tables(results, "top"))
+    skipped = _skipped_lines(results)
+    if skipped:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in skipped)
+        body += ["<h2>Skipped</h2>", f'<ul class="skipped">{items}</ul>']
     body.append("<h2>Figures</h2>")
     for caption, png in found.values():
         data = base64.b64encode(png).decode("ascii")

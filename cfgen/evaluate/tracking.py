@@ -7,7 +7,13 @@ failure here only prints a warning: `results.json` and the report are already on
 import logging
 from pathlib import Path
 
-from cfgen.evaluate.report import headline_table, timing_table
+from cfgen.evaluate.report import (
+    COUNTERFACTUAL_COLUMNS,
+    MAP_COLUMNS,
+    headline_tables,
+    metric,
+    timing_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -15,16 +21,33 @@ log = logging.getLogger(__name__)
 def _log_run(run, results: dict, paths: dict[str, Path]) -> None:
     import wandb
 
-    for key, (columns, rows) in {
-        "evaluate/headline": headline_table(results),
-        "evaluate/timing": timing_table(results),
-    }.items():
+    tables = {
+        f"evaluate/{title.lower()}": table for title, table in headline_tables(results).items()
+    }
+    tables["evaluate/timing"] = timing_table(results)
+    for key, (columns, rows) in tables.items():
         run.log({key: wandb.Table(columns=columns, data=rows)})
+    run.summary.update(summary_figures(results))
     figures = sorted(Path(paths["markdown"]).parent.glob("figures/*.png"))
     run.log({f"evaluate/{path.stem}": wandb.Image(str(path)) for path in figures})
     if "bias" in results:
         run.summary["bias/finding"] = results["bias"]["finding"]
         run.summary["bias/detected"] = results["bias"]["detected"]
+
+
+def summary_figures(results: dict) -> dict[str, float | str]:
+    """The headline figures as W&B summary values, `<method>/<group>/<key>`, and the reason of
+    every skipped group, `<method>/skipped/<group>`."""
+    summary: dict[str, float | str] = {}
+    for name, entry in results["methods"].items():
+        columns = COUNTERFACTUAL_COLUMNS + MAP_COLUMNS
+        for _, group, key in columns:
+            value = metric(entry, group, key)
+            if value is not None:
+                summary[f"{name}/{group}/{key}"] = value
+        for group, why in entry.get("skipped", {}).items():
+            summary[f"{name}/skipped/{group}"] = why
+    return summary
 
 
 def log_to_wandb(

@@ -4,7 +4,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from cfgen.evaluate.report import headline_table, write_report
+from cfgen.evaluate.report import counterfactual_table, map_table, write_report
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -71,11 +71,15 @@ def fake_results() -> tuple[dict, dict[str, np.ndarray]]:
     return results, images
 
 
-def test_headline_table_has_a_row_per_method_and_dashes_for_missing():
-    columns, rows = headline_table(fake_results()[0])
-    assert [row[0] for row in rows] == ["pe", "gradient"]
+def test_headline_tables_have_a_row_per_method_and_dashes_for_missing():
+    columns, rows = counterfactual_table(fake_results()[0])
+    assert [row[0] for row in rows] == ["pe"]
     pe = dict(zip(columns, rows[0], strict=True))
     assert pe["flip rate"] == "0.97" and pe["FID overall"] == "–" and pe["ms / query"] == "3"
+    columns, rows = map_table(fake_results()[0])
+    assert [row[0] for row in rows] == ["pe", "gradient"]
+    gradient = dict(zip(columns, rows[1], strict=True))
+    assert gradient["deletion AUC"] == "0.21" and gradient["kind"] == "saliency"
 
 
 def test_html_is_self_contained_balanced_and_holds_every_table(tmp_path):
@@ -85,7 +89,13 @@ def test_html_is_self_contained_balanced_and_holds_every_table(tmp_path):
     checker = TagChecker()
     checker.feed(page)
     assert checker.errors == [] and checker.stack == []
-    assert checker.tables == ["headline-figures", "timing", "every-figure", "versions"]
+    assert checker.tables == [
+        "counterfactuals",
+        "relevance-maps",
+        "timing",
+        "every-figure",
+        "versions",
+    ]
     # compatibility, PE strips, relevance maps (gradient and PE's own), bias plot
     assert len(checker.images) == 4
     for source in checker.images:
@@ -105,7 +115,7 @@ def test_report_without_optional_parts(tmp_path, drop):
         images = {k: v for k, v in images.items() if not k.startswith(("strip/", "posteriors/"))}
     paths = write_report(results, images, tmp_path)
     markdown = paths["markdown"].read_text()
-    assert "| method | kind | flip rate |" in markdown
+    assert "| method | flip rate | compat MAE |" in markdown
     for name in ("compatibility.png", "maps.png"):
         assert (tmp_path / "figures" / name).is_file()
     assert ("Bias finding" in markdown) == (drop != "bias")
