@@ -13,6 +13,7 @@ def test_demo_config_lists_every_stage_in_order():
     assert [s.name for s in config.stages] == [
         "classifier",
         "classifier_confounded",
+        "judge",
         "oracle",
         "explainer",
         "explainer_confounded",
@@ -70,24 +71,25 @@ def test_demo_runs_each_stage_once_and_reuses_them_after(tmp_path, monkeypatch, 
     assert [name for name, _ in calls] == [
         "classifier",
         "classifier",
+        "classifier",
         "oracle",
         "explainer",
         "explainer",
         "generate",
         "evaluate",
     ]
-    explainer_argv = calls[3][1]
+    explainer_argv = calls[4][1]
     classifier_folder = explainer_argv[explainer_argv.index("--model.classifier") + 1]
     assert classifier_folder.startswith(f"{out}/classifier-") and classifier_folder.endswith(
         "/classifier.pt"
     )
     printed = capsys.readouterr().out
-    assert "QUICK RUN" in printed and "0.970" in printed and "add glasses" in printed
+    assert "QUICK RUN" in printed and " 0.97 " in printed and "add glasses" in printed
     assert "report.html" in printed
     calls.clear()
     pipeline.main(["--quick", "--out", out])
     assert calls == []
-    assert printed.count("reusing") == 0 and capsys.readouterr().out.count("reusing finished") == 7
+    assert printed.count("reusing") == 0 and capsys.readouterr().out.count("reusing finished") == 8
 
 
 def test_run_pipeline_returns_every_folder(tmp_path):
