@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REQUIRED_TABLES = ["headline-figures", "timing", "every-figure", "versions"]
+REQUIRED_TABLES = ["counterfactuals", "relevance-maps", "timing", "every-figure", "versions"]
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -41,7 +41,7 @@ window.addEventListener("load", function () {
                   .map(function (i) { return i.alt; }),
     tables: Array.from(document.querySelectorAll("table"))
                  .map(function (t) { return t.className; }),
-    rows: document.querySelectorAll("table.headline-figures tbody tr").length
+    rows: document.querySelectorAll("table.counterfactuals tbody tr").length
   };
   var marker = document.createElement("pre");
   marker.id = "cfgen-check";
@@ -89,7 +89,7 @@ def problems(found: dict) -> list[str]:
         issues.append("the page has no image")
     issues += [f"table missing: {name}" for name in REQUIRED_TABLES if name not in found["tables"]]
     if found["rows"] == 0:
-        issues.append("the headline table has no row")
+        issues.append("the counterfactual table has no row")
     return issues
 
 
