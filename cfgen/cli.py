@@ -22,7 +22,7 @@ from cfgen.errors import CfgenError
 COMMANDS = {
     "data": ("cfgen.data.cli", "main", "write the synthetic world or the digits to disk"),
     "classifier": ("cfgen.train.cli", "classifier_main", "train / test a black-box classifier"),
-    "oracle": ("cfgen.train.cli", "oracle_main", "train the factor oracle used by evaluation"),
+    "oracle": ("cfgen.train.cli", "oracle_main", "train an oracle: factors or attributes"),
     "explainer": ("cfgen.train.cli", "explainer_main", "train the Progressive Exaggeration GAN"),
     "generate": ("cfgen.explain.cli", "generate_main", "write exaggeration strips for images"),
     "evaluate": ("cfgen.evaluate.cli", "main", "score explainers and baselines, write a report"),

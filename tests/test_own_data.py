@@ -14,8 +14,10 @@ import torch
 from PIL import Image
 
 from cfgen.cli import main
+from cfgen.data.folders import AttributeFolder
 from cfgen.io import load_bundle
 from cfgen.models.blackbox import classifier_facts, load_blackbox
+from cfgen.models.oracle import load_oracle
 from tests.data.fakes import user_folder
 
 SIZE = 16
@@ -34,13 +36,17 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     cfgen("classifier", "fit", *folder, "--data.target", "digit=3", "--data.image_size", SIZE,
           "--trainer.default_root_dir", root / "classifier", "--trainer.max_epochs", 4,
           *QUIET)  # fmt: skip
+    cfgen("oracle", "fit", *folder, "--data.target", "digit=3", "--data.image_size", SIZE,
+          "--trainer.default_root_dir", root / "oracle", "--trainer.max_epochs", 8,
+          "--model.width", 8, *QUIET)  # fmt: skip
     cfgen("explainer", "fit", *folder, "--model.classifier", root / "classifier/classifier.pt",
           "--trainer.default_root_dir", root / "explainer", "--trainer.max_steps", 4,
           "--data.steps_per_epoch", 2, "--monitor.n_queries", 8, "--model.generator_width", 8,
           "--model.discriminator_width", 8, *QUIET)  # fmt: skip
     cfgen("generate", "--checkpoint", root / "explainer/explainer.pt", "--input", data,
           "--out", root / "strips")  # fmt: skip
-    return {"data": data, **{name: root / name for name in ("classifier", "explainer", "strips")}}
+    stages = ("classifier", "oracle", "explainer", "strips")
+    return {"data": data, **{name: root / name for name in stages}}
 
 
 def test_the_classifier_explains_one_digit_against_the_others_on_one_channel(runs):
@@ -55,6 +61,18 @@ def test_the_classifier_explains_one_digit_against_the_others_on_one_channel(run
     box = load_blackbox(str(runs["classifier"] / "classifier.pt"))
     images = torch.rand(6, 1, SIZE, SIZE) * 2 - 1
     torch.testing.assert_close(box(images), box.model(images).softmax(1)[:, 3])
+
+
+def test_the_attribute_oracle_reads_every_class_and_binary_column(runs):
+    oracle = load_oracle(runs["oracle"] / "oracle.pt")
+    names = ["digit=0", "digit=1", "digit=2", "digit=3", "smiling"]
+    assert (oracle.kind, oracle.output_names, oracle.in_channels) == ("attributes", names, 1)
+    data = AttributeFolder(runs["data"], image_size=SIZE, target="digit=3")
+    images = torch.stack([data[i]["image"] for i in range(len(data))])
+    present = oracle(images) >= 0.5
+    # The bands are easy: the oracle reads the digit of most images after a few epochs.
+    agreement = (present[:, :4] == data.labels[:, :4].bool()).all(dim=1).float().mean()
+    assert agreement >= 0.75, agreement
 
 
 def test_the_explainer_takes_target_size_and_channels_from_the_classifier(runs):

@@ -79,3 +79,19 @@ def user_folder(
         rows.append([name, split, 1000 + i, 20 + i, f"seen on day {i}, ok", digit, smiling])
     write_csv(root / "attributes.csv", header, rows)
     return root
+
+
+def chexpert_folder(root: Path, patients: int = 6, per_patient: int = 2, size: int = 12) -> Path:
+    """CheXpert-v1.0-small layout: grey X-rays under train/ and valid/, listed in train.csv and
+    valid.csv with a Path column and observation columns (Edema, Cardiomegaly: 1, 0, -1, blank)."""
+    values = ["1.0", "0.0", "", "-1.0"]
+    for csv_name, folder, count in (("train.csv", "train", patients), ("valid.csv", "valid", 2)):
+        rows = []
+        for patient in range(count):
+            for view in range(per_patient):
+                i = patient * per_patient + view
+                name = f"{root.name}/{folder}/patient{patient:05d}/study1/view{view}_frontal.jpg"
+                write_png(root / name.split("/", 1)[1], random_pixels(i, size, size + 2, 1))
+                rows.append([name, "Female", 60, values[i % 4], values[(i // 2) % 2]])
+        write_csv(root / csv_name, ["Path", "Sex", "Age", "Edema", "Cardiomegaly"], rows)
+    return root
