@@ -8,26 +8,17 @@
     cfgen evaluate --config configs/evaluate/synthetic_smile.yaml
     cfgen demo [--quick]
 
-Modules are imported only when their command runs, so `cfgen --help` is instant. Errors the user
-can fix (`CfgenError`) are printed as one clear message without a traceback.
+The commands are listed in `cfgen.commands`; a command's module is imported only when it runs,
+so `cfgen --help` is instant. Errors the user can fix (`CfgenError`) are printed as one clear
+message without a traceback.
 """
 
 import errno
-import importlib
 import sys
 from collections.abc import Sequence
 
+from cfgen.commands import COMMANDS, load_command
 from cfgen.errors import CfgenError
-
-COMMANDS = {
-    "data": ("cfgen.data.cli", "main", "write the synthetic world or the digits to disk"),
-    "classifier": ("cfgen.train.cli", "classifier_main", "train / test a black-box classifier"),
-    "oracle": ("cfgen.train.cli", "oracle_main", "train an oracle: factors or attributes"),
-    "explainer": ("cfgen.train.cli", "explainer_main", "train the Progressive Exaggeration GAN"),
-    "generate": ("cfgen.explain.cli", "generate_main", "write exaggeration strips for images"),
-    "evaluate": ("cfgen.evaluate.cli", "main", "score explainers and baselines, write a report"),
-    "demo": ("cfgen.pipeline", "main", "the main job on the built-in synthetic world"),
-}
 
 
 def _usage() -> str:
@@ -46,8 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module_name, function_name, _ = COMMANDS[name]
-    command = getattr(importlib.import_module(module_name), function_name)
+    command = load_command(name)
     try:
         result = command(rest)
     except CfgenError as error:

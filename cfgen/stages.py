@@ -14,7 +14,6 @@ folder without `DONE` (a run that was interrupted or failed) is run again.
 """
 
 import hashlib
-import importlib
 import json
 import re
 import time
@@ -24,10 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cfgen
+from cfgen.commands import Command, load_command
 from cfgen.errors import CfgenError, ConfigError
 from cfgen.io import atomic_write_json
 
-Command = Callable[[list[str]], int | None]
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -53,18 +52,6 @@ class StageResult:
     folder: Path
     reused: bool
     seconds: float
-
-
-def cfgen_command(name: str) -> Command:
-    """The function behind `cfgen NAME` (the same table the `cfgen` command dispatches on)."""
-    from cfgen.cli import COMMANDS
-
-    if name not in COMMANDS:
-        raise ConfigError(
-            f"unknown cfgen command {name!r} in a stage; choose from {sorted(COMMANDS)}"
-        )
-    module, function, _ = COMMANDS[name]
-    return getattr(importlib.import_module(module), function)
 
 
 def resolve_path_arg(arg: str) -> str:
@@ -107,7 +94,7 @@ class StageRunner:
     def __init__(
         self,
         root: str | Path,
-        commands: Callable[[str], Command] = cfgen_command,
+        commands: Callable[[str], Command] = load_command,
         log: Callable[[str], None] = print,
     ) -> None:
         self.root = Path(root)
