@@ -38,7 +38,7 @@ from cfgen.errors import ConfigError
 from cfgen.io import save_bundle
 from cfgen.models.blackbox import ACTIVATIONS
 from cfgen.models.classifiers import build_classifier
-from cfgen.train.cli import CfgenCLI, run_cli
+from cfgen.train.lightning_cli import CfgenCLI, run_cli
 
 BUNDLE_NAME = "classifier.pt"
 ECE_BINS = 15

@@ -34,9 +34,9 @@ from cfgen.models.blackbox import BlackBox, classifier_fingerprint, load_blackbo
 from cfgen.models.discriminator import Discriminator
 from cfgen.models.generator import Generator
 from cfgen.train.callbacks import ExplainerMonitor
-from cfgen.train.cli import CfgenCLI, run_cli
 from cfgen.train.collapse import DiscriminatorCollapse
 from cfgen.train.explainer_data import ExplainerDataModule
+from cfgen.train.lightning_cli import CfgenCLI, run_cli
 
 BUNDLE_NAME = "explainer.pt"
 CLASSIFIER_KEYS = ("classifier", "allow_classifier_mismatch")

@@ -37,7 +37,7 @@ from cfgen.errors import ConfigError
 from cfgen.io import save_bundle
 from cfgen.models.oracle import BUNDLE_KIND, Oracle, build_oracle
 from cfgen.train.classifier import masked_bce
-from cfgen.train.cli import CfgenCLI, run_cli
+from cfgen.train.lightning_cli import CfgenCLI, run_cli
 
 BUNDLE_NAME = "oracle.pt"
 

@@ -23,7 +23,7 @@ from cfgen.train.classifier import (
     class_cross_entropy,
     masked_bce,
 )
-from cfgen.train.cli import run_cli
+from cfgen.train.lightning_cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 from cfgen.errors import ConfigError
-from cfgen.train.cli import CONFIG_FILENAME, run_cli
+from cfgen.train.lightning_cli import CONFIG_FILENAME, run_cli
 
 
 class LineData(pl.LightningDataModule):

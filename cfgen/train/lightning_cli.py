@@ -15,8 +15,9 @@ names the key. On top of Lightning's defaults, every run:
   rewritten on resume), `checkpoints/last.ckpt` (resume with `--ckpt_path`), logger files;
 - logs with the logger named by the top-level `logger:` key (`cfgen.train.loggers`).
 
-A training module plugs in with `run_cli(ModelClass, DataModuleClass, argv, run_dir=...)`; a CLI
-subclass can add `after_fit` / `after_test` hooks (see `cfgen.train.classifier`).
+A training module plugs in with `run_cli(ModelClass, DataModuleClass, argv, run_dir=...)` in its
+`cli_main` (the function `cfgen.commands` names); a CLI subclass can add `after_fit` /
+`after_test` hooks (see `cfgen.train.classifier`).
 """
 
 import sys
@@ -39,9 +40,6 @@ CONFIG_FILENAME = "config.yaml"
 _SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # `--ckpt_path` words Lightning resolves itself (`last` = checkpoints/last.ckpt of this run).
 _CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
-
-# Lightning's advice to raise num_workers does not apply: 2-core machines and in-memory data.
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 class RunDirConfig(SaveConfigCallback):
@@ -171,7 +169,10 @@ def run_cli(
     file), naming the problem.
     """
     try:
-        cli = cli_class(model_class, datamodule_class, argv, run_dir, trainer_overrides)
+        with warnings.catch_warnings():
+            # Lightning's advice to raise num_workers does not apply: in-memory data sets.
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            cli = cli_class(model_class, datamodule_class, argv, run_dir, trainer_overrides)
     except ArgumentError as error:
         raise ConfigError(
             f"invalid configuration: {str(error).rstrip('.')}. Run with --help for the accepted "
@@ -190,24 +191,3 @@ def run_cli(
     if hint:
         print(f"wandb run saved offline; upload it with: {hint}", file=sys.stderr)
     return 0
-
-
-def classifier_main(argv: Sequence[str]) -> int:
-    """`cfgen classifier ...`: train / test a black-box classifier."""
-    from cfgen.train.classifier import cli_main
-
-    return cli_main(argv)
-
-
-def explainer_main(argv: Sequence[str]) -> int:
-    """`cfgen explainer ...`: train the Progressive Exaggeration explainer."""
-    from cfgen.train.explainer import cli_main
-
-    return cli_main(argv)
-
-
-def oracle_main(argv: Sequence[str]) -> int:
-    """`cfgen oracle ...`: train the factor oracle used by evaluation."""
-    from cfgen.train.oracle import cli_main
-
-    return cli_main(argv)
