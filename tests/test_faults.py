@@ -18,11 +18,11 @@ import pytest
 import torch
 from fsspec.implementations.local import LocalFileOpener
 
+from cfgen import loggers
 from cfgen.cli import main
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import safe_torch_load
 from cfgen.models.blackbox import load_blackbox
-from cfgen.train import loggers
 from cfgen.train.classifier import BUNDLE_NAME, cli_main
 from tests.model_files import write_classifier_bundle
 from tests.tiny_runs import tiny_classifier_args, tiny_explainer_args

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfgen.evaluate import figures
+from cfgen import figures
 from cfgen.io import atomic_write_bytes, atomic_write_text
 
 # Headline tables: (label, metric group, key) per column; the timing column is added from

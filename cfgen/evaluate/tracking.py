@@ -1,6 +1,6 @@
 """Log the suite's tables and figures to Weights & Biases, after every file is written.
 
-W&B runs offline unless an API key is set (see `cfgen.train.loggers`), never prompts, and a
+W&B runs offline unless an API key is set (see `cfgen.loggers`), never prompts, and a
 failure here only prints a warning: `results.json` and the report are already on disk.
 """
 
@@ -62,7 +62,7 @@ def log_to_wandb(
     try:
         from pytorch_lightning.loggers import WandbLogger
 
-        from cfgen.train.loggers import build_logger, sync_command
+        from cfgen.loggers import build_logger, sync_command
 
         logger = build_logger("wandb", out, run_name=f"evaluate-{out.name}")
         if not isinstance(logger, WandbLogger):

@@ -26,9 +26,9 @@ from PIL import Image, ImageDraw
 from rich.progress import Progress
 
 from cfgen.errors import DataError
-from cfgen.evaluate.figures import strip_figure, to_rgb
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.explain.strip import Strip
+from cfgen.figures import strip_figure, to_rgb
 from cfgen.io import atomic_write_bytes, atomic_write_json, prepare_output_dir, safe_child
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}

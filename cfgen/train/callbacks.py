@@ -20,10 +20,10 @@ import torch
 from PIL import Image
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 
-from cfgen.evaluate.figures import strip_figure
 from cfgen.evaluate.shift import shift_summary
 from cfgen.explain.progressive import generator_strip
 from cfgen.explain.strip import Strip
+from cfgen.figures import strip_figure
 from cfgen.io import atomic_write_bytes, atomic_write_json
 
 

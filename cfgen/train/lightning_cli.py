@@ -13,7 +13,7 @@ names the key. On top of Lightning's defaults, every run:
   otherwise;
 - writes into one run directory, `trainer.default_root_dir`: `config.yaml` (the resolved config,
   rewritten on resume), `checkpoints/last.ckpt` (resume with `--ckpt_path`), logger files;
-- logs with the logger named by the top-level `logger:` key (`cfgen.train.loggers`).
+- logs with the logger named by the top-level `logger:` key (`cfgen.loggers`).
 
 A training module plugs in with `run_cli(ModelClass, DataModuleClass, argv, run_dir=...)` in its
 `cli_main` (the function `cfgen.commands` names); a CLI subclass can add `after_fit` /
@@ -34,7 +34,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from cfgen.errors import ConfigError
 from cfgen.io import atomic_write_text, safe_torch_load
-from cfgen.train.loggers import LOGGER_NAMES, build_logger, finish_logger
+from cfgen.loggers import LOGGER_NAMES, build_logger, finish_logger
 
 CONFIG_FILENAME = "config.yaml"
 _SUBCOMMANDS = ("fit", "validate", "test", "predict")

@@ -1,17 +1,18 @@
-"""The report's figures, each a pure function from arrays to PNG bytes (matplotlib, Agg backend).
+"""Figures shared by the report, the training callbacks and `cfgen generate`: each a pure
+function from arrays to PNG bytes.
 
 Images come as numpy arrays in [-1, 1], channels first: queries (K, C, H, W), strips
 (S, K, C, H, W) with posteriors (S, K), saliency maps (K, H, W).
+
+Figures are matplotlib `Figure` objects drawn without pyplot: no backend is chosen or switched
+(a notebook that imports cfgen keeps its own), nothing needs a display, and no global figure
+list is kept, so figures can be drawn from several threads.
 """
 
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: never open a window, works without a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 FRAME_INCHES = 1.0
 
@@ -19,7 +20,6 @@ FRAME_INCHES = 1.0
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
     return buffer.getvalue()
 
 
@@ -32,7 +32,8 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
 
 def compatibility_plot(curves: dict[str, dict[str, list[float]]]) -> bytes:
     """Target vs achieved posterior per bin for each counterfactual method, with the diagonal."""
-    figure, axis = plt.subplots(figsize=(4.2, 3.8))
+    figure = Figure(figsize=(4.2, 3.8))
+    axis = figure.subplots()
     axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="ideal")
     for name, curve in curves.items():
         target, mean = np.array(curve["target"]), np.array(curve["achieved_mean"])
@@ -54,12 +55,8 @@ def strip_figure(
     """One row per query: the query, then one frame per bin, each with the classifier's
     posterior printed under it."""
     steps, rows = strip.shape[:2]
-    figure, axes = plt.subplots(
-        rows,
-        steps + 1,
-        figsize=((steps + 1) * FRAME_INCHES, rows * (FRAME_INCHES + 0.25)),
-        squeeze=False,
-    )
+    figure = Figure(figsize=((steps + 1) * FRAME_INCHES, rows * (FRAME_INCHES + 0.25)))
+    axes = figure.subplots(rows, steps + 1, squeeze=False)
     for row in range(rows):
         frames = [(queries[row], f"query {query_posteriors[row]:.2f}")]
         frames += [(strip[step, row], f"{posteriors[step, row]:.2f}") for step in range(steps)]
@@ -82,9 +79,8 @@ def maps_figure(
     columns += [(f"{name} x_far", images, False) for name, images in counterfactuals.items()]
     columns += [(name, relevance, True) for name, relevance in maps.items()]
     rows = queries.shape[0]
-    figure, axes = plt.subplots(
-        rows, len(columns), figsize=(len(columns) * 1.1, rows * 1.2), squeeze=False
-    )
+    figure = Figure(figsize=(len(columns) * 1.1, rows * 1.2))
+    axes = figure.subplots(rows, len(columns), squeeze=False)
     for column, (name, values, is_map) in enumerate(columns):
         for row in range(rows):
             axis = axes[row, column]
@@ -102,7 +98,8 @@ def maps_figure(
 
 def bias_plot(bias: dict) -> bytes:
     """The confounder's drift per step along the strips of the biased and unbiased explainers."""
-    figure, axis = plt.subplots(figsize=(4.2, 3.0))
+    figure = Figure(figsize=(4.2, 3.0))
+    axis = figure.subplots()
     for label in ("biased", "unbiased"):
         values = bias[label]["curve"]
         axis.plot(range(len(values)), values, marker="o", label=f"{label} classifier")

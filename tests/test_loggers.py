@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import pytest
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
-from cfgen.train import loggers
-from cfgen.train.loggers import build_logger, finish_logger, sync_command
+from cfgen import loggers
+from cfgen.loggers import build_logger, finish_logger, sync_command
 
 
 def test_csv_and_tensorboard_write_straight_into_the_run_directory(tmp_path):
