@@ -36,10 +36,6 @@ from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.explain.strip import Strip
 from cfgen.io import atomic_write_bytes, atomic_write_json
 
-# Lightning cannot know a query batch's indices in an iterable data set; `StripWriter` numbers
-# the batches itself.
-warnings.filterwarnings("ignore", message=".*infer the batch indices.*")
-
 # `--device` names a torch device; Lightning wants an accelerator name.
 ACCELERATORS = {"cpu": "cpu", "cuda": "gpu", "mps": "mps"}
 
@@ -147,5 +143,9 @@ def predict_strips(explainer: ProgressiveExaggeration, out: Path, args: Any) -> 
         default_root_dir=str(out),
     )
     predictor = StripPredictor(explainer, args.input, args.n, args.batch_size)
-    trainer.predict(predictor, return_predictions=False)
+    with warnings.catch_warnings():
+        # Lightning cannot know a query batch's indices in an iterable data set; `StripWriter`
+        # numbers the batches itself.
+        warnings.filterwarnings("ignore", message=".*infer the batch indices.*")
+        trainer.predict(predictor, return_predictions=False)
     return writer.written if trainer.is_global_zero else None
