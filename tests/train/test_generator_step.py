@@ -1,0 +1,219 @@
+"""The explainer's loss assembly, against sums computed by hand from stub networks.
+
+`ExplainerModule.training_step` runs one discriminator and one generator step (n_critic 1) on
+stub networks whose outputs are closed forms of (image, bin): every term of METHOD.md §1 is then
+known by hand, so the test pins which bin each network is called with, which target each
+classifier term uses (the target bin's centre for the classifier term, the query's own posterior
+for the reconstruction term), the signs, and that a weight of 0 leaves its term out.
+"""
+
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from cfgen.models.blackbox import BlackBox
+from cfgen.train.explainer import ExplainerModule, classifier_logit
+
+N_BINS = 10
+SIZE = 8
+WEIGHTS = {
+    "adversarial": 0.3,
+    "classifier": 1.7,
+    "reconstruction": 0.6,
+    "cycle": 2.5,
+    "embedding": 3.5,
+    "identity": 1.1,
+}
+
+
+# --- stub networks: closed forms whose every output depends on the bin ----------------------
+
+
+def encode(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    return x + 0.1 * (bins.float() + 1)[:, None, None, None]
+
+
+def decode(h: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    return 0.5 * h - 0.03 * (bins.float() + 1).pow(2)[:, None, None, None]
+
+
+def generate(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    return decode(encode(x, bins), bins)
+
+
+def critic(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=(1, 2, 3)) * (1.0 + bins.float()) - 0.2 * bins.float()
+
+
+def logit(x: torch.Tensor) -> torch.Tensor:
+    """The stub black box's logit: 4 * mean of channel 0 + 0.5, (N, C, H, W) -> (N,)."""
+    return 4.0 * x[:, 0].mean(dim=(1, 2)) + 0.5
+
+
+class StubGenerator(nn.Module):
+    """`encode` / `decode` / forward as the closed forms above; records the bins of each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # something for the EMA to average
+        self.forward_bins: list[torch.Tensor] = []
+
+    def encode(self, x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        return encode(x, bins)
+
+    def decode(self, h: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        return decode(h, bins)
+
+    def forward(self, x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        self.forward_bins.append(bins.clone())
+        return generate(x, bins)
+
+
+class StubDiscriminator(nn.Module):
+    def forward(self, x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        return critic(x, bins)
+
+
+class StubLogit(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return logit(x)[:, None]
+
+
+class NoOptimizer:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        pass
+
+    def step(self) -> None:
+        pass
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of sigmoid(logits) against target posteriors, written out."""
+    p = torch.sigmoid(logits)
+    return -(target * p.log() + (1 - target) * (1 - p).log()).mean()
+
+
+# --- one training step of the real module on the stubs ---------------------------------------
+
+
+def run_step(tmp_path, monkeypatch, weights: dict[str, float], seed: int = 3):
+    """One generator turn; returns the batch, its bins, the logged losses and the totals."""
+    path = tmp_path / "classifier.pt2"
+    batch = torch.export.Dim("batch")
+    example = (torch.zeros(2, 3, SIZE, SIZE),)
+    program = torch.export.export(StubLogit(), example, dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path))
+    widths = {"generator_width": 4, "generator_max_width": 8}
+    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
+    hparams = {f"weight_{name}": value for name, value in weights.items()}
+    module = ExplainerModule(
+        str(path), image_size=SIZE, n_bins=N_BINS, n_critic=1, **widths, **hparams
+    )
+    module.generator = StubGenerator()
+    module.ema_generator = StubGenerator()
+    module.discriminator = StubDiscriminator()
+    module.trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    module.on_fit_start()  # checks the black box once, as training does
+    logged, totals = {}, []
+    monkeypatch.setattr(module, "log_dict", lambda values, **kwargs: logged.update(values))
+    monkeypatch.setattr(module, "manual_backward", lambda loss, *a, **k: totals.append(loss))
+    monkeypatch.setattr(module, "optimizers", lambda *a, **k: [NoOptimizer(), NoOptimizer()])
+
+    torch.manual_seed(seed)
+    images = torch.rand(8, 3, SIZE, SIZE) * 2 - 1
+    posteriors = torch.sigmoid(logit(images))
+    module.training_step({"image": images, "posterior": posteriors}, 0)
+    source = (posteriors * N_BINS).floor().long()
+    target = module.generator.forward_bins[0]
+    assert bool((target != source).all()), "pick a seed whose target bins differ from the source"
+    return images, posteriors, source, target, logged, totals
+
+
+def expected_terms(images, posteriors, source, target) -> dict[str, torch.Tensor]:
+    """METHOD.md §1, by hand: x, f(x), the query's bin c_x = source, the target bin c."""
+    fakes = generate(images, target)
+    cycled = generate(fakes, source)
+    return {
+        "discriminator": torch.relu(1 - critic(images, source)).mean()
+        + torch.relu(1 + critic(fakes, target)).mean(),
+        "adversarial": -critic(fakes, target).mean(),
+        "classifier": cross_entropy(logit(fakes), (target.float() + 0.5) / N_BINS),
+        "reconstruction": cross_entropy(logit(cycled), posteriors),
+        "cycle": (images - cycled).abs().mean(),
+        "embedding": (encode(images, source) - encode(fakes, source)).pow(2).mean(),
+        "identity": (images - generate(images, source)).abs().mean(),
+    }
+
+
+def test_every_term_and_the_weighted_sum_match_the_hand_computation(tmp_path, monkeypatch):
+    images, posteriors, source, target, logged, totals = run_step(tmp_path, monkeypatch, WEIGHTS)
+    expected = expected_terms(images, posteriors, source, target)
+    for name, value in expected.items():
+        torch.testing.assert_close(logged[f"loss/{name}"], value, msg=name)
+    discriminator_total, generator_total = totals
+    torch.testing.assert_close(discriminator_total, expected["discriminator"])
+    hand_sum = sum(weight * expected[name] for name, weight in WEIGHTS.items())
+    torch.testing.assert_close(generator_total, hand_sum)
+    torch.testing.assert_close(logged["loss/generator"], hand_sum)
+
+
+@pytest.mark.parametrize("left_out", ["adversarial", "classifier", "reconstruction", "cycle"])
+def test_a_zero_weight_leaves_its_term_out(tmp_path, monkeypatch, left_out):
+    weights = WEIGHTS | {left_out: 0.0, "embedding": 0.0, "identity": 0.0}
+    images, posteriors, source, target, logged, totals = run_step(tmp_path, monkeypatch, weights)
+    expected = expected_terms(images, posteriors, source, target)
+    kept = {name: weight for name, weight in weights.items() if weight > 0}
+    assert left_out not in kept and len(kept) == 3
+    hand_sum = sum(weight * expected[name] for name, weight in kept.items())
+    torch.testing.assert_close(totals[-1], hand_sum)
+    # The sum without the term differs from the sum with it: the case can tell them apart.
+    assert not torch.allclose(hand_sum, hand_sum + WEIGHTS[left_out] * expected[left_out])
+
+
+# --- classifier_logit ------------------------------------------------------------------------
+
+
+class FixedScores(nn.Module):
+    """Returns the same (N, K) scores whatever the images (one row per image)."""
+
+    def __init__(self, scores: torch.Tensor) -> None:
+        super().__init__()
+        self.scores = nn.Parameter(scores)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scores[: len(x)] + 0 * x.mean()
+
+
+def test_classifier_logit_of_a_softmax_head_is_the_log_odds_of_the_target_class():
+    scores = torch.tensor([[0.0, 2.0, -1.0], [1.0, -3.0, 0.5], [0.0, 40.0, 0.0]])
+    box = BlackBox(FixedScores(scores), target_index=1, output="logits", activation="softmax")
+    images = torch.zeros(3, 3, SIZE, SIZE)
+    box.check(images)
+    logits = classifier_logit(box, images)
+    # log p / (1 - p) with p = softmax(scores)[1]: the target score minus logsumexp of the others.
+    by_hand = torch.tensor(
+        [
+            2.0 - math.log(math.exp(0.0) + math.exp(-1.0)),
+            -3.0 - math.log(math.exp(1.0) + math.exp(0.5)),
+            40.0 - math.log(2.0),
+        ]
+    )
+    torch.testing.assert_close(logits, by_hand)
+    # Where the posterior is not saturated it is exactly the log-odds of what the box returns.
+    torch.testing.assert_close(logits[:2], torch.logit(box(images).double())[:2].float())
+    # Saturated (p = 1.0 in float32): still the true log-odds with a gradient, not a clamp.
+    assert box(images)[2].item() == 1.0
+    box.model.scores.requires_grad_(True)
+    classifier_logit(box, images)[2].backward()
+    torch.testing.assert_close(box.model.scores.grad[2], torch.tensor([-0.5, 1.0, -0.5]))
+
+
+def test_classifier_logit_of_a_sigmoid_head_is_the_raw_target_score():
+    scores = torch.tensor([[0.3, -7.0], [2.0, 30.0]])
+    box = BlackBox(FixedScores(scores), target_index=1, output="logits", activation="sigmoid")
+    images = torch.zeros(2, 3, SIZE, SIZE)
+    box.check(images)
+    torch.testing.assert_close(classifier_logit(box, images), torch.tensor([-7.0, 30.0]))
