@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import lpips
 import pytest
 import torch
 import torchvision
@@ -51,6 +54,44 @@ def test_lpips_with_random_backbone_is_a_distance():
     assert (lpips_distance(metric, a, b, batch_size=2) > 0).all()
 
 
+@pytest.fixture
+def alexnet_in_cache(tmp_path, monkeypatch) -> dict:
+    """A torch cache holding a (randomly initialised) AlexNet as the trunk's ImageNet file."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    state = torchvision.models.alexnet().state_dict()
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(state, tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth")
+    return state
+
+
+def test_lpips_equals_the_lpips_package_with_the_same_trunk(alexnet_in_cache, monkeypatch):
+    metric = build_lpips()
+    # The reference: lpips.LPIPS building its own trunk from a torchvision AlexNet that holds
+    # the same weights (lpips slices it itself), with its own shipped linear heads.
+    trunk = torchvision.models.alexnet()
+    trunk.load_state_dict(alexnet_in_cache)
+    monkeypatch.setattr(lpips.pretrained_networks.tv, "alexnet", lambda **kwargs: trunk)
+    reference = lpips.LPIPS(net="alex", verbose=False).eval()
+    a, b = _images(4), _images(4)
+    with torch.no_grad():
+        expected = reference(a, b).flatten()
+    torch.testing.assert_close(lpips_distance(metric, a, b, batch_size=3), expected)
+    assert (expected > 0).all()
+
+
+def test_lpips_loads_the_linear_heads_shipped_with_the_lpips_package(alexnet_in_cache):
+    shipped = torch.load(
+        Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth",
+        map_location="cpu",
+        weights_only=True,
+    )
+    state = build_lpips().state_dict()
+    assert len(shipped) == 5  # one 1x1 conv per AlexNet stage
+    for name, value in shipped.items():
+        torch.testing.assert_close(state[name], value, msg=name)
+    assert all(bool((value >= 0).all()) for value in shipped.values())  # trained heads, not init
+
+
 def test_lpips_without_cached_weights_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     expected = tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth"
@@ -59,11 +100,8 @@ def test_lpips_without_cached_weights_names_the_file(tmp_path, monkeypatch):
     assert str(expected) in str(error.value)
 
 
-def test_lpips_loads_the_trunk_from_the_torch_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    state = torchvision.models.alexnet().state_dict()
-    (tmp_path / "checkpoints").mkdir()
-    torch.save(state, tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth")
+def test_lpips_loads_the_trunk_from_the_torch_cache(alexnet_in_cache):
+    state = alexnet_in_cache
     metric = build_lpips()
     torch.testing.assert_close(
         metric.net.state_dict()["slice1.0.weight"], state["features.0.weight"]

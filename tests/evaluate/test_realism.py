@@ -166,3 +166,66 @@ def test_inception_without_torch_fidelity_says_what_to_install(tmp_path, monkeyp
     weights.write_bytes(b"present")
     with pytest.raises(CfgenError, match="pip install torch-fidelity"):
         inception_features(weights)
+
+
+class RecordingInception(nn.Module):
+    """Stands in for torchmetrics' `NoTrainInceptionV3`: records what it is built with and fed,
+    and returns the pixels it got, flattened, as features."""
+
+    built: list[dict] = []
+    inputs: list[torch.Tensor] = []
+
+    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str):
+        super().__init__()
+        self.features_list = features_list
+        self.built.append({"name": name, "features": features_list})
+        self.built[-1]["weights"] = feature_extractor_weights_path
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(pixels.clone())
+        return pixels.flatten(1).float()
+
+
+@pytest.fixture
+def recording_inception(tmp_path, monkeypatch):
+    import torchmetrics.image.fid
+
+    RecordingInception.built, RecordingInception.inputs = [], []
+    monkeypatch.setattr(torchmetrics.image.fid, "NoTrainInceptionV3", RecordingInception)
+    weights = tmp_path / INCEPTION_WEIGHTS
+    weights.write_bytes(b"stands for the weights")
+    return weights
+
+
+def test_inception_gets_uint8_rgb_pixels_from_signed_grey_images(recording_inception):
+    features = inception_features(recording_inception, feature=12)
+    assert RecordingInception.built == [
+        {"name": "inception-v3-compat", "features": ["12"], "weights": str(recording_inception)}
+    ]
+    assert features.num_features == 12
+    # [-1, 1] -> round((x + 1) * 127.5), out-of-range values clamped; grey repeated as RGB.
+    grey = torch.tensor([-1.5, -1.0, -0.5, 0.0, 0.3, 0.999, 1.0, 2.0]).view(2, 1, 2, 2)
+    expected = torch.tensor([0, 0, 64, 128, 166, 255, 255, 255], dtype=torch.uint8).view(2, 1, 2, 2)
+    out = features(grey)
+    (pixels,) = RecordingInception.inputs
+    assert pixels.dtype == torch.uint8 and pixels.shape == (2, 3, 2, 2)
+    for channel in range(3):
+        torch.testing.assert_close(pixels[:, channel : channel + 1], expected)
+    assert out.dtype == torch.float64
+
+
+def test_inception_keeps_rgb_channels_in_order_and_fid_uses_its_features(recording_inception):
+    features = inception_features(recording_inception, feature=12)
+    real = torch.rand(6, 3, 2, 2) * 2 - 1
+    fake = torch.rand(5, 3, 2, 2) * 2 - 1
+    value = fid(real, fake, features)
+    fed_real, fed_fake = RecordingInception.inputs
+    torch.testing.assert_close(fed_real, ((real + 1) * 127.5).round().to(torch.uint8))
+    torch.testing.assert_close(fed_fake, ((fake + 1) * 127.5).round().to(torch.uint8))
+    # FID of those pixels taken directly as features: the Inception path adds nothing else.
+    direct = fid(
+        _as_images(fed_real.flatten(1).double()),
+        _as_images(fed_fake.flatten(1).double()),
+        _identity_features(12),
+    )
+    torch.testing.assert_close(value, direct)
