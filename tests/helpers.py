@@ -91,6 +91,36 @@ class TinyConvNet(torch.nn.Module):
         return torch.sigmoid(self.head(self.features(x).mean(dim=(2, 3)))).squeeze(1)
 
 
+class OneLayerReLU(torch.nn.Module):
+    """f(x) = sigmoid(head . relu(hidden x)) on flattened x, no biases: (N, C, H, W) -> (N,).
+
+    The logit's gradient is sum_h head_h hidden_h [hidden_h . x > 0], so every gradient-based
+    map has a closed form; `hidden` and `head` are nn.Linear (randomisable layers).
+    """
+
+    def __init__(self, hidden: torch.Tensor, head: torch.Tensor) -> None:
+        super().__init__()
+        self.flatten = torch.nn.Flatten()
+        self.hidden = torch.nn.Linear(hidden.shape[1], hidden.shape[0], bias=False)
+        self.relu = torch.nn.ReLU()
+        self.head = torch.nn.Linear(hidden.shape[0], 1, bias=False)
+        with torch.no_grad():
+            self.hidden.weight.copy_(hidden)
+            self.head.weight.copy_(head.view(1, -1))
+
+    def logit(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.relu(self.hidden(self.flatten(x)))).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logit(x))
+
+    def logit_gradient(self, x: torch.Tensor) -> torch.Tensor:
+        """The closed form above, (N, C, H, W), from the current weights."""
+        hidden, head = self.hidden.weight.detach(), self.head.weight.detach().view(-1)
+        active = (self.flatten(x) @ hidden.T > 0).to(x.dtype)  # (N, units)
+        return ((active * head) @ hidden).view_as(x)
+
+
 # --- explainer (H3): a known black box, classifier files, a tiny exported explainer ---------
 
 

@@ -5,6 +5,7 @@ from cfgen.errors import WeightsMissingError
 from cfgen.evaluate import closeness, scoring
 from cfgen.evaluate.realism import FeatureExtractor
 from cfgen.evaluate.scoring import EvalContext, NoGroundTruth, SaliencyOutput
+from cfgen.explain.strip import Strip
 from tests.helpers import ExactCounterfactual, MaskSaliency, RegionClassifier
 
 
@@ -35,22 +36,85 @@ def context(n: int = 8) -> EvalContext:
     )
 
 
+def cout_by_hand(ctx: EvalContext) -> float:
+    """COUT of `ExactCounterfactual`'s far end in closed form (20 steps, 8 x 8 = 64 pixels).
+
+    Its change is one shift of channel 0 on the 3 x 3 region, so the region's 9 pixels enter
+    first: 3, 6, then all 9 of them after steps 1, 2, 3 (round(k * 64 / 20) pixels). f follows
+    the region mean, which moves by j / 9 of the shift after j pixels; from step 3 on the image
+    is the counterfactual, whose transition value is 2 * 0.95 - 1 = 0.9 (target bin 9 or 0).
+    COUT = [(t0 + t1) / 2 + (t1 + t2) / 2 + (t2 + t3) / 2 + 17 * 0.9] / 20.
+    """
+    model = ctx.classifier
+    start = model.region_mean(ctx.queries)
+    goes_up = model(ctx.queries) < 0.5
+    target = torch.where(goes_up, 0.95, 0.05)
+    end = torch.logit(target) / model.scale
+
+    def transition(swapped: int) -> torch.Tensor:
+        f = torch.sigmoid(model.scale * (start + swapped / 9 * (end - start)))
+        return torch.where(goes_up, 2 * f - 1, 1 - 2 * f)
+
+    t0, t1, t2, t3 = (transition(j) for j in (0, 3, 6, 9))
+    torch.testing.assert_close(t3, torch.full_like(t3, 0.9))
+    cout = ((t0 + t1) / 2 + (t1 + t2) / 2 + (t2 + t3) / 2 + 17 * t3) / 20
+    return cout.mean().item()
+
+
 def test_exact_counterfactual_changes_only_its_region():
     ctx = context()
     strip = ExactCounterfactual(ctx.classifier).exaggerate(ctx.queries)
     scores = {
         name: scoring.COUNTERFACTUAL_SCORES[name](ctx, strip)
-        for name in ("preservation", "closeness", "localisation", "faithfulness", "realism")
+        for name in ("preservation", "closeness", "localisation", "faithfulness")
     }
     assert scores["preservation"]["drift_glasses"] == pytest.approx(0.0, abs=1e-6)
     assert scores["preservation"]["mnac"] == pytest.approx(0.0)
-    assert scores["closeness"]["l1_outside"] == pytest.approx(0.0, abs=1e-6)
-    assert scores["closeness"]["ssim_outside"] <= 1.0 and scores["closeness"]["l1"] > 0
+    # L1 by hand: |shift| on 9 of the 3 x 64 values of each image, shift = what moves the
+    # region mean to the far end's target.
+    model = ctx.classifier
+    target = torch.where(model(ctx.queries) < 0.5, 0.95, 0.05)
+    shift = torch.logit(target) / model.scale - model.region_mean(ctx.queries)
+    closeness = scores["closeness"]
+    assert closeness["l1"] == pytest.approx((shift.abs() * 9 / 192).mean().item(), rel=1e-5)
+    assert closeness["l1_outside"] == pytest.approx(0.0, abs=1e-6)
+    # SSIM's window reaches across the region's border, so outside is not exactly 1, but only
+    # the inside changed: closer to 1 outside than over the whole image.
+    assert closeness["ssim"] < closeness["ssim_outside"] < 1.0
+    assert closeness["ssim"] < 0.99
     assert scores["localisation"]["relevance_mass"] == pytest.approx(1.0)
     assert scores["localisation"]["pointing_game"] == pytest.approx(1.0)
-    # Inserting the counterfactual's pixels flips the decision: the transition curve ends at +1.
-    assert -1.0 <= scores["faithfulness"]["cout"] <= 1.0
-    assert {"fid_overall", "fid_present", "fid_absent", "kid_overall"} <= set(scores["realism"])
+    assert scores["faithfulness"]["cout"] == pytest.approx(cout_by_hand(ctx), rel=1e-5)
+
+
+def kid_of_identical_sets(features: torch.Tensor) -> float:
+    """Unbiased MMD^2 (KID's estimator, cubic polynomial kernel (x.y / d + 1)^3) of a set of
+    features (n, d) against itself: the within-set sums leave out i = j, the cross sum keeps
+    it, so the value is 2 * (mean off-diagonal kernel - mean kernel), slightly below 0."""
+    n, d = features.shape
+    kernel = (features @ features.T / d + 1) ** 3
+    off_diagonal = (kernel.sum() - kernel.diagonal().sum()) / (n * (n - 1))
+    return (2 * (off_diagonal - kernel.mean())).item()
+
+
+def test_realism_of_fakes_equal_to_the_reals_is_exact():
+    ctx = context()
+    real = ctx.real_images
+    ctx.queries = real  # one strip frame per real image, equal to it
+    posteriors = ctx.classifier(real)
+    strip = Strip(real[None], torch.tensor([4]), posteriors[None], posteriors)
+    scores = scoring.COUNTERFACTUAL_SCORES["realism"](ctx, strip)
+    # 0 up to the matrix square root of a rank-deficient covariance (192 features, 32 images).
+    assert scores["fid_overall"] == pytest.approx(0.0, abs=1e-5)
+    expected = kid_of_identical_sets(real.flatten(1).double())
+    assert expected < 0
+    assert scores["kid_overall"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    # A frame that differs from the reals is measurably further away.
+    strip = Strip((real + 0.5)[None], torch.tensor([4]), posteriors[None], posteriors)
+    shifted = scoring.COUNTERFACTUAL_SCORES["realism"](ctx, strip)
+    # The features are the pixels: the means differ by 0.5 in each of 192 dimensions and the
+    # covariances are equal, so FID = 192 * 0.5^2.
+    assert shifted["fid_overall"] == pytest.approx(192 * 0.25, rel=1e-6, abs=1e-5)
 
 
 def test_saliency_groups_score_a_perfect_map_as_perfect():
@@ -64,6 +128,8 @@ def test_saliency_groups_score_a_perfect_map_as_perfect():
     assert local == {"relevance_mass": 1.0, "pointing_game": 1.0, "region_share": 9 / 64}
     faithful = scoring.SALIENCY_SCORES["faithfulness"](ctx, output)
     assert set(faithful) == {"deletion_auc", "insertion_auc", "cout"}
+    # The mask ranks the region's pixels first, as |x - x_far| does: the same COUT.
+    assert faithful["cout"] == pytest.approx(cout_by_hand(ctx), rel=1e-5)
 
 
 def test_missing_ground_truth_is_a_skip_reason():
