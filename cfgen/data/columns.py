@@ -94,12 +94,13 @@ def require_binary(column: str, rows: Rows, where: Path) -> None:
 
 
 def target_column(target: str | None, header: Sequence[str]) -> tuple[str | None, bool]:
-    """The column a target names, and whether it must be binary: (`Smiling`, True) for the
-    column `Smiling`, (`digit`, False) for the class `digit=8`; (None, False) for neither."""
+    """The column a target names, and whether it names a class: (`Smiling`, False) for the
+    binary column `Smiling`, (`digit`, True) for the class `digit=8`; (None, False) for neither."""
     if target is None or target in header:
-        return target, target is not None
+        return target, False
     column = target.partition(CLASS_SEPARATOR)[0]
-    return (column if CLASS_SEPARATOR in target and column in header else None), False
+    found = CLASS_SEPARATOR in target and column in header
+    return (column if found else None), found
 
 
 def _default_columns(candidates: Sequence[str], rows: Rows, required: Sequence[str]) -> list[str]:
@@ -114,12 +115,14 @@ def label_table(
     required: Sequence[str] = (),
     skip: Sequence[str] = (),
     binary: Sequence[str] = (),
+    multi_class: Sequence[str] = (),
 ) -> LabelTable:
     """The attributes of `rows` (each `(line, row)`).
 
     attributes: the columns to use (None: every binary column except `skip`); required: columns
     used in any case (the target's); a used column that is not binary becomes multi-class,
-    except those in `binary`, which are refused at their first non-binary label.
+    except those in `binary`, which are refused at their first non-binary label; those in
+    `multi_class` are multi-class even when binary (a target `flag=1` names a class).
     """
     for column in binary:
         require_binary(column, rows, where)
@@ -140,7 +143,7 @@ def label_table(
         left_out = [name for name in candidates if name not in chosen]
     names, columns, classes = [], [], {}
     for column in chosen:
-        if is_binary(column, rows):
+        if column not in multi_class and is_binary(column, rows):
             names.append(column)
             columns.append(
                 torch.tensor([BINARY_VALUES[row[column].strip()] for _, row in rows]).view(-1, 1)

@@ -218,7 +218,7 @@ class AttributeFolder(ImageAttributeDataset):
                     f"{csv_path}: no rows with {split_column} == {split!r}; values present: "
                     f"{present}"
                 )
-        column, binary = target_column(target, header)
+        column, names_class = target_column(target, header)
         table = label_table(
             header,
             numbered,
@@ -226,7 +226,8 @@ class AttributeFolder(ImageAttributeDataset):
             attributes,
             required=[column] if column else [],
             skip=[file_column, split_column],
-            binary=[column] if binary else [],
+            binary=[column] if column and not names_class else [],
+            multi_class=[column] if names_class else [],
         )
         files = resolve_files(root, [row[file_column] for _, row in numbered], str(csv_path))
         super().__init__(

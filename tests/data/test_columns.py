@@ -65,6 +65,12 @@ def test_a_column_with_too_many_values_is_refused_when_listed():
         label_table(HEADER, rows, WHERE, attributes=["id"])
 
 
+def test_a_binary_column_is_multi_class_when_a_class_of_it_is_the_target():
+    table = label_table(HEADER, ROWS, WHERE, required=["smiling"], multi_class=["smiling"])
+    assert table.classes == {"smiling": ["smiling=-1", "smiling=0", "smiling=1"]}
+    assert table.names == ["smiling=-1", "smiling=0", "smiling=1"]
+
+
 def test_a_target_named_by_its_column_must_be_binary():
     with pytest.raises(
         DataError, match=r"line 2, column 'digit': label '10' is not binary.*digit=10"
@@ -75,9 +81,10 @@ def test_a_target_named_by_its_column_must_be_binary():
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
-        ("smiling", ("smiling", True)),
-        ("digit=2", ("digit", False)),
-        ("digit=2=3", ("digit", False)),
+        ("smiling", ("smiling", False)),
+        ("digit=2", ("digit", True)),
+        ("digit=2=3", ("digit", True)),
+        ("smiling=1", ("smiling", True)),
         ("age=3", (None, False)),
         ("Smiles", (None, False)),
         (None, (None, False)),
