@@ -1,4 +1,5 @@
-"""`cfgen demo [--quick] [--out DIR]`: the whole job on the built-in synthetic world.
+"""`cfgen demo [--quick] [--out DIR]`: the whole job on the built-in synthetic world, or on your
+images with `cfgen demo --data DIR --target NAME [--quick] [--out DIR]`.
 
 Stages (from `configs/pipeline/demo.yaml`): the black-box classifier, a classifier trained on
 confounded data (smiles go with glasses), the factor oracle, the PE explainer of each classifier,
@@ -10,6 +11,11 @@ finished stage and redoes only what changed.
 
 `--quick` adds `configs/pipeline/quick.yaml`: tiny data and few steps, a first look in about
 three minutes whose figures are poor by design.
+
+`--data DIR --target NAME` runs `configs/pipeline/folder.yaml` (`folder_quick.yaml` added with
+`--quick`) on an attribute folder: images and `attributes.csv` with a file column, an optional
+split column and attribute columns; NAME is a binary column or a class of a multi-class one
+(`digit=8`). `{data}` and `{target}` in the stages' arguments are these two values.
 """
 
 import sys
@@ -25,6 +31,8 @@ from cfgen.stages import Stage, StageRunner, resolve_path_arg
 
 DEMO_CONFIG = "configs/pipeline/demo.yaml"
 QUICK_CONFIG = "configs/pipeline/quick.yaml"
+FOLDER_CONFIG = "configs/pipeline/folder.yaml"
+FOLDER_QUICK_CONFIG = "configs/pipeline/folder_quick.yaml"
 
 
 @dataclass
@@ -61,24 +69,57 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true", help=f"tiny, fast settings ({QUICK_CONFIG})"
     )
+    parser.add_argument("--data", type=str, help="an attribute folder to run on (not synthetic)")
+    parser.add_argument("--target", type=str, help="with --data: e.g. Smiling or digit=8")
     parser.add_class_arguments(PipelineConfig, None)
     return parser
+
+
+def _own_data(namespace) -> dict[str, str]:
+    """`{data}` and `{target}` of a `--data` run (checked), or nothing for the synthetic demo."""
+    if namespace.data is None:
+        if namespace.target is not None:
+            raise ConfigError("--target goes with --data DIR (the synthetic demo explains Smiling)")
+        return {}
+    if namespace.target is None:
+        raise ConfigError(
+            "cfgen demo --data needs --target NAME: a binary column of attributes.csv, or a "
+            "class of a multi-class column such as digit=8"
+        )
+    if not (Path(namespace.data) / "attributes.csv").is_file():
+        raise ConfigError(
+            f"--data {namespace.data} is not an attribute folder: it needs attributes.csv (a "
+            "file column, an optional split column, attribute columns) next to the images"
+        )
+    return {"data": str(Path(namespace.data).resolve()), "target": namespace.target}
+
+
+def _filled(args: list[str], values: dict[str, str]) -> list[str]:
+    for name, value in values.items():
+        args = [arg.replace(f"{{{name}}}", value) for arg in args]
+    return args
 
 
 def parse_config(argv: Sequence[str]) -> PipelineConfig:
     """Default config files first (demo, then quick with `--quick`), then the user's options."""
     argv = list(argv)
     quick = "--quick" in argv
-    defaults = [] if any(a.startswith("--config") for a in argv) else [DEMO_CONFIG]
+    own = any(arg == "--data" or arg.startswith("--data=") for arg in argv)
+    base, small = (FOLDER_CONFIG, FOLDER_QUICK_CONFIG) if own else (DEMO_CONFIG, QUICK_CONFIG)
+    defaults = [] if any(a.startswith("--config") for a in argv) else [base]
     if quick:
-        defaults.append(QUICK_CONFIG)
+        defaults.append(small)
     config_args = [arg for path in defaults for arg in ("--config", resolve_path_arg(path))]
     rest = [arg for arg in argv if arg != "--quick"]
     namespace = build_parser().parse_args(config_args + rest)
+    values = _own_data(namespace)
     return PipelineConfig(
-        stages=[Stage(**vars(stage)) for stage in namespace.stages],
-        out=namespace.out,
-        overrides=dict(namespace.overrides),
+        stages=[
+            Stage(stage.name, stage.command, _filled(list(stage.args), values))
+            for stage in namespace.stages
+        ],
+        out=_filled([namespace.out], values)[0],
+        overrides={name: _filled(list(args), values) for name, args in namespace.overrides.items()},
         report_stage=namespace.report_stage,
         note=namespace.note,
     )

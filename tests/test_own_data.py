@@ -6,6 +6,9 @@ them; each test checks one stage's output. The explainer is given nothing but th
 target, image size and channels come from the classifier's bundle.
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +18,11 @@ from PIL import Image
 
 from cfgen.cli import main
 from cfgen.data.folders import AttributeFolder
+from cfgen.errors import ConfigError
 from cfgen.io import load_bundle
 from cfgen.models.blackbox import classifier_facts, load_blackbox
 from cfgen.models.oracle import load_oracle
+from cfgen.pipeline import parse_config
 from tests.data.fakes import user_folder
 
 SIZE = 16
@@ -88,3 +93,46 @@ def test_strips_of_grey_queries_are_grey(runs):
         pixels = np.asarray(picture.convert("RGB")).astype(int)
     # Every pixel of the picture (frames, captions, background) is a shade of grey.
     assert np.abs(pixels - pixels[..., :1]).max() == 0
+
+
+def test_demo_on_a_folder_fills_the_folder_and_target_into_every_stage(tmp_path):
+    data = user_folder(tmp_path / "data", n=5)
+    config = parse_config(["--data", str(data), "--target", "digit=1"])
+    stages = {stage.name: stage for stage in config.resolved_stages()}
+    assert list(stages)[:5] == ["classifier", "oracle", "judge", "explainer", "strips"]
+    arguments = [arg for stage in stages.values() for arg in stage.args]
+    assert not any("{data}" in arg or "{target}" in arg for arg in arguments)
+    classifier = stages["classifier"].args
+    assert classifier[classifier.index("--data.root") + 1] == str(data.resolve())
+    assert classifier[classifier.index("--data.target") + 1] == "digit=1"
+    assert stages["judge"].args[stages["judge"].args.index("--seed_everything") + 1] == "1"
+    assert config.out == "runs/folder"
+    quick = parse_config(["--data", str(data), "--target", "digit=1", "--quick"])
+    assert "QUICK RUN" in quick.note and quick.out == "runs/folder_quick"
+
+
+def test_demo_on_a_folder_needs_a_target_and_an_attribute_csv(tmp_path):
+    data = user_folder(tmp_path / "data", n=5)
+    with pytest.raises(ConfigError, match="needs --target NAME"):
+        parse_config(["--data", str(data)])
+    with pytest.raises(ConfigError, match="--target goes with --data"):
+        parse_config(["--target", "digit=1"])
+    with pytest.raises(ConfigError, match="is not an attribute folder: it needs attributes.csv"):
+        parse_config(["--data", str(tmp_path), "--target", "digit=1"])
+
+
+def test_cfgen_demo_runs_every_stage_on_a_tiny_folder(tmp_path):
+    data = user_folder(tmp_path / "data", n=20, size=32, classes=2)
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "cfgen.cli", "demo", "--data", str(data)]
+    command += ["--target", "digit=1", "--quick", "--out", str(out)]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folders = {path.name.rsplit("-", 1)[0]: path for path in out.iterdir()}
+    assert sorted(folders) == sorted(["classifier", "oracle", "judge", "explainer", "strips"])
+    assert all((folder / "DONE").is_file() for folder in folders.values())
+    judge = classifier_facts(str(folders["judge"] / "classifier.pt"))
+    assert (judge["target"], judge["in_channels"]) == ("digit=1", 1)
+    assert len(list((folders["strips"] / "strips").glob("*.png"))) == 20
+    assert "all stages finished" in done.stdout and "QUICK RUN" in done.stdout
