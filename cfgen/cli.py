@@ -17,7 +17,7 @@ import errno
 import sys
 from collections.abc import Sequence
 
-from cfgen.commands import COMMANDS, load_command
+from cfgen.commands import COMMANDS, load_command, resolve_config_args
 from cfgen.errors import CfgenError
 
 
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     command = load_command(name)
     try:
-        result = command(rest)
+        result = command(resolve_config_args(rest))
     except CfgenError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

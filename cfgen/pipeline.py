@@ -26,8 +26,9 @@ from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from cfgen.commands import resolve_config
 from cfgen.errors import ConfigError
-from cfgen.stages import Stage, StageRunner, resolve_path_arg
+from cfgen.stages import Stage, StageRunner
 
 DEMO_CONFIG = "configs/pipeline/demo.yaml"
 QUICK_CONFIG = "configs/pipeline/quick.yaml"
@@ -109,7 +110,7 @@ def parse_config(argv: Sequence[str]) -> PipelineConfig:
     defaults = [] if any(a.startswith("--config") for a in argv) else [base]
     if quick:
         defaults.append(small)
-    config_args = [arg for path in defaults for arg in ("--config", resolve_path_arg(path))]
+    config_args = [arg for path in defaults for arg in ("--config", resolve_config(path))]
     rest = [arg for arg in argv if arg != "--quick"]
     namespace = build_parser().parse_args(config_args + rest)
     values = _own_data(namespace)

@@ -23,13 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cfgen
-from cfgen.commands import Command, load_command
+from cfgen.commands import Command, load_command, resolve_config, resolve_config_args
 from cfgen.errors import CfgenError, ConfigError
 from cfgen.io import atomic_write_json
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -54,20 +53,11 @@ class StageResult:
     seconds: float
 
 
-def resolve_path_arg(arg: str) -> str:
-    """A relative config path is looked up from the working folder, then the project root."""
-    if arg.endswith(CONFIG_SUFFIXES) and not Path(arg).exists():
-        candidate = PROJECT_ROOT / arg
-        if candidate.is_file():
-            return str(candidate)
-    return arg
-
-
 def config_digests(args: list[str]) -> dict[str, str]:
-    """sha256 of every config file named in `args` (relative name -> digest)."""
+    """sha256 of every config file named in `args` (name as written -> digest)."""
     digests = {}
     for arg in args:
-        path = Path(resolve_path_arg(arg))
+        path = Path(resolve_config(arg))
         if arg.endswith(CONFIG_SUFFIXES) and path.is_file():
             digests[arg] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digests
@@ -129,7 +119,7 @@ class StageRunner:
         self.log(f"stage {stage.name}: cfgen {stage.command} {' '.join(argv)}")
         folder.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        code = self.commands(stage.command)([resolve_path_arg(arg) for arg in argv])
+        code = self.commands(stage.command)(resolve_config_args(argv))
         seconds = time.perf_counter() - start
         if code:
             raise CfgenError(
