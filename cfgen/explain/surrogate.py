@@ -4,7 +4,7 @@ Both fit a linear model of the classifier's score on random on/off patterns of s
 (square `patch` x `patch`-pixel tiles shared by all channels; off = the `baseline` value), so one
 query costs `samples` forward passes however large the image. captum's default surrogates are
 scikit-learn models; cfgen fits the same weighted least squares in closed form with torch
-(`weighted_ridge`), which is exact, fast and needs no extra dependency. LIME uses a small ridge
+(`WeightedRidge`), which is exact, fast and needs no extra dependency. LIME uses a small ridge
 penalty (captum's default is a Lasso with alpha 0.01); KernelSHAP the plain regression its
 theory asks for.
 """
@@ -13,10 +13,11 @@ import warnings
 from collections.abc import Callable
 
 import torch
-from captum._utils.models.linear_model import LinearModel
 from captum.attr import KernelShap, Lime
 from torch import nn
 from torch.utils.data import DataLoader
+
+from cfgen.compat import exp_kernel_similarity, set_interpretable_model
 
 Attribute = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -32,32 +33,42 @@ def _one_model_per_query(attribute: Attribute) -> Attribute:
     return quiet
 
 
-def weighted_ridge(
-    model: LinearModel, dataloader: DataLoader, construct_kwargs: dict, **_: object
-) -> dict[str, float]:
-    """captum train function: weighted least squares with an (unpenalised) intercept.
+class WeightedRidge:
+    """captum's interpretable-model contract (`fit`, `representation`, `__call__`): weighted
+    least squares with an (unpenalised) intercept, in closed form.
 
-    Solves min_w sum_i s_i (y_i - w.x_i - b)^2 + alpha |w|^2 in float64 and loads (w, b) into
-    `model`. `construct_kwargs` holds `alpha`.
+    Solves min_w sum_i s_i (y_i - w.x_i - b)^2 + alpha |w|^2 in float64 over the
+    `(x, y, s)` batches captum's `fit` receives.
     """
-    features, outputs, weights = [], [], []
-    for batch in dataloader:
-        x, y, *w = batch
-        features.append(x.double())
-        outputs.append(y.double().reshape(len(x), -1))
-        weights.append(w[0].double() if w else x.new_ones(len(x), dtype=torch.float64))
-    x, y, s = torch.cat(features), torch.cat(outputs), torch.cat(weights).reshape(-1, 1)
-    design = torch.cat([x, x.new_ones(len(x), 1)], dim=1)
-    penalty = torch.eye(design.shape[1], dtype=x.dtype, device=x.device)
-    penalty = penalty * construct_kwargs.get("alpha", 0.0)
-    penalty[-1, -1] = 0.0
-    gram = design.T @ (s * design) + penalty
-    # lstsq rather than solve: with few samples the Gram matrix can be singular.
-    solution = torch.linalg.lstsq(gram, design.T @ (s * y)).solution
-    model._construct_model_params(
-        weight_values=solution[:-1].T.float(), bias_value=solution[-1].float()
-    )
-    return {}
+
+    def __init__(self, alpha: float = 0.0) -> None:
+        self.alpha = alpha
+        self.weight = torch.zeros(1, 0)  # (outputs, features)
+        self.bias = torch.zeros(1)
+
+    def fit(self, train_data: DataLoader, **_: object) -> dict[str, float]:
+        features, outputs, weights = [], [], []
+        for batch in train_data:
+            x, y, *w = batch
+            features.append(x.double())
+            outputs.append(y.double().reshape(len(x), -1))
+            weights.append(w[0].double() if w else x.new_ones(len(x), dtype=torch.float64))
+        x, y, s = torch.cat(features), torch.cat(outputs), torch.cat(weights).reshape(-1, 1)
+        design = torch.cat([x, x.new_ones(len(x), 1)], dim=1)
+        penalty = torch.eye(design.shape[1], dtype=x.dtype, device=x.device) * self.alpha
+        penalty[-1, -1] = 0.0
+        gram = design.T @ (s * design) + penalty
+        # lstsq rather than solve: with few samples the Gram matrix can be singular.
+        solution = torch.linalg.lstsq(gram, design.T @ (s * y)).solution
+        self.weight, self.bias = solution[:-1].T.float(), solution[-1].float()
+        return {}
+
+    def representation(self) -> torch.Tensor:
+        """The fitted weights (outputs, features), without the intercept (as captum's)."""
+        return self.weight
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() @ self.weight.T + self.bias
 
 
 def superpixel_mask(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -96,12 +107,10 @@ def lime_attribute(
     kernel_width: float = 1.0,
 ) -> Attribute:
     """LIME: exponential-kernel-weighted ridge surrogate over superpixels."""
-    from captum.attr._core.lime import get_exp_kernel_similarity_function
-
     lime = Lime(
         model,
-        interpretable_model=LinearModel(train_fn=weighted_ridge, alpha=alpha),
-        similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width),
+        interpretable_model=WeightedRidge(alpha),
+        similarity_func=exp_kernel_similarity(kernel_width),
     )
 
     return _superpixel_surrogate(lime, patch, samples, baseline)
@@ -111,8 +120,8 @@ def kernel_shap_attribute(
     model: nn.Module, patch: int = 4, samples: int = 200, baseline: float = 0.0
 ) -> Attribute:
     """KernelSHAP: Shapley-kernel-weighted linear regression over superpixels."""
-    shap = KernelShap(model)
-    # Swap captum's scikit-learn regression for the closed-form one (same problem).
-    shap.interpretable_model = LinearModel(train_fn=weighted_ridge, alpha=0.0)
+    # captum's own surrogate for KernelSHAP is a scikit-learn regression: the closed-form one
+    # solves the same problem.
+    shap = set_interpretable_model(KernelShap(model), WeightedRidge(alpha=0.0))
 
     return _superpixel_surrogate(shap, patch, samples, baseline)

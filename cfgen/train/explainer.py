@@ -322,7 +322,7 @@ class ExplainerCLI(CfgenCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         # A GAN's D step leaves G without gradients: DDP must look for unused parameters.
-        if self._get(self.config_init, "trainer", default={}).get("strategy") == "ddp":
+        if self.subcommand_config().trainer.get("strategy") == "ddp":
             kwargs["strategy"] = "ddp_find_unused_parameters_true"
         return super().instantiate_trainer(**kwargs)
 

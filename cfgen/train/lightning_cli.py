@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
-from jsonargparse import ArgumentError
+from jsonargparse import ArgumentError, Namespace
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -43,24 +43,28 @@ _CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 
 
 class RunDirConfig(SaveConfigCallback):
-    """Saves the resolved config as `<default_root_dir>/config.yaml` (not in a logger folder)."""
+    """Saves the resolved config as `<default_root_dir>/config.yaml` (not in a logger folder).
+
+    Lightning saves in `setup`, before the model and data are set up; saving once they are
+    means a config that fails there (unknown target, arch, data root) leaves the config of the
+    run already in the folder untouched.
+    """
 
     def __init__(self, parser: LightningArgumentParser, config: Any, **kwargs: Any) -> None:
         kwargs.update(save_to_log_dir=False, overwrite=True)
         super().__init__(parser, config, **kwargs)
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Nothing yet: see `on_fit_start`."""
+
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         path = Path(trainer.default_root_dir) / self.config_filename
         atomic_write_text(path, self.parser.dump(self.config, skip_none=False))
 
-    # Lightning saves in `setup`, before the model and data are set up; saving once they are
-    # means a config that fails there (unknown target, arch, data root) leaves the config of
-    # the run already in the folder untouched.
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._stage = stage
-
     def _save_once(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().setup(trainer, pl_module, self._stage)
+        if trainer.is_global_zero and not self.already_saved:
+            self.save_config(trainer, pl_module, str(trainer.state.fn))
+            self.already_saved = True
 
     on_fit_start = on_validation_start = on_test_start = on_predict_start = _save_once
 
@@ -112,6 +116,21 @@ class CfgenCLI(LightningCLI):
         # `args` is always explicit here; Lightning would warn because sys.argv also has words
         # (`cfgen classifier fit ...`).
         self.config = parser.parse_args(args)
+        section = self.subcommand_config()
+        # Lightning unpickles `--ckpt_path` to read its hyper-parameters: check the file first,
+        # so a missing, corrupt or code-carrying one gets a clear CheckpointError.
+        path = section.get("ckpt_path")
+        if path and str(path).split(":")[0] not in _CKPT_KEYWORDS:
+            safe_torch_load(path)
+        # `--ckpt_path` may come from anyone: never unpickle code, whatever the environment
+        # (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) or `--weights_only false` say.
+        if "weights_only" in section:
+            section["weights_only"] = True
+
+    def subcommand_config(self) -> Namespace:
+        """The parsed config of the subcommand being run (`fit`, ...), or the whole config."""
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
 
     @property
     def run_dir(self) -> Path:
@@ -119,40 +138,18 @@ class CfgenCLI(LightningCLI):
         return Path(self.trainer.default_root_dir)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        config = self._get(self.config_init, "trainer", default={})
-        run_dir = Path(config["default_root_dir"])
+        config = self.subcommand_config()
+        run_dir = Path(config.trainer.default_root_dir)
         # `last.ckpt` at a fixed place, whatever logger is used, so resuming is one flag.
         checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": [checkpoint]}
-        if config.get("logger") in (None, True):
+        if config.trainer.get("logger") in (None, True):
             # `logger: none` is False for Lightning: None would bring its default TensorBoard.
-            kwargs["logger"] = (
-                build_logger(
-                    self._get(self.config, "logger"),
-                    run_dir,
-                    project=self._get(self.config, "project"),
-                    run_name=run_dir.name,
-                )
-                or False
+            logger = build_logger(
+                config.logger, run_dir, project=config.project, run_name=run_dir.name
             )
+            kwargs["logger"] = logger or False
         return super().instantiate_trainer(**kwargs)
-
-    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
-        kwargs = super()._prepare_subcommand_kwargs(subcommand)
-        # `--ckpt_path` may come from anyone: never unpickle code, whatever the environment
-        # (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) or `--weights_only false` say.
-        if "weights_only" in self._subcommand_method_arguments[subcommand]:
-            kwargs["weights_only"] = True
-        return kwargs
-
-    def _parse_ckpt_path(self) -> None:
-        # Lightning unpickles `--ckpt_path` here to read its hyper-parameters: check the file
-        # first, so a missing, corrupt or code-carrying one gets a clear CheckpointError.
-        subcommand = self.config.get("subcommand")
-        path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path and str(path).split(":")[0] not in _CKPT_KEYWORDS:
-            safe_torch_load(path)
-        super()._parse_ckpt_path()
 
 
 def run_cli(
