@@ -14,16 +14,17 @@ message without a traceback.
 """
 
 import errno
+import shlex
 import sys
 from collections.abc import Sequence
 
 from cfgen.commands import COMMANDS, load_command, resolve_config_args
-from cfgen.errors import CfgenError
+from cfgen.errors import CfgenError, RunInterrupted
 
 
 def _usage() -> str:
     lines = ["usage: cfgen COMMAND [ARGS...]", "", "commands:"]
-    lines += [f"  {name:<11} {help_text}" for name, (_, _, help_text) in COMMANDS.items()]
+    lines += [f"  {name:<11} {spec[2]}" for name, spec in COMMANDS.items()]
     lines += ["", "Run `cfgen COMMAND --help` for the arguments of a command."]
     return "\n".join(lines)
 
@@ -40,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = load_command(name)
     try:
         result = command(resolve_config_args(rest))
+    except RunInterrupted as stop:
+        print(f"{stop}\nto resume: {resume_command(name, rest, stop.resume_args)}", file=sys.stderr)
+        return stop.exit_code
     except CfgenError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -57,6 +61,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; finished stages and checkpoints are kept", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def resume_command(name: str, argv: Sequence[str], resume_args: Sequence[str]) -> str:
+    """The command line that resumes `cfgen NAME ARGV`: the same, plus `resume_args` (which
+    replace an earlier value of the same option)."""
+    argv = list(argv)
+    if resume_args and resume_args[0] in argv:
+        index = argv.index(resume_args[0])
+        del argv[index : index + len(resume_args)]
+    return shlex.join(["cfgen", name, *argv, *resume_args])
 
 
 if __name__ == "__main__":

@@ -23,23 +23,28 @@ Command = Callable[[list[str]], int | None]
 
 
 class CommandSpec(NamedTuple):
+    """`module.function` runs the command; `resume`: for a Lightning training command, the
+    checkpoint in its run folder that `fit --ckpt_path` resumes an interrupted run from."""
+
     module: str
     function: str
     help: str
+    resume: str | None = None
+
+
+def training_command(module: str, help_text: str) -> CommandSpec:
+    """A LightningCLI training command: `module.cli_main`, resumable from its `last.ckpt`."""
+    return CommandSpec(module, "cli_main", help_text, resume="checkpoints/last.ckpt")
 
 
 COMMANDS: dict[str, CommandSpec] = {
     "data": CommandSpec(
         "cfgen.data.cli", "main", "write the synthetic world or the digits to disk"
     ),
-    "classifier": CommandSpec(
-        "cfgen.train.classifier", "cli_main", "train / test a black-box classifier"
-    ),
-    "oracle": CommandSpec(
-        "cfgen.train.oracle", "cli_main", "train an oracle: factors or attributes"
-    ),
-    "explainer": CommandSpec(
-        "cfgen.train.explainer", "cli_main", "train the Progressive Exaggeration GAN"
+    "classifier": training_command("cfgen.train.classifier", "train / test a black-box classifier"),
+    "oracle": training_command("cfgen.train.oracle", "train an oracle: factors or attributes"),
+    "explainer": training_command(
+        "cfgen.train.explainer", "train the Progressive Exaggeration GAN"
     ),
     "generate": CommandSpec(
         "cfgen.explain.cli", "generate_main", "write exaggeration strips for images"
@@ -55,8 +60,8 @@ def load_command(name: str) -> Command:
     """The function behind `cfgen NAME`; an unknown name is a `ConfigError` listing the others."""
     if name not in COMMANDS:
         raise ConfigError(f"unknown cfgen command {name!r}; choose from {sorted(COMMANDS)}")
-    module, function, _ = COMMANDS[name]
-    return getattr(importlib.import_module(module), function)
+    spec = COMMANDS[name]
+    return getattr(importlib.import_module(spec[0]), spec[1])
 
 
 def builtin_config(path: str) -> Path | None:

@@ -32,3 +32,16 @@ class WeightsMissingError(CfgenError, FileNotFoundError):
 
 class TrainingDivergedError(CfgenError, RuntimeError):
     """Training produced a non-finite loss or collapsed; the last good checkpoint is kept."""
+
+
+class RunInterrupted(Exception):
+    """A run stopped by SIGTERM or SIGINT after saving what it needs to resume.
+
+    `resume_args`: what to add to the same command line to resume (e.g. `--ckpt_path last`);
+    `exit_code`: 128 + the signal's number, as a shell reports a process killed by it.
+    """
+
+    def __init__(self, message: str, resume_args: tuple[str, ...] = (), exit_code: int = 143):
+        super().__init__(message)
+        self.resume_args = resume_args
+        self.exit_code = exit_code

@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cfgen
-from cfgen.commands import Command, load_command, resolve_config, resolve_config_args
-from cfgen.errors import CfgenError, ConfigError
-from cfgen.io import atomic_write_json
+from cfgen.commands import COMMANDS, Command, load_command, resolve_config, resolve_config_args
+from cfgen.errors import CfgenError, CheckpointError, ConfigError, RunInterrupted
+from cfgen.io import atomic_write_json, safe_torch_load
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
@@ -117,9 +117,13 @@ class StageRunner:
             self.finished[stage.name] = folder
             return StageResult(stage.name, folder, reused=True, seconds=0.0)
         self.log(f"stage {stage.name}: cfgen {stage.command} {' '.join(argv)}")
+        resume = self._resume_args(stage, folder)
         folder.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        code = self.commands(stage.command)(resolve_config_args(argv))
+        try:
+            code = self.commands(stage.command)(resolve_config_args([*argv, *resume]))
+        except (RunInterrupted, KeyboardInterrupt) as stop:
+            raise self._interrupted(stage, folder, stop) from stop
         seconds = time.perf_counter() - start
         if code:
             raise CfgenError(
@@ -127,8 +131,45 @@ class StageRunner:
                 "and runs again next time"
             )
         record = {"stage": stage.name, "command": stage.command, "argv": argv, "seconds": seconds}
+        record["resumed"] = bool(resume)
         record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         atomic_write_json(done, record)  # last: a folder with DONE is complete
         self.finished[stage.name] = folder
         self.log(f"stage {stage.name}: done in {seconds:.0f} s")
         return StageResult(stage.name, folder, reused=False, seconds=seconds)
+
+    def _resume_args(self, stage: Stage, folder: Path) -> list[str]:
+        """`--ckpt_path` of the checkpoint an interrupted training stage left, else nothing.
+
+        Same folder means same arguments, configs, code version and upstream results, so the
+        run can go on where it stopped.
+        """
+        spec = COMMANDS.get(stage.command)
+        resume = getattr(spec, "resume", None)
+        checkpoint = folder / resume if resume else None
+        if checkpoint is None or stage.args[:1] != ["fit"] or not checkpoint.is_file():
+            return []
+        try:
+            step = safe_torch_load(checkpoint).get("global_step")
+        except CheckpointError as error:
+            raise CheckpointError(
+                f"stage {stage.name} was interrupted and its checkpoint cannot be read ({error}); "
+                f"delete {folder} to run the stage from the start"
+            ) from error
+        self.log(
+            f"stage {stage.name}: resuming the interrupted run from {checkpoint} (step {step}); "
+            "its arguments, configs and inputs are unchanged"
+        )
+        return ["--ckpt_path", str(checkpoint)]
+
+    def _interrupted(
+        self, stage: Stage, folder: Path, stop: RunInterrupted | KeyboardInterrupt
+    ) -> RunInterrupted:
+        cause = str(stop) if isinstance(stop, RunInterrupted) else "SIGINT"
+        resumes = getattr(COMMANDS.get(stage.command), "resume", None) and stage.args[:1] == ["fit"]
+        then = "resumes from its last checkpoint" if resumes else "runs again"
+        return RunInterrupted(
+            f"stage {stage.name} interrupted ({cause}); finished stages are kept and "
+            f"{folder} {then} when the same command runs again",
+            exit_code=getattr(stop, "exit_code", 130),
+        )

@@ -1,17 +1,23 @@
-"""Faults: a training run killed with SIGKILL resumes and finishes; a kill during an atomic write
-never leaves a truncated file; a wandb that fails to start leaves the run on a local logger.
+"""Faults: a training run killed with SIGKILL resumes and finishes; SIGTERM / SIGINT stop it with
+a checkpoint and say how to resume; the demo killed in a training stage resumes that stage; a
+kill during an atomic write never leaves a truncated file; a wandb that fails to start leaves the
+run on a local logger.
 
 Real subprocesses are killed here (no simulation): the point is what is on disk afterwards.
 """
 
+import contextlib
 import errno
+import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +35,8 @@ from tests.tiny_runs import tiny_classifier_args, tiny_explainer_args
 
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 MAX_STEPS = {"classifier": 80, "explainer": 40}
+# Seconds on a quiet machine; the margin is for a shared one (2 cores, many jobs).
+WAIT_S = 600
 
 
 def training_command(command: str, run_dir: Path, *extra: str) -> list[str]:
@@ -41,7 +49,18 @@ def training_command(command: str, run_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "cfgen.cli", command, *args, *extra]
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 60.0) -> None:
+@contextlib.contextmanager
+def _killed_at_exit(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """`process`, killed when the block ends if it still runs (a failed test leaves none)."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert process.poll() is None, f"training ended before {path} appeared"
@@ -60,10 +79,11 @@ def test_training_killed_at_a_random_step_resumes_from_last_ckpt_and_finishes(tm
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    _wait_for(last, process)
-    time.sleep(random.uniform(0.0, 0.5))  # a few more epochs: the kill lands anywhere
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    with _killed_at_exit(process):
+        _wait_for(last, process)
+        time.sleep(random.uniform(0.0, 0.5))  # a few more epochs: the kill lands anywhere
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (run_dir / f"{command}.pt").exists()
     killed_at = safe_torch_load(last)["global_step"]  # complete, loadable, not truncated
@@ -74,7 +94,7 @@ def test_training_killed_at_a_random_step_resumes_from_last_ckpt_and_finishes(tm
         env=ENV,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=WAIT_S,
     )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert safe_torch_load(last)["global_step"] == MAX_STEPS[command]
@@ -87,6 +107,104 @@ def test_training_killed_at_a_random_step_resumes_from_last_ckpt_and_finishes(tm
         )
         posterior = strip.query_posteriors
     assert posterior.shape == (2,)
+
+
+def _strip_inodes(run_dir: Path, up_to_step: int) -> dict[str, int]:
+    """Inode of each monitor strip of a generator step <= `up_to_step` (atomic writes replace
+    the file: a strip written again gets a new inode)."""
+    strips = sorted((run_dir / "strips").glob("step_*.png"))
+    return {p.name: p.stat().st_ino for p in strips if int(p.stem[5:]) <= up_to_step}
+
+
+def _generator_steps(global_step: int) -> int:
+    return global_step // 6  # n_critic = 5: five discriminator steps, then one generator step
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_stop_signal_saves_a_last_checkpoint_and_the_printed_command_resumes(tmp_path, stop):
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    # One long epoch: no epoch-end checkpoint, so any checkpoint is the one the signal wrote.
+    long_epoch = ["--data.steps_per_epoch", "5000", "--trainer.max_steps", "30000"]
+    log = tmp_path / "stderr.txt"
+    with (
+        log.open("w") as stderr,
+        _killed_at_exit(
+            subprocess.Popen(
+                training_command("explainer", run_dir, *long_epoch),
+                env=ENV,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,  # a file, not a pipe: nothing blocks on a full pipe
+            )
+        ) as process,
+    ):
+        _wait_for(run_dir / "strips" / "step_0000002.png", process)  # a few steps trained
+        process.send_signal(stop)
+        process.wait(timeout=120)  # the current batch ends, last.ckpt is written, it exits
+    err = log.read_text()
+    assert process.returncode == 128 + stop, err[-2000:]
+    stopped_at = safe_torch_load(last)["global_step"]
+    assert sorted(path.name for path in last.parent.iterdir()) == ["last.ckpt"]
+    assert f"{stop.name} stopped training at step {stopped_at}; its checkpoint is {last}" in err
+    resume = shlex.split(err.rsplit("to resume: ", 1)[1].strip())
+    assert resume[:2] == ["cfgen", "explainer"] and resume[-2:] == ["--ckpt_path", "last"]
+
+    before = _strip_inodes(run_dir, _generator_steps(stopped_at))
+    finish = ["--trainer.max_steps", str(stopped_at + 12)]  # two more generator steps
+    resumed = subprocess.run(
+        [sys.executable, "-m", "cfgen.cli", *resume[1:], *finish],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert safe_torch_load(last)["global_step"] == stopped_at + 12
+    # Continued, not restarted: the strips of the steps before the stop were not made again.
+    assert _strip_inodes(run_dir, _generator_steps(stopped_at)) == before
+
+
+def _tiny_pipeline(path: Path, out: Path) -> Path:
+    """A two-stage `cfgen demo --config` (classifier, then its explainer) on 16 px faces."""
+    explainer = tiny_explainer_args("{out}", "{classifier}/classifier.pt", 60)
+    stages = [
+        {"name": "classifier", "command": "classifier", "args": tiny_classifier_args("{out}", 8)},
+        {"name": "explainer", "command": "explainer", "args": explainer},
+    ]
+    config = {"out": str(out), "report_stage": "explainer", "stages": stages}
+    path.write_text(json.dumps(config))  # YAML reads JSON
+    return path
+
+
+@pytest.mark.slow
+def test_demo_killed_in_its_explainer_stage_resumes_that_stage_from_its_checkpoint(tmp_path):
+    demo = [sys.executable, "-m", "cfgen.cli", "demo", "--config"]
+    demo.append(str(_tiny_pipeline(tmp_path / "pipeline.yaml", tmp_path / "runs")))
+    process = subprocess.Popen(demo, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    with _killed_at_exit(process):
+        deadline = time.monotonic() + WAIT_S
+        while not list((tmp_path / "runs").glob("explainer-*/checkpoints/last.ckpt")):
+            assert process.poll() is None, "the demo ended before its explainer saved a checkpoint"
+            assert time.monotonic() < deadline, f"no explainer checkpoint within {WAIT_S} s"
+            time.sleep(0.02)
+        time.sleep(random.uniform(0.0, 0.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the demo finished before it could be killed"
+    (last,) = (tmp_path / "runs").glob("explainer-*/checkpoints/last.ckpt")
+    killed_at = safe_torch_load(last)["global_step"]
+    assert 0 < killed_at < 60
+    before = _strip_inodes(last.parents[1], _generator_steps(killed_at))
+
+    again = subprocess.run(demo, env=ENV, capture_output=True, text=True, timeout=WAIT_S)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "stage classifier: reusing finished" in again.stdout
+    resuming = f"stage explainer: resuming the interrupted run from {last} (step {killed_at})"
+    assert resuming in again.stdout
+    assert safe_torch_load(last)["global_step"] == 60
+    assert (last.parents[1] / "DONE").is_file() and (last.parents[1] / "explainer.pt").is_file()
+    assert _strip_inodes(last.parents[1], _generator_steps(killed_at)) == before
 
 
 _WRITER = textwrap.dedent(

@@ -1,8 +1,10 @@
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
-from cfgen.errors import CfgenError, ConfigError
+from cfgen.errors import CfgenError, ConfigError, RunInterrupted
 from cfgen.stages import Stage, StageRunner
 
 
@@ -92,3 +94,48 @@ def test_reading_a_later_stage_is_a_config_error(tmp_path):
     runner = StageRunner(tmp_path, commands=FakeCommands(), log=lambda message: None)
     with pytest.raises(ConfigError, match=r"reads \['train'\]"):
         runner.run(Stage("report", "evaluate", ["--model", "{train}/x", "--out", "{out}"]))
+
+
+class InterruptedOnce(FakeCommands):
+    """Fake commands whose first call leaves `checkpoints/last.ckpt` at step 7 and is stopped."""
+
+    def __call__(self, name: str):
+        command = super().__call__(name)
+
+        def stopped_once(argv: list[str]) -> int:
+            if self.calls:
+                return command(argv)
+            self.calls.append((name, argv))
+            last = Path(argv[argv.index("--out") + 1]) / "checkpoints" / "last.ckpt"
+            last.parent.mkdir(parents=True)
+            torch.save({"global_step": 7}, last)
+            raise RunInterrupted("SIGTERM stopped training at step 7", ("--ckpt_path", "last"))
+
+        return stopped_once
+
+
+def test_an_interrupted_training_stage_resumes_from_its_checkpoint(tmp_path, config_path):
+    commands, logs = InterruptedOnce(), []
+    runner = StageRunner(tmp_path / "runs", commands=commands, log=logs.append)
+    stage = stages(config_path)[0]  # `cfgen classifier fit ...`: a training command
+    with pytest.raises(RunInterrupted, match="stage train interrupted .SIGTERM stopped training"):
+        runner.run(stage)
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert not (folder / "DONE").exists()
+
+    result = StageRunner(tmp_path / "runs", commands=commands, log=logs.append).run(stage)
+    last = folder / "checkpoints" / "last.ckpt"
+    assert result.folder == folder
+    assert commands.calls[1][1] == [*commands.calls[0][1], "--ckpt_path", str(last)]
+    assert f"stage train: resuming the interrupted run from {last} (step 7)" in logs[-2]
+    assert json.loads((folder / "DONE").read_text())["resumed"] is True
+
+
+def test_an_interrupted_stage_that_cannot_resume_runs_again(tmp_path, config_path):
+    commands = InterruptedOnce()
+    runner = StageRunner(tmp_path / "runs", commands=commands, log=lambda message: None)
+    stage = Stage("report", "evaluate", ["--out", "{out}"])  # not a training command
+    with pytest.raises(RunInterrupted, match="runs again when the same command runs again"):
+        runner.run(stage)
+    runner.run(stage)
+    assert commands.calls[1][1] == commands.calls[0][1]  # the same command, from the start

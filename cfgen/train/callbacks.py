@@ -139,3 +139,5 @@ class ExplainerMonitor(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
+        # A resumed run must not score the step of its checkpoint again.
+        self._last_step = self.history[-1]["step"] if self.history else -1

@@ -12,7 +12,8 @@ names the key. On top of Lightning's defaults, every run:
 - is seeded (`seed_everything: 0` unless set) and runs on the CPU unless `trainer.accelerator` says
   otherwise;
 - writes into one run directory, `trainer.default_root_dir`: `config.yaml` (the resolved config,
-  rewritten on resume), `checkpoints/last.ckpt` (resume with `--ckpt_path`), logger files;
+  rewritten on resume), `checkpoints/last.ckpt` (at every epoch end, and when SIGTERM or SIGINT
+  stop training: `cfgen.train.interrupt`; resume with `--ckpt_path last`), logger files;
 - logs with the logger named by the top-level `logger:` key (`cfgen.loggers`).
 
 A training module plugs in with `run_cli(ModelClass, DataModuleClass, argv, run_dir=...)` in its
@@ -20,6 +21,7 @@ A training module plugs in with `run_cli(ModelClass, DataModuleClass, argv, run_
 `after_test` hooks (see `cfgen.train.classifier`).
 """
 
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -29,12 +31,13 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 from jsonargparse import ArgumentError, Namespace
 from lightning_fabric.utilities.exceptions import MisconfigurationException
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from cfgen.errors import ConfigError
+from cfgen.errors import ConfigError, RunInterrupted
 from cfgen.io import atomic_write_text, safe_torch_load
 from cfgen.loggers import LOGGER_NAMES, build_logger, finish_logger
+from cfgen.train.interrupt import RunCheckpoint, sigint_stops_training
 
 CONFIG_FILENAME = "config.yaml"
 _SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -93,15 +96,32 @@ class CfgenCLI(LightningCLI):
     ) -> None:
         # Parse errors raise instead of calling sys.exit, so they become a ConfigError.
         no_exit = {"exit_on_error": False}
-        super().__init__(
-            model_class,
-            datamodule_class,
-            save_config_callback=RunDirConfig,
-            trainer_defaults=trainer_defaults(run_dir, **(trainer_overrides or {})),
-            seed_everything_default=0,
-            parser_kwargs={**no_exit, **{name: no_exit for name in _SUBCOMMANDS}},
-            args=list(args),
-        )
+        self.checkpoint: RunCheckpoint | None = None
+        with sigint_stops_training(lambda: self.checkpoint):
+            try:
+                super().__init__(
+                    model_class,
+                    datamodule_class,
+                    save_config_callback=RunDirConfig,
+                    trainer_defaults=trainer_defaults(run_dir, **(trainer_overrides or {})),
+                    seed_everything_default=0,
+                    parser_kwargs={**no_exit, **{name: no_exit for name in _SUBCOMMANDS}},
+                    args=list(args),
+                )
+            except SIGTERMException as stop:
+                raise self._interrupted() from stop
+
+    def _interrupted(self) -> RunInterrupted:
+        """What stopped the run, where its checkpoint is, and how to resume."""
+        checkpoint = self.checkpoint
+        name = checkpoint.signal_name if checkpoint else "SIGTERM"
+        if checkpoint and checkpoint.stopped_at:
+            path, step = checkpoint.stopped_at
+            message = f"{name} stopped training at step {step}; its checkpoint is {path}"
+        else:
+            message = f"{name} stopped the run outside training (no training step was lost)"
+        exit_code = 128 + signal.Signals[name].value
+        return RunInterrupted(message, ("--ckpt_path", "last"), exit_code)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -141,8 +161,8 @@ class CfgenCLI(LightningCLI):
         config = self.subcommand_config()
         run_dir = Path(config.trainer.default_root_dir)
         # `last.ckpt` at a fixed place, whatever logger is used, so resuming is one flag.
-        checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
-        self.trainer_defaults = {**self.trainer_defaults, "callbacks": [checkpoint]}
+        self.checkpoint = RunCheckpoint(run_dir / "checkpoints")
+        self.trainer_defaults = {**self.trainer_defaults, "callbacks": [self.checkpoint]}
         if config.trainer.get("logger") in (None, True):
             # `logger: none` is False for Lightning: None would bring its default TensorBoard.
             logger = build_logger(
