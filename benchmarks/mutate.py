@@ -6,15 +6,19 @@
 
 Each mutation is (file, exact snippet, replacement). For each, the repository's files (tracked
 and untracked-but-not-ignored, as `git ls-files` lists them) are copied to a temporary folder,
-the snippet is replaced there, and pytest runs in that copy (`PYTHONPATH` pointing at it): first
-the test files most likely to catch the bug, with `-x`; if they all pass, the whole suite. The
-table says, per mutation, whether the suite failed and which test failed first.
+the snippet is replaced there, and pytest runs in that copy (`PYTHONPATH` pointing at it) on the
+test files that matter for that bug (`likely`, fastest first, with `-x`), so a run of every
+mutation takes minutes, not the hour of a whole suite per mutant. A mutation those files miss is
+reported NOT caught; `--whole-suite` then also runs the whole suite on it, to tell a missing test
+from a test missing in the list. The table says, per mutation, which test caught it.
 
 A snippet that is not found exactly once stops the run before anything is tested: the code moved
 and the mutation's pattern must be updated, not skipped. The unmutated copy is tested first (the
 union of the likely files): a failure there would make every "caught" meaningless.
 
-Not part of `make test`: it runs the slow learning test several times (minutes each on 2 CPUs).
+Not part of `make test`: it runs the slow learning test several times. Run it under the
+machine's heavy-job lock: `flock /tmp/cfgen-heavy.lock nice -n 10 .venv/bin/python
+benchmarks/mutate.py`.
 """
 
 import argparse
@@ -208,7 +212,7 @@ def try_mutation(repo: Path, files: list[str], mutation: Mutation, args) -> dict
         path.write_text(path.read_text().replace(mutation.snippet, mutation.replacement))
         passed, caught_by, seconds = run_pytest(copy, list(mutation.likely), args.timeout)
         stage = "likely files"
-        if passed and not args.likely_only:
+        if passed and args.whole_suite:
             passed, caught_by, more = run_pytest(copy, ["tests"], args.timeout)
             seconds, stage = seconds + more, "whole suite"
     return {"caught": not passed, "by": caught_by, "seconds": seconds, "stage": stage}
@@ -219,7 +223,9 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run these mutations only")
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
     parser.add_argument(
-        "--likely-only", action="store_true", help="do not fall back to the whole suite"
+        "--whole-suite",
+        action="store_true",
+        help="also run the whole suite on a mutation its likely files miss (slow)",
     )
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per pytest run")
     args = parser.parse_args()
