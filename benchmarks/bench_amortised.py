@@ -74,17 +74,27 @@ def _measure(name: str, method: CounterfactualExplainer, context: EvalContext) -
 
 
 def _print(rows: list[dict], context: EvalContext) -> None:
-    pe = rows[0]["s_per_strip"]
-    print(f"{'method':<13} {'s/strip':>9} {'CPU s':>8} {'x PE':>7} {'compat':>7} "
-          f"{'flip':>5} {'monot':>6} {'FID':>7} {'foreign':>8}")  # fmt: skip
+    pe, pe_cpu = rows[0]["s_per_strip"], rows[0]["cpu_s_per_strip"]
+    print(f"{'method':<13} {'s/strip':>9} {'CPU s':>8} {'x PE':>7} {'x PE CPU':>9} "
+          f"{'compat':>7} {'flip':>5} {'monot':>6} {'FID':>7} {'foreign':>8}")  # fmt: skip
     for row in rows:
         print(f"{row['method']:<13} {row['s_per_strip']:>9.4f} {row['cpu_s_per_strip']:>8.4f} "
-              f"{row['s_per_strip'] / pe:>7.0f} {row['compat_mae']:>7.3f} "
-              f"{row['flip_rate']:>5.2f} {row['monotonicity']:>6.3f} {row['fid']:>7.2f} "
-              f"{row['foreign_drift']:>8.3f}")  # fmt: skip
+              f"{row['s_per_strip'] / pe:>7.0f} {row['cpu_s_per_strip'] / pe_cpu:>9.0f} "
+              f"{row['compat_mae']:>7.3f} {row['flip_rate']:>5.2f} {row['monotonicity']:>6.3f} "
+              f"{row['fid']:>7.2f} {row['foreign_drift']:>8.3f}")  # fmt: skip
     floor = fid(context.real_images, context.queries, context.features)
     print(f"FID of the unchanged queries vs the same real set (the floor at this sample size): "
           f"{floor:.2f}")  # fmt: skip
+
+
+def _headline(rows: list[dict]) -> None:
+    """PE against the fastest per-query method, by wall time and by CPU time (each its own
+    fastest): on a shared machine the two differ, so both are printed, each with its method."""
+    pe = rows[0]
+    for key, clock in (("s_per_strip", "wall"), ("cpu_s_per_strip", "CPU")):
+        fastest = min(rows[1:], key=lambda row: row[key])
+        print(f"PE is {fastest[key] / pe[key]:.0f}x faster per strip than the fastest per-query "
+              f"method ({fastest['method']}) in {clock} time (goal >= 100x)")  # fmt: skip
 
 
 def main() -> None:
@@ -108,9 +118,7 @@ def main() -> None:
     )
     rows = [_measure(name, methods[name], context) for name in METHODS]
     _print(rows, context)
-    ratio = min(row["s_per_strip"] for row in rows[1:]) / rows[0]["s_per_strip"]
-    print(f"PE is {ratio:.0f}x faster per strip than the fastest per-query method "
-          f"(goal >= 100x)")  # fmt: skip
+    _headline(rows)
 
 
 if __name__ == "__main__":
