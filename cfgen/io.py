@@ -27,7 +27,9 @@ from cfgen.errors import CfgenError, CheckpointError
 PathLike = str | os.PathLike
 
 
-def _atomic_write(path: PathLike, write: Callable[[Any], None], mode: str) -> Path:
+def _atomic_write(
+    path: PathLike, write: Callable[[Any], None], mode: str, fsync: bool = True
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -35,7 +37,8 @@ def _atomic_write(path: PathLike, write: Callable[[Any], None], mode: str) -> Pa
         with os.fdopen(fd, mode) as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
@@ -51,9 +54,10 @@ def _atomic_write(path: PathLike, write: Callable[[Any], None], mode: str) -> Pa
     return path
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically."""
-    return _atomic_write(path, lambda handle: handle.write(data), "wb")
+def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = True) -> Path:
+    """Write `data` to `path` atomically; `fsync=False` skips flushing it to the disk (the file
+    is still whole or absent after a crash of the process, not after a power cut)."""
+    return _atomic_write(path, lambda handle: handle.write(data), "wb", fsync)
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
