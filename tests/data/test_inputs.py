@@ -1,0 +1,106 @@
+import threading
+
+import pytest
+import torch
+
+from cfgen.data.inputs import QueryInput, match_channels, open_input, prefetched
+from cfgen.data.synthetic import SyntheticFaces
+from cfgen.errors import DataError
+from tests.data.fakes import attribute_folder, random_pixels, write_png
+
+
+def batch_ids(batches):
+    return [query_id for batch in batches for query_id in batch.ids]
+
+
+def test_synthetic_input_renders_the_faces_of_the_split_batch_by_batch():
+    queries = open_input("synthetic:val", 5, 16)
+    batches = list(queries.batches(2))
+    assert [len(b.ids) for b in batches] == [2, 2, 1]
+    assert batch_ids(batches) == [f"val_{i:06d}" for i in range(5)]
+    assert batches[2].sources == ["synthetic:val[4]"]
+    images = torch.cat([b.images for b in batches])
+    torch.testing.assert_close(images, SyntheticFaces(5, image_size=16, split="val").images)
+
+
+def test_shards_read_disjoint_batches_that_cover_the_input():
+    loaded = []
+    queries = open_input("synthetic:test", 5, 16)
+    queries = QueryInput(queries.ids, queries.sources, lambda a, b: loaded.append(a) or b)
+    # 5 queries in batches of 2: batches 0 and 2 go to rank 0, batch 1 to rank 1.
+    assert batch_ids(queries.batches(2, shard=(0, 2))) == [f"test_{i:06d}" for i in (0, 1, 4)]
+    assert loaded == [0, 4]  # the other rank's batch is not read
+    assert batch_ids(queries.batches(2, shard=(1, 2))) == [f"test_{i:06d}" for i in (2, 3)]
+
+
+def test_image_folder_reads_its_images_in_name_order_resized(tmp_path):
+    write_png(tmp_path / "b.png", random_pixels(1, height=8, width=8))
+    write_png(tmp_path / "a.jpg", random_pixels(2, height=12, width=16))  # PNG data, any suffix
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "sub").mkdir()
+    write_png(tmp_path / "sub" / "c.png", random_pixels(3))  # only the top level is read
+    queries = open_input(str(tmp_path), 0, 8)
+    (batch,) = queries.batches(4)
+    assert batch.ids == ["a", "b"] and batch.sources == [
+        str(tmp_path / n) for n in ("a.jpg", "b.png")
+    ]
+    assert batch.images.shape == (2, 3, 8, 8)
+    exact = torch.from_numpy(random_pixels(1)).permute(2, 0, 1).float() / 127.5 - 1.0
+    torch.testing.assert_close(batch.images[1], exact)  # same size: not resampled
+
+
+def test_attribute_folder_reads_its_rows_in_order(tmp_path):
+    attribute_folder(tmp_path, [None] * 3, [[1, 0], [0, 1], [1, 1]])
+    (batch,) = open_input(str(tmp_path), 0, 8).batches(8)
+    assert batch.ids == ["000", "001", "002"]
+    exact = torch.from_numpy(random_pixels(2)).permute(2, 0, 1).float() / 127.5 - 1.0
+    torch.testing.assert_close(batch.images[2], exact)
+
+
+def test_one_channel_is_the_mean_of_the_colours(tmp_path):
+    write_png(tmp_path / "a.png", random_pixels(0))
+    colour = next(open_input(str(tmp_path), 0, 8).batches(1)).images
+    grey = next(open_input(str(tmp_path), 0, 8, channels=1).batches(1)).images
+    torch.testing.assert_close(grey, colour.mean(dim=1, keepdim=True))
+    torch.testing.assert_close(match_channels(grey, 1), grey)  # already grey: unchanged
+
+
+def test_bad_inputs_are_refused_before_any_image_is_read(tmp_path):
+    with pytest.raises(DataError, match="neither a folder nor 'synthetic:SPLIT'"):
+        open_input(str(tmp_path / "missing"), 0, 8)
+    with pytest.raises(DataError, match="no images in"):
+        open_input(str(tmp_path), 0, 8)
+    write_png(tmp_path / "face.png", random_pixels(0))
+    write_png(tmp_path / "face.jpg", random_pixels(1))
+    with pytest.raises(
+        DataError, match="face.jpg and .*face.png would both be written as strips/face.png"
+    ):
+        open_input(str(tmp_path), 0, 8)
+
+
+def test_prefetched_yields_every_item_and_raises_the_producers_error_in_place():
+    assert list(prefetched(iter(range(10)), depth=2)) == list(range(10))
+
+    def failing():
+        yield 1
+        raise DataError("cannot read image x.png")
+
+    items = prefetched(failing())
+    assert next(items) == 1
+    with pytest.raises(DataError, match="cannot read image x.png"):
+        next(items)
+
+
+def test_prefetched_stops_its_thread_when_the_consumer_stops():
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(len(produced))
+            yield produced[-1]
+
+    items = prefetched(endless(), depth=2)
+    assert next(items) == 0
+    items.close()
+    assert not any(t.name == "cfgen-prefetch" for t in threading.enumerate())
+    assert len(produced) <= 4  # one taken, `depth` buffered, one waiting to be put
