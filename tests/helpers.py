@@ -136,27 +136,27 @@ class ChannelMeanLogit(torch.nn.Module):
         return self.scale * x[:, :1].mean(dim=(1, 2, 3)).unsqueeze(1) + self.bias
 
 
-def write_classifier_bundle(path, size: int = 16, seed: int = 0):
+def write_classifier_bundle(path, size: int = 16, seed: int = 0, channels: int = 3):
     """A cfgen classifier bundle at `path`: an untrained small CNN for Smiling, seeded."""
     from cfgen.io import save_bundle
     from cfgen.models.classifiers import build_classifier
 
-    config = {"arch": "small_cnn", "num_outputs": 1, "image_size": size, "in_channels": 3}
+    config = {"arch": "small_cnn", "num_outputs": 1, "image_size": size, "in_channels": channels}
     config |= {"attribute_names": ["Smiling"], "target": "Smiling"}
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = build_classifier("small_cnn", 1, size, 3)
+        model = build_classifier("small_cnn", 1, size, channels)
     return save_bundle(path, "classifier", config, model.state_dict())
 
 
-def export_tiny_explainer(folder, size: int = 16):
+def export_tiny_explainer(folder, size: int = 16, channels: int = 3):
     """A tiny, untrained `explainer.pt` in `folder` (as training exports it) and its classifier."""
     from cfgen.train.explainer import ExplainerModule
 
-    classifier = str(write_classifier_bundle(folder / "classifier.pt", size=size))
+    classifier = str(write_classifier_bundle(folder / "classifier.pt", size, channels=channels))
     widths = {"generator_width": 4, "generator_max_width": 8}
     widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
-    module = ExplainerModule(classifier, image_size=size, **widths)
+    module = ExplainerModule(classifier, image_size=size, channels=channels, **widths)
     with torch.no_grad():  # make the EMA weights differ from the raw ones
         for parameter in module.ema_generator.parameters():
             parameter.add_(0.01)

@@ -4,17 +4,18 @@
         --strategy ddp                       # 2 processes on this machine (CPU: gloo)
     srun cfgen generate ... --device cuda --devices 4 --num-nodes 2   # SLURM, 8 GPUs
 
-Process `rank` of `world` explains query batches rank, rank + world, ... (`open_input`'s shard):
-it reads only those images and writes their `strips/<id>.png` and `gifs/<id>.gif` itself, a
-batch at a time, so memory stays bounded as in the single-process path. At the end rank 0
+Process `rank` of `world` explains query batches rank, rank + world, ... (`QueryInput.batches`'
+shard): it reads only those images and its `StripWriter` threads write their `strips/<id>.png`
+(and `gifs/<id>.gif`), so memory stays bounded as in the single-process path. At the end rank 0
 gathers the small per-query records and the first queries' strips, and writes `strips.json`
-(records in input order) and `overview.png`: the same files as one process would write.
-Any launcher Lightning knows works: its own (it re-runs the command once per extra device),
-torchrun, SLURM.
+(records in input order) and `overview.png`: the same files as one process would write
+(`cfgen.explain.generate.write_summary`). Any launcher Lightning knows works: its own (it
+re-runs the command once per extra device), torchrun, SLURM.
 """
 
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -24,34 +25,31 @@ import torch.distributed as dist
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset
 
-from cfgen.explain.cli import (
-    OVERVIEW_QUERIES,
-    Batch,
-    _figure,
-    _match_channels,
-    open_input,
-    write_batch,
-)
+from cfgen.data.inputs import QueryBatch, open_input
+from cfgen.explain.generate import OVERVIEW_QUERIES, Overview, write_summary
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.explain.strip import Strip
-from cfgen.io import atomic_write_bytes, atomic_write_json
+from cfgen.explain.writer import StripWriter, strip_to_cpu
 
 # `--device` names a torch device; Lightning wants an accelerator name.
 ACCELERATORS = {"cpu": "cpu", "cuda": "gpu", "mps": "mps"}
 
 
 class QueryBatches(IterableDataset):
-    """The query batches of one process: `(ids, sources, images (B, C, H, W))`, read lazily."""
+    """The query batches of one process, read lazily (built from the `--input` arguments, so
+    that it pickles for launchers that spawn)."""
 
-    def __init__(self, spec: str, n: int, size: int, batch_size: int, shard: tuple[int, int]):
-        self.args = (spec, n, size, batch_size, shard)
+    def __init__(self, spec: str, n: int, size: int, channels: int, batch_size: int, shard):
+        self.spec, self.n, self.size, self.channels = spec, n, size, channels
+        self.batch_size, self.shard = batch_size, shard
 
-    def __iter__(self) -> Iterator[Batch]:
-        return open_input(*self.args)[1]
+    def __iter__(self) -> Iterator[QueryBatch]:
+        queries = open_input(self.spec, self.n, self.size, self.channels)
+        return queries.batches(self.batch_size, self.shard)
 
 
 class StripPredictor(pl.LightningModule):
-    """`predict_step`: one batch of queries -> `(ids, sources, queries, Strip)`."""
+    """`predict_step`: one batch of queries -> `(QueryBatch, Strip)`."""
 
     def __init__(self, explainer: ProgressiveExaggeration, spec: str, n: int, batch_size: int):
         super().__init__()
@@ -60,21 +58,17 @@ class StripPredictor(pl.LightningModule):
 
     def predict_dataloader(self) -> DataLoader:
         shard = (self.trainer.global_rank, self.trainer.world_size)
-        size = self.explainer.generator.image_size
-        batches = QueryBatches(self.spec, self.n, size, self.batch_size, shard)
-        return DataLoader(batches, batch_size=None)  # already batched, in memory
+        generator = self.explainer.generator
+        batches = QueryBatches(
+            self.spec, self.n, generator.image_size, generator.channels, self.batch_size, shard
+        )
+        return DataLoader(batches, batch_size=None)  # already batched
 
     def on_predict_start(self) -> None:
         self.explainer.to(self.device)
 
-    def predict_step(self, batch: Batch, batch_idx: int) -> tuple:
-        ids, sources, images = batch
-        images = _match_channels(images, self.explainer.generator.channels)
-        return ids, sources, images, self.explainer.exaggerate(images)
-
-
-def _to_cpu(strip: Strip) -> Strip:
-    return Strip(*(getattr(strip, name).cpu() for name in Strip.__dataclass_fields__))
+    def predict_step(self, batch: QueryBatch, batch_idx: int) -> tuple[QueryBatch, Strip]:
+        return QueryBatch(*batch), self.explainer.exaggerate(batch[2])
 
 
 def _gather(value: Any) -> list[Any]:
@@ -86,51 +80,59 @@ def _gather(value: Any) -> list[Any]:
     return values
 
 
-class StripWriter(BasePredictionWriter):
-    """Writes each batch's strips where it was made; rank 0 writes the merged files at the end."""
+class StripPredictionWriter(BasePredictionWriter):
+    """Hands each batch's strips to a `StripWriter` where they were made; rank 0 writes the
+    merged `strips.json` and `overview.png` at the end."""
 
-    def __init__(self, out: Path, checkpoint: str, batch_size: int) -> None:
+    def __init__(self, out: Path, checkpoint: str, batch_size: int, gif: bool = False) -> None:
         super().__init__(write_interval="batch")
-        self.out, self.checkpoint, self.batch_size = out, checkpoint, batch_size
-        self.records: dict[int, list[dict]] = {}  # by batch number in the input order
+        self.out, self.checkpoint, self.batch_size, self.gif = out, checkpoint, batch_size, gif
+        self.writer: StripWriter | None = None
+        self.records: dict[int, Future] = {}  # by batch number in the input order
         self.overview: dict[int, tuple[torch.Tensor, Strip]] = {}
         self.written = 0
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.writer = StripWriter(self.out, gif=self.gif)
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
     ) -> None:
-        ids, sources, images, strip = prediction
+        queries, strip = prediction
         number = batch_idx * trainer.world_size + trainer.global_rank
-        self.records[number] = write_batch(self.out, ids, sources, images, strip)
+        self.records[number] = self.writer.submit(queries, strip)
         if number * self.batch_size < OVERVIEW_QUERIES:
             first = slice(0, OVERVIEW_QUERIES)
-            self.overview[number] = (images[first].cpu(), _to_cpu(strip.select(first)))
+            self.overview[number] = (queries.images[first].cpu(), strip_to_cpu(strip.select(first)))
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if self.writer is not None:
+            self.writer.close(cancel=True)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        records, overview = {}, {}
-        for part_records, part_overview in _gather((self.records, self.overview)):
+        self.writer.close()
+        written = {number: future.result() for number, future in self.records.items()}
+        records, parts = {}, {}
+        for part_records, part_overview in _gather((written, self.overview)):
             records |= part_records
-            overview |= part_overview
+            parts |= part_overview
         if not trainer.is_global_zero:
             return
+        overview = Overview()
+        for number in sorted(parts):
+            overview.add(*parts[number])
         ordered = [record for number in sorted(records) for record in records[number]]
-        parts = [overview[number] for number in sorted(overview)]
-        first = slice(0, OVERVIEW_QUERIES)
-        queries = torch.cat([queries for queries, _ in parts])[first]
-        shown = Strip.concat([strip for _, strip in parts]).select(first)
-        atomic_write_bytes(self.out / "overview.png", _figure(queries, shown, "overview"))
-        document = {"checkpoint": self.checkpoint, "queries": ordered}
-        atomic_write_json(self.out / "strips.json", document)
+        write_summary(self.out, self.checkpoint, ordered, overview)
         self.written = len(ordered)
 
 
 def predict_strips(explainer: ProgressiveExaggeration, out: Path, args: Any) -> int | None:
     """Run generation on `args.devices` x `args.num_nodes` processes; rank 0 returns the count.
 
-    `args` are `cfgen generate`'s: checkpoint, input, n, batch_size, device, devices,
+    `args` are `cfgen generate`'s: checkpoint, input, n, batch_size, gif, device, devices,
     num_nodes, strategy. Other processes return None.
     """
-    writer = StripWriter(out, str(args.checkpoint), args.batch_size)
+    writer = StripPredictionWriter(out, str(args.checkpoint), args.batch_size, args.gif)
     trainer = pl.Trainer(
         accelerator=ACCELERATORS[torch.device(args.device).type],
         devices=args.devices,
@@ -144,8 +146,8 @@ def predict_strips(explainer: ProgressiveExaggeration, out: Path, args: Any) -> 
     )
     predictor = StripPredictor(explainer, args.input, args.n, args.batch_size)
     with warnings.catch_warnings():
-        # Lightning cannot know a query batch's indices in an iterable data set; `StripWriter`
-        # numbers the batches itself.
+        # Lightning cannot know a query batch's indices in an iterable data set;
+        # `StripPredictionWriter` numbers the batches itself.
         warnings.filterwarnings("ignore", message=".*infer the batch indices.*")
         trainer.predict(predictor, return_predictions=False)
     return writer.written if trainer.is_global_zero else None

@@ -20,6 +20,7 @@ def test_generate_command_writes_strips_gifs_overview_and_json(checkpoint, tmp_p
     out = tmp_path / "strips"
     command = [sys.executable, "-m", "cfgen.cli", "generate", "--checkpoint", str(checkpoint)]
     command += ["--input", "synthetic:test", "--n", "3", "--batch-size", "2", "--out", str(out)]
+    command += ["--gif"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "3 strips written" in result.stdout
@@ -44,6 +45,17 @@ def test_image_folder_is_resized_to_the_explainer(checkpoint, tmp_path):
                           str(tmp_path / "out")]) == 0  # fmt: skip
     records = json.loads((tmp_path / "out" / "strips.json").read_text())["queries"]
     assert [r["id"] for r in records] == ["a", "b"]
+    assert not (tmp_path / "out" / "gifs").exists()  # GIFs only on request
+    assert Image.open(tmp_path / "out" / "strips" / "a.png").height == 2 + 16 + 12 + 2
+
+
+def test_grey_explainer_writes_grey_strips(tmp_path):
+    checkpoint = export_tiny_explainer(tmp_path, size=16, channels=1)[0]
+    out = tmp_path / "out"
+    argv = ["--checkpoint", str(checkpoint), "--input", "synthetic:test", "--n", "2"]
+    assert generate_main([*argv, "--out", str(out), "--gif"]) == 0
+    assert Image.open(out / "strips" / "test_000000.png").mode == "L"
+    assert Image.open(out / "gifs" / "test_000000.gif").mode in ("L", "P")
 
 
 def test_bad_inputs_are_refused(checkpoint, tmp_path):
