@@ -1,11 +1,42 @@
+import io
 import json
 
+import numpy as np
 import torch
+from PIL import Image
 
 from cfgen.data.inputs import open_input
-from cfgen.explain.generate import generate_strips
+from cfgen.explain.generate import OVERVIEW_QUERIES, Overview, generate_strips
 from cfgen.explain.progressive import ProgressiveExaggeration
+from cfgen.explain.strip import Strip
 from tests.helpers import export_tiny_explainer
+
+
+def white_runs(rows_blank: np.ndarray) -> list[tuple[bool, int]]:
+    """Run lengths of blank / non-blank rows, top to bottom."""
+    runs: list[tuple[bool, int]] = []
+    for blank in rows_blank.tolist():
+        if runs and runs[-1][0] == blank:
+            runs[-1] = (blank, runs[-1][1] + 1)
+        else:
+            runs.append((blank, 1))
+    return runs
+
+
+def test_overview_has_no_empty_band_between_its_title_and_first_row():
+    overview = Overview()
+    for _ in range(3):  # batches of 8: the overview keeps the first 16 queries
+        queries = torch.rand(8, 3, 8, 8) * 2 - 1
+        strip = Strip(torch.rand(10, 8, 3, 8, 8) * 2 - 1, torch.arange(10), torch.rand(10, 8),
+                      torch.rand(8))  # fmt: skip
+        overview.add(queries, strip)
+    assert overview.full and sum(len(q) for q in overview.queries) == OVERVIEW_QUERIES
+    picture = np.array(Image.open(io.BytesIO(overview.png())).convert("L"))
+    runs = white_runs((picture > 250).all(axis=1))[1:]  # after the margin of the picture
+    # title, blank gap, first row of frames: the gap is under 0.3 inch (figures are 110 dpi)
+    (title_blank, _), (gap_blank, gap), (row_blank, _) = runs[:3]
+    assert (title_blank, gap_blank, row_blank) == (False, True, False)
+    assert gap < 0.3 * 110, f"{gap} blank pixel rows under the title"
 
 
 def test_generate_strips_from_python_matches_the_explainer(tmp_path):
