@@ -84,5 +84,6 @@ def generate_main(argv: Sequence[str]) -> int:
                 on_batch=lambda n: progress.advance(task, n),
             )
     if written is not None:  # None: not rank 0 of several processes
-        print(f"{written} strips written to {out} (overview.png, strips.json, strips/)")
+        files = "overview.png, strips.json, strips/" + (", gifs/" if args.gif else "")
+        print(f"{written} strips written to {out} ({files})")
     return 0
