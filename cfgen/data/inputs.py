@@ -21,6 +21,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from cfgen.data.folders import load_image, read_csv, require_columns, resolve_files
+from cfgen.data.render import render_faces
+from cfgen.data.synthetic import draw_faces
 from cfgen.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -70,31 +73,22 @@ class QueryInput:
             yield QueryBatch(self.ids[start:stop], self.sources[start:stop], self.load(start, stop))
 
 
-def match_channels(images: Tensor, channels: int) -> Tensor:
-    """RGB images (N, 3, H, W) as `channels` channels: their mean for one channel."""
-    return images.mean(dim=1, keepdim=True) if channels == 1 and images.shape[1] != 1 else images
-
-
 def _synthetic(split: str, n: int, image_size: int, channels: int) -> QueryInput:
-    from cfgen.data.render import render_faces
-    from cfgen.data.synthetic import draw_faces
-
     factors, noise_seeds = draw_faces(n, split=split)  # what SyntheticFaces(n, split=) renders
 
     def load(start: int, stop: int) -> Tensor:
         images, _ = render_faces(factors[start:stop], image_size, noise_seeds[start:stop])
-        return match_channels(images, channels)
+        return images.mean(dim=1, keepdim=True) if channels == 1 else images  # faces are RGB
 
     ids = [f"{split}_{index:06d}" for index in range(n)]
     return QueryInput(ids, [f"synthetic:{split}[{index}]" for index in range(n)], load)
 
 
 def _files(files: list[Path], image_size: int, channels: int) -> QueryInput:
-    from cfgen.data.folders import load_image
-
     def load(start: int, stop: int) -> Tensor:
-        images = torch.stack([load_image(files[i], image_size) for i in range(start, stop)])
-        return match_channels(images, channels)
+        return torch.stack(
+            [load_image(files[i], image_size, channels=channels) for i in range(start, stop)]
+        )
 
     return QueryInput([f.stem for f in files], [str(f) for f in files], load)
 
@@ -108,8 +102,17 @@ def _image_files(root: Path) -> list[Path]:
     return files
 
 
+def _listed_files(csv: Path) -> list[Path]:
+    """The files of an attribute folder's CSV, in row order (labels are not needed here)."""
+    header, rows = read_csv(csv)
+    require_columns(header, ["file"], csv)
+    return resolve_files(csv.parent, [row["file"] for row in rows], str(csv))
+
+
 def open_input(spec: str, n: int, image_size: int, channels: int = 3) -> QueryInput:
-    """The queries of any `--input` form, images resized to `image_size` with `channels`.
+    """The queries of any `--input` form, images resized to `image_size` with `channels`
+    (files are read as the explainer's data loaders read them: grey files as three equal
+    channels for an RGB explainer, colour files as their luminance for a grey one).
 
     `spec`: an image folder (every image at its top level, in name order), an attribute folder
     (a folder with `attributes.csv`: its rows, in order) or `synthetic:SPLIT` (`n` faces).
@@ -122,10 +125,7 @@ def open_input(spec: str, n: int, image_size: int, channels: int = 3) -> QueryIn
             f"--input {spec} is neither a folder nor 'synthetic:SPLIT' (e.g. synthetic:test)"
         )
     if (root / "attributes.csv").is_file():
-        from cfgen.data.folders import AttributeFolder
-
-        files = AttributeFolder(root, image_size=image_size).files  # checks the CSV and files
-        return _files([Path(f) for f in files], image_size, channels)
+        return _files(_listed_files(root / "attributes.csv"), image_size, channels)
     return _files(_image_files(root), image_size, channels)
 
 

@@ -3,7 +3,7 @@ import threading
 import pytest
 import torch
 
-from cfgen.data.inputs import QueryInput, match_channels, open_input, prefetched
+from cfgen.data.inputs import QueryInput, open_input, prefetched
 from cfgen.data.synthetic import SyntheticFaces
 from cfgen.errors import DataError
 from tests.data.fakes import attribute_folder, random_pixels, write_png
@@ -57,12 +57,17 @@ def test_attribute_folder_reads_its_rows_in_order(tmp_path):
     torch.testing.assert_close(batch.images[2], exact)
 
 
-def test_one_channel_is_the_mean_of_the_colours(tmp_path):
-    write_png(tmp_path / "a.png", random_pixels(0))
-    colour = next(open_input(str(tmp_path), 0, 8).batches(1)).images
-    grey = next(open_input(str(tmp_path), 0, 8, channels=1).batches(1)).images
-    torch.testing.assert_close(grey, colour.mean(dim=1, keepdim=True))
-    torch.testing.assert_close(match_channels(grey, 1), grey)  # already grey: unchanged
+def test_files_are_read_with_the_explainers_channels(tmp_path):
+    write_png(tmp_path / "colour.png", random_pixels(0))
+    write_png(tmp_path / "grey.png", random_pixels(1, channels=1))
+    colour = next(open_input(str(tmp_path), 0, 8).batches(2)).images
+    grey = next(open_input(str(tmp_path), 0, 8, channels=1).batches(2)).images
+    assert colour.shape == (2, 3, 8, 8) and grey.shape == (2, 1, 8, 8)
+    exact = torch.from_numpy(random_pixels(1, channels=1)).float() / 127.5 - 1.0
+    torch.testing.assert_close(grey[1, 0], exact)  # a grey file stays exact
+    torch.testing.assert_close(colour[1], exact.expand(3, 8, 8))  # three equal channels
+    luminance = colour[0] * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)  # ITU-R 601-2
+    torch.testing.assert_close(grey[0, 0], luminance.sum(dim=0), atol=1 / 127.5, rtol=0)
 
 
 def test_bad_inputs_are_refused_before_any_image_is_read(tmp_path):
