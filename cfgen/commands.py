@@ -46,6 +46,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "explainer": training_command(
         "cfgen.train.explainer", "train the Progressive Exaggeration GAN"
     ),
+    "autoencoder": CommandSpec(
+        "cfgen.train.autoencoder", "cli_main", "train the latent-shift baseline's autoencoder"
+    ),
     "generate": CommandSpec(
         "cfgen.explain.cli", "generate_main", "write exaggeration strips for images"
     ),

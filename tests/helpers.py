@@ -171,3 +171,32 @@ class DumpWeightsPerRank(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         state = {name: value.detach().cpu() for name, value in pl_module.state_dict().items()}
         torch.save(state, f"{trainer.default_root_dir}/weights_rank{trainer.global_rank}.pt")
+
+
+# --- latent shift (issue 13): an autoencoder whose code is known ------------------------------
+
+
+class TwoPartCode(torch.nn.Module):
+    """A linear autoencoder of (N, 1, 8, 8) images with a 2-number code, both parts known.
+
+    decode(z) = z_0 * inside + z_1 * outside, `inside` the region `RegionClassifier` reads,
+    `outside` two columns it does not; encode(x) = the mean of x over each part. So
+    `RegionClassifier()(decode(z)) = sigmoid(4 z_0)`: the classifier's gradient in code space is
+    along z_0 only, and the code reaching posterior t is (logit(t) / 4, z_1).
+    """
+
+    image_size, channels = 8, 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        inside = RegionClassifier().mask[0, 0]
+        outside = torch.zeros(8, 8)
+        outside[:, 6:] = 1.0
+        self.register_buffer("parts", torch.stack([inside, outside]))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.parts / self.parts.sum(dim=(1, 2), keepdim=True)
+        return torch.einsum("nhw,khw->nk", x[:, 0], weights)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nk,khw->nhw", codes, self.parts).unsqueeze(1)

@@ -5,9 +5,11 @@ Names (`EXPLAINERS`):
   guided_backprop, gradcam, occlusion, lime, kernelshap;
 - second_order: Hessian-aware group-sparse saliency (`SecondOrderSaliency`);
 - pgd, fgsm: adversarial counterfactuals with a radius bisection (`AdversarialCounterfactual`);
-- optimisation: per-query Adam counterfactual (`OptimisationCounterfactual`).
+- optimisation: per-query Adam counterfactual (`OptimisationCounterfactual`);
+- latent_shift: decodes of an autoencoder's code moved along f's gradient (`LatentShift`; option
+  `autoencoder`, the bundle of `cfgen autoencoder fit`).
 
-All return an `Explainer`; the last three are `CounterfactualExplainer`s, with `exaggerate`.
+All return an `Explainer`; the last four are `CounterfactualExplainer`s, with `exaggerate`.
 `explainer_options(name)` lists a name's options and defaults, e.g. for a config or `--help`.
 """
 
@@ -21,6 +23,7 @@ from cfgen.explain.adversarial import (
     OptimisationCounterfactual,
 )
 from cfgen.explain.base import Classifier, CounterfactualExplainer, Explainer
+from cfgen.explain.latent_shift import LatentShift
 from cfgen.explain.options import check_options, factory_options
 from cfgen.explain.saliency import SALIENCY_METHODS, CaptumSaliency
 from cfgen.explain.second_order import SecondOrderSaliency
@@ -30,6 +33,7 @@ EXPLAINERS: dict[str, Callable[..., Explainer]] = {
     "second_order": SecondOrderSaliency,
     **{name: partial(AdversarialCounterfactual, attack=name) for name in ATTACKS},
     "optimisation": OptimisationCounterfactual,
+    "latent_shift": LatentShift,
 }
 
 

@@ -9,6 +9,7 @@ from cfgen.explain.registry import (
     explainer_options,
     is_counterfactual,
 )
+from cfgen.models.autoencoder import Autoencoder
 from tests.helpers import TinyConvNet
 
 # Smallest budgets per name, so that building and running every baseline stays fast.
@@ -21,6 +22,7 @@ FAST = {
     "pgd": {"steps": 2, "search_steps": 2},
     "fgsm": {"search_steps": 2},
     "optimisation": {"steps": 2},
+    "latent_shift": {"autoencoder": Autoencoder(8, 3, width=4), "search_steps": 2},
 }
 
 
@@ -28,6 +30,7 @@ def test_registry_covers_saliency_second_order_and_adversarial_baselines():
     expected = {
         "gradient", "smoothgrad", "integrated_gradients", "guided_backprop", "gradcam",
         "occlusion", "lime", "kernelshap", "second_order", "pgd", "fgsm", "optimisation",
+        "latent_shift",
     }  # fmt: skip
     assert set(EXPLAINERS) == expected
 
