@@ -23,8 +23,11 @@ from cfgen.data.folders import AttributeFolder
 from cfgen.errors import CfgenError
 from cfgen.evaluate.closeness import build_lpips
 from cfgen.evaluate.realism import inception_features
+from cfgen.explain.latent_shift import LatentShift
 from cfgen.explain.progressive import ProgressiveExaggeration
-from cfgen.io import atomic_write_json, atomic_write_text
+from cfgen.io import atomic_write_json, atomic_write_text, save_bundle
+from cfgen.models.autoencoder import BUNDLE_KIND as AUTOENCODER_KIND
+from cfgen.models.autoencoder import Autoencoder
 from cfgen.models.blackbox import BlackBox, load_blackbox
 from tests.data.fakes import random_pixels, write_csv, write_png
 from tests.model_files import (
@@ -196,6 +199,25 @@ def without_gpu(ws: Workspace) -> Workspace:
     return ws
 
 
+def autoencoder_file(ws: Workspace, size: int) -> Path:
+    """An untrained autoencoder bundle for `size` px RGB images."""
+    autoencoder = Autoencoder(size, 3, code_channels=4, width=4)
+    config, state = autoencoder.config(), autoencoder.state_dict()
+    return save_bundle(ws.root / f"autoencoder{size}.pt", AUTOENCODER_KIND, config, state)
+
+
+def evaluate_latent_shift(ws: Workspace, options: str) -> list:
+    """`cfgen evaluate` of PE and latent shift only, on 2 queries."""
+    return ["evaluate", "--explainer", ws.explainer, "--out", ws.root / "eval", "--baselines",
+            "[]", "--adversarial", "[latent_shift]", "--explainer_options", options,
+            "--n_queries", "2", "--n_real", "0", "--logger", "none"]  # fmt: skip
+
+
+def latent_shift_of(ws: Workspace, classifier: Callable[[torch.Tensor], torch.Tensor]) -> object:
+    images = torch.linspace(-1, 1, 2 * 3 * IMAGE_SIZE**2).view(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    return LatentShift(classifier, autoencoder_file(ws, IMAGE_SIZE)).exaggerate(images)
+
+
 def no_torch_cache(ws: Workspace, load: Callable[[], object]) -> object:
     ws.monkeypatch.setenv("TORCH_HOME", str(ws.root / "empty_torch_cache"))
     return load()
@@ -244,6 +266,9 @@ CASES = [
          argv=lambda ws: generate(ws, ws.root / "absent")),
     Case("data-no-images",
          argv=lambda ws: generate(ws, (ws.root / "empty").mkdir() or ws.root / "empty")),
+    Case("data-autoencoder-wrong-size",
+         argv=lambda ws: evaluate_latent_shift(
+             ws, f"{{latent_shift: {{autoencoder: {autoencoder_file(ws, 32)}}}}}")),
     # config
     Case("config-typo-command-line",
          argv=lambda ws: fit(ws, "--model.arhc", "small_cnn")),
@@ -274,6 +299,8 @@ CASES = [
     Case("config-unknown-baseline",
          argv=lambda ws: ["evaluate", "--explainer", ws.explainer, "--out", ws.root / "eval",
                           "--baselines", "[nope]", "--n_queries", "4", "--n_real", "0"]),
+    Case("config-latent-shift-without-autoencoder",
+         argv=lambda ws: evaluate_latent_shift(ws, "{}")),
     # classifier
     Case("classifier-logits-declared-probabilities",
          call=lambda ws: box(Returns(lambda x: x.mean((1, 2, 3))[:, None] * 5), "probabilities")(
@@ -286,6 +313,12 @@ CASES = [
              torch.zeros(2, 3, 16, 16))),
     Case("classifier-wrong-input-channels",
          call=lambda ws: load_blackbox(str(ws.classifier))(torch.zeros(2, 1, 16, 16))),
+    Case("classifier-no-gradient",
+         call=lambda ws: latent_shift_of(
+             ws, lambda x: load_blackbox(str(ws.classifier))(x).detach())),
+    Case("classifier-zero-gradient",
+         call=lambda ws: latent_shift_of(
+             ws, lambda x: 0.25 + 0.5 * torch.round(load_blackbox(str(ws.classifier))(x)))),
     Case("classifier-file-missing",
          argv=lambda ws: generate(ws, "synthetic:test", "--classifier", ws.root / "absent.pt",
                                   "--allow-classifier-mismatch")),
