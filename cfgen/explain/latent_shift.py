@@ -14,12 +14,18 @@ strips land on the same bins as PE's:
 
 - the target of bin b is its centre (b + 0.5) / n_bins; λ moves up the gradient when the target
   lies above f(decode(z)) (the posterior at λ = 0), down otherwise;
-- λ lies in [0, `max_shift`]: relative to ||z||, so one scale serves every latent size. A target
-  that f(decode(z ± max_shift ||z|| d)) does not reach is beyond reach: the decode at the end
-  of the search range closest to the target is kept and the pair is reported unreached;
-- the bisection halves [0, max_shift] `search_steps` times, all (bin, query) pairs of a batch in
-  one decoder pass and one classifier pass per step, and drops each pair once its posterior lies
-  within `tolerance` of its target (so a step costs as many decodes as pairs still searching).
+- λ lies in [0, `max_shift`], relative to ||z||, so one scale serves every code size. Like the
+  published sweep, λ first steps over `scan_steps` even points of (0, max_shift], smallest first:
+  the first point whose posterior is past the target and the point before it bracket the target
+  (far along the line the decodes leave the data and f can turn back, so the nearest crossing is
+  the one wanted). A target that no point reaches is beyond reach: the point whose posterior is
+  nearest the target is kept and the pair is reported unreached;
+- a bisection then halves each bracket up to `search_steps` times and keeps the end nearest the
+  target; a pair stops once its posterior lies within `tolerance` of its target.
+
+Every scan point and every bisection step is one decoder pass and one classifier pass over all
+the (bin, query) pairs of a batch still searching, so a strip costs at most
+n_bins * (scan_steps + search_steps) decodes per query, plus one backward pass for the direction.
 
 `search(x, targets)` returns everything, including which pairs reached their target
 (`ShiftSearch.reached`); `exaggerate` returns the usual `Strip`.
@@ -60,6 +66,69 @@ class ShiftSearch:
     reconstructions: torch.Tensor
 
 
+@dataclass
+class _Ends:
+    """Shifts λ (P,) of P (target, query) pairs, their decodes (P, C, H, W) and posteriors (P,)."""
+
+    shifts: torch.Tensor
+    images: torch.Tensor
+    posteriors: torch.Tensor
+
+    def clone(self) -> "_Ends":
+        return _Ends(self.shifts.clone(), self.images.clone(), self.posteriors.clone())
+
+    def take(self, rows: torch.Tensor) -> "_Ends":
+        return _Ends(self.shifts[rows], self.images[rows], self.posteriors[rows])
+
+    select = take  # by a boolean mask as well as by indices
+
+    def assign(self, rows: torch.Tensor, values: "_Ends") -> None:
+        self.shifts[rows], self.images[rows] = values.shifts, values.images
+        self.posteriors[rows] = values.posteriors
+
+    @staticmethod
+    def closest(low: "_Ends", high: "_Ends", targets: torch.Tensor) -> "_Ends":
+        """Per pair, the end whose posterior is nearer its target."""
+        pick = (high.posteriors - targets).abs() < (low.posteriors - targets).abs()
+        return _Ends(
+            torch.where(pick, high.shifts, low.shifts),
+            torch.where(pick.view(-1, 1, 1, 1), high.images, low.images),
+            torch.where(pick, high.posteriors, low.posteriors),
+        )
+
+
+class _ShiftLines:
+    """The shift line of each (target, query) pair, P = S * N pairs, target-major.
+
+    codes, direction: (N, ...); targets: (P,); start: (N,), f of the reconstructions. λ moves up
+    the gradient where the target lies above `start`, down otherwise, in units of ||z||.
+    """
+
+    def __init__(self, explainer, codes, direction, targets, start) -> None:
+        self.decode, self.classifier = explainer.autoencoder.decode, explainer.classifier
+        repeats = len(targets) // len(codes)
+        self.code_shape = codes.shape[1:]
+        self.targets = targets
+        self.up = targets >= start.repeat(repeats)
+        self.sign = self.up.float() * 2 - 1
+        flat = codes.flatten(1)
+        # (P, D): the code change at λ = 1, signed toward each target.
+        self.unit = (flat.norm(dim=1, keepdim=True) * direction.flatten(1)).repeat(repeats, 1)
+        self.unit *= self.sign[:, None]
+        self.base = flat.repeat(repeats, 1)
+
+    def probe(self, rows: torch.Tensor, shifts: torch.Tensor) -> _Ends:
+        """Decodes and posteriors of the pairs `rows` at `shifts` (one batched pass of each)."""
+        shifted = self.base[rows] + shifts[:, None].to(self.base) * self.unit[rows]
+        images = self.decode(shifted.view(-1, *self.code_shape))
+        return _Ends(shifts.to(self.base), images, self.classifier(images))
+
+    def past(self, posteriors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Whether each posterior has reached its pair's target in the pair's direction."""
+        targets = self.targets[rows]
+        return torch.where(self.up[rows], posteriors >= targets, posteriors <= targets)
+
+
 class LatentShift(CounterfactualExplainer):
     """Counterfactuals decode(z + λ ||z|| d / ||d||), λ bisected per query and target.
 
@@ -70,7 +139,8 @@ class LatentShift(CounterfactualExplainer):
             such as
             `cfgen.models.autoencoder.Autoencoder`.
         max_shift: largest |λ|, as a fraction of the code's norm ||z||.
-        search_steps: halvings of [0, max_shift] per target.
+        scan_steps: even points of (0, max_shift] tried first, smallest first.
+        search_steps: halvings of the bracket around each target.
         tolerance: a pair stops searching once |f - target| <= tolerance.
         batch_size: queries per search (each step decodes up to S x batch_size codes).
     """
@@ -79,8 +149,9 @@ class LatentShift(CounterfactualExplainer):
         self,
         classifier: Classifier,
         autoencoder: Autoencoder | str | Path | None = None,
-        max_shift: float = 2.0,
-        search_steps: int = 12,
+        max_shift: float = 1.0,
+        scan_steps: int = 4,
+        search_steps: int = 8,
         tolerance: float = 0.02,
         batch_size: int = 64,
     ) -> None:
@@ -92,15 +163,15 @@ class LatentShift(CounterfactualExplainer):
                 "its autoencoder.pt (in an evaluation config: explainer_options: "
                 "{latent_shift: {autoencoder: PATH}})"
             )
-        if max_shift <= 0 or search_steps < 1 or tolerance < 0 or batch_size < 1:
+        if max_shift <= 0 or min(scan_steps, search_steps, batch_size) < 1 or tolerance < 0:
             raise ConfigError(
-                f"need max_shift > 0, search_steps >= 1, tolerance >= 0, batch_size >= 1; got "
-                f"{max_shift}, {search_steps}, {tolerance}, {batch_size}"
+                f"need max_shift > 0, scan_steps, search_steps, batch_size >= 1 and tolerance "
+                f">= 0; got {max_shift}, {scan_steps}, {search_steps}, {batch_size}, {tolerance}"
             )
         if isinstance(autoencoder, str | Path):
             autoencoder = load_autoencoder(autoencoder)
         self.autoencoder = autoencoder.eval().requires_grad_(False)
-        self.max_shift, self.search_steps = max_shift, search_steps
+        self.max_shift, self.scan_steps, self.search_steps = max_shift, scan_steps, search_steps
         self.tolerance, self.batch_size = tolerance, batch_size
         expected = getattr(classifier, "in_channels", None)
         if expected is not None and expected != autoencoder.channels:
@@ -159,65 +230,71 @@ class LatentShift(CounterfactualExplainer):
 
     @torch.no_grad()
     def search(self, x: torch.Tensor, targets: torch.Tensor) -> ShiftSearch:
-        """Bisect λ for queries x (N, C, H, W) and target posteriors `targets` (S, N)."""
+        """Scan, then bisect λ for queries x (N, C, H, W) and target posteriors `targets` (S, N)."""
         self.check_images(x)
-        autoencoder, (steps, n) = self.autoencoder, targets.shape
-        codes = autoencoder.encode(x)
+        steps, n = targets.shape
+        codes = self.autoencoder.encode(x)
         direction, start = self.direction(codes)
-        reconstructions = autoencoder.decode(codes)
-        code_shape, codes, direction = codes.shape[1:], codes.flatten(1), direction.flatten(1)
-        targets = targets.to(x.device).flatten()
-        up = targets >= start.repeat(steps)
-        sign = up.float() * 2 - 1
-        # (S * N, D), D = code size: the code change at λ = 1, signed toward each target.
-        unit = (codes.norm(dim=1, keepdim=True) * direction).repeat(steps, 1) * sign[:, None]
-        base = codes.repeat(steps, 1)
-
-        def probe(rows: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            shifted = base[rows] + shift[:, None] * unit[rows]
-            images = autoencoder.decode(shifted.view(-1, *code_shape))
-            return images, self.classifier(images)
-
-        def past(posteriors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            return torch.where(up[rows], posteriors >= targets[rows], posteriors <= targets[rows])
-
-        everything = torch.arange(steps * n, device=x.device)
-        low = torch.zeros(steps * n, device=x.device)
-        high = torch.full_like(low, self.max_shift)
-        low_images, low_post = reconstructions.repeat(steps, 1, 1, 1), start.repeat(steps)
-        high_images, high_post = probe(everything, high)
-        bracketed = past(high_post, everything)
-        for _ in range(self.search_steps):
-            error = torch.minimum((low_post - targets).abs(), (high_post - targets).abs())
-            rows = (bracketed & (error > self.tolerance)).nonzero().squeeze(1)
-            if rows.numel() == 0:
-                break
-            middle = (low[rows] + high[rows]) / 2
-            images, posteriors = probe(rows, middle)
-            ok = past(posteriors, rows)
-            upper, lower = rows[ok], rows[~ok]
-            high[upper], high_images[upper], high_post[upper] = (
-                middle[ok],
-                images[ok],
-                posteriors[ok],
-            )
-            low[lower], low_images[lower], low_post[lower] = (
-                middle[~ok],
-                images[~ok],
-                posteriors[~ok],
-            )
-        take_high = (high_post - targets).abs() < (low_post - targets).abs()
-        shifts = torch.where(take_high, high, low) * sign
-        images = torch.where(take_high.view(-1, 1, 1, 1), high_images, low_images)
-        posteriors = torch.where(take_high, high_post, low_post)
-        reached = (posteriors - targets).abs() <= self.tolerance
+        reconstructions = self.autoencoder.decode(codes)
+        line = _ShiftLines(self, codes, direction, targets.to(x.device).flatten(), start)
+        origin = _Ends(
+            torch.zeros(steps * n, device=x.device),
+            reconstructions.repeat(steps, 1, 1, 1),
+            start.repeat(steps),
+        )
+        low, high, bracketed = self._scan(line, origin)
+        self._bisect(line, low, high, bracketed)
+        closest = _Ends.closest(low, high, line.targets)
+        reached = (closest.posteriors - line.targets).abs() <= self.tolerance
         return ShiftSearch(
-            images.view(steps, n, *x.shape[1:]),
-            shifts.view(steps, n),
-            posteriors.view(steps, n),
+            closest.images.view(steps, n, *x.shape[1:]),
+            (closest.shifts * line.sign).view(steps, n),
+            closest.posteriors.view(steps, n),
             reached.view(steps, n),
             reconstructions,
         )
+
+    def _scan(self, line: "_ShiftLines", origin: "_Ends") -> tuple["_Ends", "_Ends", torch.Tensor]:
+        """Step λ over `scan_steps` even points of (0, max_shift]: each pair's first point past its
+        target and the point before it bracket the target. Pairs that no point reaches get the
+        point nearest their target at both ends, and are not bracketed."""
+        low, high, best = origin.clone(), origin.clone(), origin.clone()
+        crossed = torch.zeros_like(line.up)
+        previous = origin.clone()
+        for k in range(1, self.scan_steps + 1):
+            rows = (~crossed).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                break
+            current = line.probe(
+                rows, torch.full((len(rows),), self.max_shift * k / self.scan_steps)
+            )
+            new = line.past(current.posteriors, rows)
+            low.assign(rows[new], previous.take(rows[new]))
+            high.assign(rows[new], current.select(new))
+            crossed[rows[new]] = True
+            nearer = (current.posteriors - line.targets[rows]).abs() < (
+                best.posteriors[rows] - line.targets[rows]
+            ).abs()
+            best.assign(rows[nearer], current.select(nearer))
+            previous.assign(rows, current)
+        missed = (~crossed).nonzero().squeeze(1)
+        low.assign(missed, best.take(missed))
+        high.assign(missed, best.take(missed))
+        return low, high, crossed
+
+    def _bisect(self, line: "_ShiftLines", low: "_Ends", high: "_Ends", bracketed) -> None:
+        """Halve each bracket `search_steps` times, or until one end is within tolerance."""
+        for _ in range(self.search_steps):
+            error = torch.minimum(
+                (low.posteriors - line.targets).abs(), (high.posteriors - line.targets).abs()
+            )
+            rows = (bracketed & (error > self.tolerance)).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                return
+            middle = line.probe(rows, (low.shifts[rows] + high.shifts[rows]) / 2)
+            ok = line.past(middle.posteriors, rows)
+            high.assign(rows[ok], middle.select(ok))
+            low.assign(rows[~ok], middle.select(~ok))
 
     def _chunked_search(self, x: torch.Tensor, targets: torch.Tensor) -> list[ShiftSearch]:
         return [

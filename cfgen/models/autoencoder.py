@@ -7,11 +7,11 @@ the classifier: it is trained once per data set (`cfgen autoencoder fit`, `cfgen
 and then serves every classifier of those images.
 
 Encoder: a 3x3 convolution, then `downsamplings` stride-2 4x4 convolutions (BN, ReLU), then a 1x1
-convolution to `code_channels`: the code is a map of side image_size / 2**downsamplings (4x4x16,
-256 numbers, for a 32 px RGB image: 12 times fewer than pixels). The decoder mirrors it (nearest
+convolution to `code_channels`: the code is a map of side image_size / 2**downsamplings (8x8x16,
+1,024 numbers, for a 32 px RGB image: 3 times fewer than pixels). The decoder mirrors it (nearest
 upsampling and a 3x3 convolution per step) and ends with tanh, so decodes lie in [-1, 1] like the
-data. The code is small enough that a shift cannot paint arbitrary pixels (the decoder only
-makes images like the training data), and spatial so that local parts (a mouth) keep their place.
+data. The code is a bottleneck, so a shift changes the image only in ways the decoder learnt
+from the data, and spatial, so that local parts (a mouth) keep their place.
 """
 
 from pathlib import Path
@@ -60,9 +60,9 @@ class Autoencoder(nn.Module):
         image_size: int = 32,
         channels: int = 3,
         code_channels: int = 16,
-        downsamplings: int = 3,
-        width: int = 16,
-        max_width: int = 64,
+        downsamplings: int = 2,
+        width: int = 8,
+        max_width: int = 32,
     ) -> None:
         super().__init__()
         if min(code_channels, downsamplings, channels, width) < 1 or max_width < width:

@@ -57,6 +57,29 @@ def test_strips_land_on_every_bin_in_reach_and_report_the_bins_beyond_it():
     torch.testing.assert_close(strip.query_posteriors, classifier(x))
 
 
+def test_the_scan_takes_the_nearest_crossing_when_f_turns_back_along_the_line():
+    # f(decode(z)) = sigmoid(6 sin(2 z_0)) from z = (0, 1): up the line f reaches 0.9 first at
+    # λ = asin(logit(0.9) / 6) / 2 = 0.187, peaks at λ = π / 4 and falls below 0.5 after π / 2.
+    region = RegionClassifier()
+
+    def classifier(images: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(6 * torch.sin(2 * region.region_mean(images)))
+
+    x, target = queries([[0.0, 1.0]]), torch.tensor([0.9])
+    nearest = torch.asin(torch.logit(target) / 6) / 2
+    scanned = LatentShift(classifier, TwoPartCode(), max_shift=3.0, search_steps=20,
+                          tolerance=1e-4).search(x, target[None])  # fmt: skip
+    torch.testing.assert_close(scanned.shifts[0], nearest, atol=1e-3, rtol=0)
+    assert bool(scanned.reached.all())
+    # With the end of the line as its only point, f there (sin 6 < 0) has turned back: the pair
+    # is reported unreached, and the best point (λ = 0, the reconstruction) is kept.
+    end_only = LatentShift(classifier, TwoPartCode(), max_shift=3.0, scan_steps=1)
+    search = end_only.search(x, target[None])
+    assert not bool(search.reached.any())
+    torch.testing.assert_close(search.shifts, torch.zeros(1, 1))
+    torch.testing.assert_close(search.images[0], search.reconstructions)
+
+
 def test_every_pair_moves_f_toward_its_target_along_the_gradient_of_a_linear_classifier():
     # f(decode(z)) = sigmoid(a z_0 + b z_1 + bias): the unit direction is (a, b) / ||(a, b)||.
     torch.manual_seed(0)

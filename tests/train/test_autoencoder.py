@@ -2,12 +2,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from cfgen.data.synthetic import SyntheticFaces
+from cfgen.errors import ConfigError
 from cfgen.io import load_bundle
 from cfgen.models.autoencoder import load_autoencoder
 from cfgen.train.autoencoder import AutoencoderModule
@@ -46,20 +48,29 @@ def _trainer(tmp_path: Path, **options) -> pl.Trainer:
 def _reconstruction_error(module: AutoencoderModule, images: torch.Tensor) -> float:
     module.eval()
     with torch.no_grad():
-        return F.l1_loss(module(images), images).item()
+        error = F.l1_loss(module(images), images).item()
+    module.train()
+    return error
 
 
 def test_training_lowers_the_reconstruction_error_and_exports_the_bundle(tmp_path):
-    data, module = TinyFaces(), AutoencoderModule(code_channels=8, downsamplings=2, width=8)
+    data, module = (
+        TinyFaces(),
+        AutoencoderModule(code_channels=4, width=4, max_width=8, code_noise=0.1),
+    )
     module.configure_data(16, 3)
     images = data.train_dataset.images
     before = _reconstruction_error(module, images)
-    _trainer(tmp_path, max_epochs=6).fit(module, datamodule=data)
+    # Validation (the exported figures) once, after the last of 20 epochs.
+    _trainer(tmp_path, max_epochs=20, check_val_every_n_epoch=20, num_sanity_val_steps=0).fit(
+        module, datamodule=data
+    )
     after = _reconstruction_error(module, images)
     assert after < 0.6 * before, (before, after)
     figures = module.validation_figures
     torch.testing.assert_close(figures["l1"], after, atol=1e-4, rtol=0)
     # PSNR of a [-1, 1] image: 10 log10(2^2 / MSE).
+    module.eval()
     with torch.no_grad():
         mse = F.mse_loss(module(images), images).item()
     torch.testing.assert_close(figures["psnr"], 10 * torch.log10(torch.tensor(4 / mse)).item(),
@@ -68,6 +79,21 @@ def test_training_lowers_the_reconstruction_error_and_exports_the_bundle(tmp_pat
     assert bundle["meta"]["validation"] == figures
     loaded = load_autoencoder(tmp_path / "autoencoder.pt")
     torch.testing.assert_close(loaded(images[:4]), module(images[:4]))
+
+
+def test_training_decodes_noisy_codes_of_the_set_scale(tmp_path):
+    module = AutoencoderModule(code_noise=0.5)
+    codes = (
+        torch.randn(4000, 2, 3, 3)
+        * torch.tensor([1.0, 10.0, 100.0, 1000.0]).repeat(1000)[:, None, None, None]
+    )
+    noise = module._noisy(codes) - codes
+    rms = codes.flatten(1).pow(2).mean(dim=1).sqrt()
+    relative = noise.flatten(1).std(dim=1) / rms  # every code gets half its own RMS as noise
+    torch.testing.assert_close(relative.mean(), torch.tensor(0.5), atol=0.01, rtol=0)
+    assert AutoencoderModule(code_noise=0.0)._noisy(codes) is codes
+    with pytest.raises(ConfigError, match="code_noise must be >= 0"):
+        AutoencoderModule(code_noise=-0.1)
 
 
 def test_cfgen_autoencoder_fit_command(tmp_path):
