@@ -15,6 +15,7 @@ def test_demo_config_lists_every_stage_in_order():
         "classifier_confounded",
         "judge",
         "oracle",
+        "autoencoder",
         "explainer",
         "explainer_confounded",
         "strips",
@@ -73,6 +74,7 @@ def test_demo_runs_each_stage_once_and_reuses_them_after(tmp_path, monkeypatch, 
         "classifier",
         "classifier",
         "oracle",
+        "autoencoder",
         "explainer",
         "explainer",
         "generate",
@@ -83,6 +85,10 @@ def test_demo_runs_each_stage_once_and_reuses_them_after(tmp_path, monkeypatch, 
     assert classifier_folder.startswith(f"{out}/classifier-") and classifier_folder.endswith(
         "/classifier.pt"
     )
+    evaluate_argv = calls[-1][1]
+    latent_shift = evaluate_argv[evaluate_argv.index("--explainer_options.latent_shift") + 1]
+    assert latent_shift.startswith(f"{{autoencoder: {out}/autoencoder-")
+    assert latent_shift.endswith("/autoencoder.pt}")
     printed = capsys.readouterr().out
     assert "QUICK RUN" in printed and " 0.97 " in printed and "add glasses" in printed
     assert "report.html" in printed
