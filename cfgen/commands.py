@@ -46,8 +46,8 @@ COMMANDS: dict[str, CommandSpec] = {
     "explainer": training_command(
         "cfgen.train.explainer", "train the Progressive Exaggeration GAN"
     ),
-    "autoencoder": CommandSpec(
-        "cfgen.train.autoencoder", "cli_main", "train the latent-shift baseline's autoencoder"
+    "autoencoder": training_command(
+        "cfgen.train.autoencoder", "train the latent-shift baseline's autoencoder"
     ),
     "generate": CommandSpec(
         "cfgen.explain.cli", "generate_main", "write exaggeration strips for images"
