@@ -90,7 +90,7 @@ MUTATIONS = [
         EXPLAINER,
         "            self._update_ema()\n",
         "",
-        ("tests/train/test_explainer.py", LEARNING),
+        (LOSS_ASSEMBLY, LEARNING),
     ),
     Mutation(
         "raw-generator-exported",
@@ -98,7 +98,7 @@ MUTATIONS = [
         EXPLAINER,
         "            self.ema_generator.state_dict(),\n",
         "            self.generator.state_dict(),\n",
-        ("tests/train/test_explainer.py", LEARNING),
+        (LOSS_ASSEMBLY, LEARNING),
     ),
     Mutation(
         "cycle-decodes-target-bin",

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from cfgen.io import load_bundle
 from cfgen.models.blackbox import BlackBox
 from cfgen.train.explainer import ExplainerModule, classifier_logit
 
@@ -99,8 +100,8 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # --- one training step of the real module on the stubs ---------------------------------------
 
 
-def run_step(tmp_path, monkeypatch, weights: dict[str, float], seed: int = 3):
-    """One generator turn; returns the batch, its bins, the logged losses and the totals."""
+def tiny_module(tmp_path, weights: dict[str, float]) -> ExplainerModule:
+    """The real module (small real networks) explaining the stub black box."""
     path = tmp_path / "classifier.pt2"
     batch = torch.export.Dim("batch")
     example = (torch.zeros(2, 3, SIZE, SIZE),)
@@ -109,9 +110,14 @@ def run_step(tmp_path, monkeypatch, weights: dict[str, float], seed: int = 3):
     widths = {"generator_width": 4, "generator_max_width": 8}
     widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
     hparams = {f"weight_{name}": value for name, value in weights.items()}
-    module = ExplainerModule(
+    return ExplainerModule(
         str(path), image_size=SIZE, n_bins=N_BINS, n_critic=1, **widths, **hparams
     )
+
+
+def run_step(tmp_path, monkeypatch, weights: dict[str, float], seed: int = 3, module=None):
+    """One generator turn; returns the batch, its bins, the logged losses and the totals."""
+    module = module or tiny_module(tmp_path, weights)
     module.generator = StubGenerator()
     module.ema_generator = StubGenerator()
     module.discriminator = StubDiscriminator()
@@ -171,6 +177,41 @@ def test_a_zero_weight_leaves_its_term_out(tmp_path, monkeypatch, left_out):
     torch.testing.assert_close(totals[-1], hand_sum)
     # The sum without the term differs from the sum with it: the case can tell them apart.
     assert not torch.allclose(hand_sum, hand_sum + WEIGHTS[left_out] * expected[left_out])
+
+
+# --- the EMA generator: updated on every generator turn, and what is exported -------------
+
+
+def test_a_generator_turn_moves_the_ema_generator_by_its_warm_up_decay(tmp_path, monkeypatch):
+    module = tiny_module(tmp_path, WEIGHTS)
+    fit_start = module.on_fit_start
+
+    def stubs_with_weights_apart() -> None:
+        # Once run_step has put the stubs in: the generator's weight 1, the average's 0.
+        fit_start()
+        module.generator.unused.data.fill_(1.0)
+        module.ema_generator.unused.data.fill_(0.0)
+
+    monkeypatch.setattr(module, "on_fit_start", stubs_with_weights_apart)
+    run_step(tmp_path, monkeypatch, WEIGHTS, module=module)
+    assert module.generator.unused.item() == 1.0  # the stub optimiser changed nothing
+    # Step 0 of the warm-up: decay min(ema_decay, 1 / 10), so the average moves 9/10 of the way.
+    decay = min(module.hparams.ema_decay, 0.1)
+    torch.testing.assert_close(module.ema_generator.unused.item(), 1.0 - decay)
+
+
+def test_export_writes_the_ema_generator_not_the_raw_one(tmp_path):
+    module = tiny_module(tmp_path, WEIGHTS)
+    with torch.no_grad():
+        for parameter in module.ema_generator.parameters():
+            parameter.add_(1.0)
+    module.export(tmp_path / "explainer.pt")
+    exported = load_bundle(tmp_path / "explainer.pt", "explainer")["state_dict"]
+    ema, raw = module.ema_generator.state_dict(), module.generator.state_dict()
+    assert exported.keys() == ema.keys()
+    for key, value in ema.items():
+        torch.testing.assert_close(exported[key], value, msg=key)
+    assert any(not torch.equal(exported[key], raw[key]) for key in raw)
 
 
 # --- classifier_logit ------------------------------------------------------------------------
