@@ -1,4 +1,6 @@
-"""Open an evaluation report in headless Chromium: every image loads, every table is there.
+"""Open an evaluation report in headless Chromium: every image loads, every table is there and
+fits its column at the reader's width (no table wider than its container: nothing cut off or
+hidden behind a scroll bar).
 
     python benchmarks/check_report_browser.py runs/demo/evaluate-*/report.html \
         [--screenshot docs/images/report.png]
@@ -41,7 +43,16 @@ window.addEventListener("load", function () {
                   .map(function (i) { return i.alt; }),
     tables: Array.from(document.querySelectorAll("table"))
                  .map(function (t) { return t.className; }),
-    rows: document.querySelectorAll("table.counterfactuals tbody tr").length
+    rows: document.querySelectorAll("table.counterfactuals tbody tr").length,
+    // A table wider than the box it sits in: its right-hand columns are cut off or scrolled.
+    overflowing: Array.from(document.querySelectorAll("table"))
+                      .filter(function (t) {
+                        return t.scrollWidth > t.parentElement.clientWidth + 1;
+                      })
+                      .map(function (t) {
+                        return t.className + " (" + t.scrollWidth + " px in "
+                               + t.parentElement.clientWidth + " px)";
+                      })
   };
   var marker = document.createElement("pre");
   marker.id = "cfgen-check";
@@ -68,13 +79,19 @@ def run_browser(args: list[str], profile: Path, timeout: int = 120) -> str:
     return done.stdout
 
 
-def probe(report: Path, workdir: Path) -> dict:
-    """What the loaded page holds, as seen by Chromium."""
+def probe(report: Path, workdir: Path, width: int) -> dict:
+    """What the loaded page holds, as seen by Chromium in a window `width` px wide."""
     page = report.read_text(encoding="utf-8")
     probed = workdir / "probed.html"
     probed.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
     dom = run_browser(
-        ["--virtual-time-budget=10000", "--dump-dom", probed.as_uri()], workdir / "profile"
+        [
+            "--virtual-time-budget=10000",
+            f"--window-size={width},1000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        workdir / "profile",
     )
     match = re.search(r'<pre id="cfgen-check">(.*?)</pre>', dom, re.S)
     if match is None:
@@ -90,6 +107,7 @@ def problems(found: dict) -> list[str]:
     issues += [f"table missing: {name}" for name in REQUIRED_TABLES if name not in found["tables"]]
     if found["rows"] == 0:
         issues.append("the counterfactual table has no row")
+    issues += [f"table wider than its container: {table}" for table in found["overflowing"]]
     return issues
 
 
@@ -105,18 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", type=Path, help="report.html written by `cfgen evaluate`")
     parser.add_argument("--screenshot", type=Path, help="save a PNG screenshot here")
-    parser.add_argument("--size", default="1280,2400", help="screenshot window WIDTH,HEIGHT")
+    parser.add_argument(
+        "--size", default="1280,2400", help="window WIDTH,HEIGHT of the check and the screenshot"
+    )
     args = parser.parse_args(argv)
     report = args.report.resolve()
+    width, height = (int(v) for v in args.size.split(","))
     with tempfile.TemporaryDirectory(prefix="cfgen-browser-") as tmp:
-        found = probe(report, Path(tmp))
+        found = probe(report, Path(tmp), width)
         issues = problems(found)
         print(
             f"{report}: {found['images']} images, {len(found['broken'])} broken; tables "
             f"{found['tables']}; headline rows {found['rows']}"
         )
         if args.screenshot:
-            width, height = (int(v) for v in args.size.split(","))
             screenshot(report, args.screenshot, Path(tmp), width, height)
             print(f"screenshot: {args.screenshot}")
     for issue in issues:
