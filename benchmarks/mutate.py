@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/mutate.py                 # every mutation, table at the end
     .venv/bin/python benchmarks/mutate.py --only ema-never-updated cbn-reads-bin-0
     .venv/bin/python benchmarks/mutate.py --list          # names, files, likely catching tests
+    .venv/bin/python benchmarks/mutate.py --not-slow      # without the learning test: minutes
 
 Each mutation is (file, exact snippet, replacement). For each, the repository's files (tracked
 and untracked-but-not-ignored, as `git ls-files` lists them) are copied to a temporary folder,
@@ -185,10 +186,17 @@ def check_patterns(repo: Path, mutations: list[Mutation]) -> None:
         )
 
 
-def run_pytest(copy: Path, targets: list[str], timeout: int) -> tuple[bool, str, float]:
-    """(passed, first failing test or reason, seconds) of `pytest -x targets` inside `copy`."""
+def run_pytest(
+    copy: Path, targets: list[str], timeout: int, not_slow: bool = False
+) -> tuple[bool, str, float]:
+    """(passed, first failing test or reason, seconds) of `pytest -x targets` inside `copy`.
+
+    not_slow: deselect the tests marked slow (the learning test). Nothing left to run counts as
+    passed (nothing caught the mutation), not as a failure.
+    """
     env = {**os.environ, "PYTHONPATH": str(copy), "WANDB_MODE": "disabled"}
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider"]
+    command += ["-m", "not slow"] if not_slow else []
     start = time.perf_counter()
     try:
         result = subprocess.run(
@@ -199,6 +207,8 @@ def run_pytest(copy: Path, targets: list[str], timeout: int) -> tuple[bool, str,
     seconds = time.perf_counter() - start
     if result.returncode == 0:
         return True, "", seconds
+    if result.returncode == 5:  # pytest: no tests collected
+        return True, "no test ran", seconds
     failed = re.search(r"^(?:FAILED|ERROR) (\S+)", result.stdout, flags=re.MULTILINE)
     reason = failed.group(1) if failed else f"pytest exit code {result.returncode}"
     return False, reason, seconds
@@ -210,10 +220,12 @@ def try_mutation(repo: Path, files: list[str], mutation: Mutation, args) -> dict
         copy_tree(repo, files, copy)
         path = copy / mutation.file
         path.write_text(path.read_text().replace(mutation.snippet, mutation.replacement))
-        passed, caught_by, seconds = run_pytest(copy, list(mutation.likely), args.timeout)
+        passed, caught_by, seconds = run_pytest(
+            copy, list(mutation.likely), args.timeout, args.not_slow
+        )
         stage = "likely files"
         if passed and args.whole_suite:
-            passed, caught_by, more = run_pytest(copy, ["tests"], args.timeout)
+            passed, caught_by, more = run_pytest(copy, ["tests"], args.timeout, args.not_slow)
             seconds, stage = seconds + more, "whole suite"
     return {"caught": not passed, "by": caught_by, "seconds": seconds, "stage": stage}
 
@@ -226,6 +238,11 @@ def main() -> int:
         "--whole-suite",
         action="store_true",
         help="also run the whole suite on a mutation its likely files miss (slow)",
+    )
+    parser.add_argument(
+        "--not-slow",
+        action="store_true",
+        help="leave out the slow tests (the learning test): minutes, no training",
     )
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per pytest run")
     args = parser.parse_args()
@@ -246,11 +263,13 @@ def main() -> int:
     ).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True).stdout
     print(f"commit {commit}{' + uncommitted changes' if dirty.strip() else ''}", flush=True)
+    if args.not_slow:
+        print("slow tests left out (-m 'not slow'): the learning test does not run", flush=True)
 
     baseline = sorted({test for m in mutations for test in m.likely})
     with tempfile.TemporaryDirectory(prefix="mutant-none-") as folder:
         copy_tree(REPO, files, Path(folder))
-        passed, failure, seconds = run_pytest(Path(folder), baseline, args.timeout)
+        passed, failure, seconds = run_pytest(Path(folder), baseline, args.timeout, args.not_slow)
     if not passed:
         sys.exit(f"the unmutated suite fails ({failure}): fix it before judging mutations")
     print(f"unmutated: {len(baseline)} likely files pass ({seconds:.0f} s)", flush=True)
