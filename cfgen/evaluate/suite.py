@@ -3,8 +3,11 @@
     config = SuiteConfig(explainer="runs/.../explainer.pt", oracle="runs/.../oracle.pt")
     results = evaluate(config)          # loads everything, runs, writes results.json + report
 
-`run_suite(config, inputs)` does the work on already-built inputs (classifier, explainers,
-queries), so tests and notebooks can pass their own. Outputs, all written atomically:
+The orchestration: load (`cfgen.evaluate.loading`, which holds the config and builds the
+inputs) -> run -> write -> log. `run_suite(config, inputs)` does the work on already-built
+inputs (classifier, explainers, queries), so tests and notebooks can pass their own. A metric
+group that needs what the evaluation lacks (factors, region masks, an oracle, weights) is
+skipped with the reason; any other error stops the run. Outputs, all written atomically:
 `results.json` (figures, timing, config, versions), `report_images.npz` (the arrays the report
 draws) and the report itself (`report.md`, `report.html`). W&B logging comes last and may fail
 without losing anything.
@@ -13,7 +16,7 @@ without losing anything.
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +24,15 @@ import torch
 from rich.progress import Progress
 
 import cfgen
-from cfgen.errors import CfgenError, ConfigError
-from cfgen.evaluate.bias import BiasConfig, bias_experiment
+from cfgen.errors import ConfigError, WeightsMissingError
+from cfgen.evaluate.bias import bias_experiment
 from cfgen.evaluate.judges import identity_images
+from cfgen.evaluate.loading import SuiteConfig, SuiteInputs, load_inputs
 from cfgen.evaluate.scoring import (
     COUNTERFACTUAL_SCORES,
     SALIENCY_SCORES,
     EvalContext,
+    NoGroundTruth,
     SaliencyOutput,
     curve,
     far_end,
@@ -35,93 +40,6 @@ from cfgen.evaluate.scoring import (
 from cfgen.explain.base import CounterfactualExplainer, Explainer
 from cfgen.explain.strip import Strip
 from cfgen.io import atomic_write_bytes, atomic_write_json, prepare_output_dir
-
-DEFAULT_BASELINES = [
-    "gradient",
-    "smoothgrad",
-    "integrated_gradients",
-    "guided_backprop",
-    "gradcam",
-    "occlusion",
-    "lime",
-    "kernelshap",
-    "second_order",
-]
-
-
-# Methods that cost about a second per query or more on a CPU are scored on the first queries only.
-SLOW_METHOD_QUERIES = {
-    "pgd": 100,
-    "optimisation": 100,
-    "lime": 100,
-    "kernelshap": 100,
-    "second_order": 100,
-}
-
-
-@dataclass
-class SuiteConfig:
-    """What `cfgen evaluate` runs. YAML files in `configs/evaluate/` override these defaults.
-
-    explainer: the PE bundle (`explainer.pt`); classifier: the black box (default: the one the
-    explainer recorded); oracle: the factor oracle (`oracle.pt`) for validity, preservation,
-    realism features and the bias experiment; judge: a second classifier of the same attribute,
-    trained independently (anything `cfgen.models.blackbox.load_blackbox` loads; its explained
-    output is `judge_target`, default the classifier's target). Queries: `n_queries` images of
-    the synthetic `split`; `n_real` validation images are the real reference for realism.
-    n_bins: default (None) the explainer's. baselines / adversarial: `cfgen.explain.registry`
-    names, built with `explainer_options[name]`. max_queries: methods scored on the first
-    `max_queries[name]` queries only (slow ones); robustness_queries: how many queries the
-    (costly) robustness checks use. logger: "wandb" or "none".
-    """
-
-    explainer: str
-    oracle: str | None = None
-    classifier: str | None = None
-    judge: str | None = None
-    judge_target: str | None = None
-    out: str = "runs/evaluate/synthetic_smile"
-    overwrite: bool = False
-    n_queries: int = 500
-    split: str = "test"
-    n_real: int = 2000
-    seed: int = 0
-    n_bins: int | None = None
-    baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
-    adversarial: list[str] = field(default_factory=lambda: ["pgd"])
-    counterfactual_metrics: list[str] = field(default_factory=lambda: list(COUNTERFACTUAL_SCORES))
-    saliency_metrics: list[str] = field(
-        default_factory=lambda: ["faithfulness", "localisation", "robustness"]
-    )
-    robustness_queries: int = 16
-    max_queries: dict[str, int] = field(default_factory=lambda: dict(SLOW_METHOD_QUERIES))
-    explainer_options: dict[str, dict] = field(default_factory=dict)
-    report_queries: int = 4
-    batch_size: int = 64
-    bias: BiasConfig = field(default_factory=BiasConfig)
-    logger: str = "wandb"
-
-    def check(self) -> None:
-        """Refuse unknown metric names before any work is done."""
-        for names, registry, option in (
-            (self.counterfactual_metrics, COUNTERFACTUAL_SCORES, "counterfactual_metrics"),
-            (self.saliency_metrics, SALIENCY_SCORES, "saliency_metrics"),
-        ):
-            unknown = sorted(set(names) - set(registry))
-            if unknown:
-                raise ConfigError(f"unknown {option} {unknown}; choose from {sorted(registry)}")
-        if self.n_queries < 1 or self.report_queries < 0:
-            raise ConfigError("n_queries must be >= 1 and report_queries >= 0")
-
-
-@dataclass
-class SuiteInputs:
-    """Built models and data: the context plus the methods to score, keyed by their name."""
-
-    context: EvalContext
-    counterfactual_methods: dict[str, CounterfactualExplainer]
-    saliency_methods: dict[str, Explainer]
-    bias_explainers: tuple[CounterfactualExplainer, CounterfactualExplainer] | None = None
 
 
 def versions() -> dict[str, str]:
@@ -171,14 +89,19 @@ def _with_identity(
     return replace(context, identity=identity), seconds
 
 
+# What a metric group may lack on some data: ground truth (factors, masks, an oracle, a judge,
+# a reference set) or weights that are not on the machine. Anything else fails the run.
+SKIPPED_FOR = (NoGroundTruth, WeightsMissingError)
+
+
 def _score(registry: dict, names: list[str], context: EvalContext, output) -> dict:
-    """Run the named metric groups; a user-fixable problem (e.g. missing weights) skips one."""
+    """Run the named metric groups; one that lacks its ground truth or weights is skipped."""
     scores, skipped, seconds = {}, {}, {}
     for name in names:
         start = time.perf_counter()
         try:
             scores[name] = registry[name](context, output)
-        except CfgenError as error:
+        except SKIPPED_FOR as error:
             skipped[name] = str(error)
         seconds[name] = time.perf_counter() - start
     return {"metrics": scores, "skipped": skipped, "metric_seconds": seconds}
@@ -219,9 +142,34 @@ def _counterfactual_entry(
     config: SuiteConfig, method: CounterfactualExplainer, context: EvalContext
 ) -> tuple[dict, float, Strip]:
     entry, strip = score_counterfactual(method, context, config.counterfactual_metrics)
-    if context.reference_counterfactual is None:  # the first method (PE) is the reference
-        context.reference_counterfactual = far_end(strip)
     return entry, entry.pop("seconds"), strip
+
+
+def _methods_in_order(config: SuiteConfig, inputs: SuiteInputs) -> dict:
+    """Every method, the COUT reference first (saliency COUT inserts its counterfactuals).
+
+    The reference must be a counterfactual method scored on at least as many queries as every
+    saliency method whose faithfulness is scored.
+    """
+    counterfactual, saliency = inputs.counterfactual_methods, inputs.saliency_methods
+    reference = config.cout_reference
+    if reference is None or not saliency or "faithfulness" not in config.saliency_metrics:
+        return {**counterfactual, **saliency}
+    if reference not in counterfactual:
+        raise ConfigError(
+            f"cout_reference {reference!r} is not one of the counterfactual methods "
+            f"{sorted(counterfactual)}; name one of them, or null for no COUT of saliency maps"
+        )
+    n = int(inputs.context.queries.shape[0])
+    limit = config.max_queries.get(reference, n)
+    short = sorted(name for name in saliency if config.max_queries.get(name, n) > limit)
+    if short:
+        raise ConfigError(
+            f"cout_reference {reference!r} is scored on {limit} queries (max_queries), fewer "
+            f"than {short}; raise max_queries[{reference}] or lower theirs"
+        )
+    ordered = {reference: counterfactual[reference]}
+    return {**ordered, **counterfactual, **saliency}
 
 
 def _saliency_entry(
@@ -245,7 +193,7 @@ def run_suite(config: SuiteConfig, inputs: SuiteInputs) -> tuple[dict, dict[str,
     images: dict[str, np.ndarray] = {"queries": queries[shown].numpy()}
     with torch.no_grad():
         images["query_posteriors"] = inputs.context.classifier(queries[shown]).numpy()
-    methods = {**inputs.counterfactual_methods, **inputs.saliency_methods}
+    methods = _methods_in_order(config, inputs)
     with Progress() as progress:
         task = progress.add_task("evaluating", total=len(methods))
         for name, method in methods.items():
@@ -253,6 +201,8 @@ def run_suite(config: SuiteConfig, inputs: SuiteInputs) -> tuple[dict, dict[str,
             context = inputs.context.head(config.max_queries.get(name, n))
             if name in inputs.counterfactual_methods:
                 entry, seconds, strip = _counterfactual_entry(config, method, context)
+                if name == config.cout_reference:
+                    inputs.context.reference_counterfactual = far_end(strip)
                 images[f"strip/{name}"] = strip.images[:, shown].numpy()
                 images[f"posteriors/{name}"] = strip.posteriors[:, shown].numpy()
             else:
@@ -316,8 +266,6 @@ def evaluate(config: SuiteConfig, inputs: SuiteInputs | None = None) -> dict:
     config.check()
     out = prepare_output_dir(config.out, config.overwrite)
     if inputs is None:
-        from cfgen.evaluate.loading import load_inputs
-
         inputs = load_inputs(config)
     results, images = run_suite(config, inputs)
     paths = write_outputs(config, results, images, out)

@@ -107,3 +107,79 @@ def test_slow_methods_are_scored_on_the_first_queries_only(tmp_path):
     assert results["timing"]["mask"]["ms_per_query"] == pytest.approx(
         1000 * results["timing"]["mask"]["seconds"] / 3
     )
+
+
+class CountingFeatures(torch.nn.Module):
+    """A fixed projection of the pixels to 3 features that counts the images it encodes."""
+
+    num_features = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.randn(3 * 8 * 8, 3, generator=torch.Generator().manual_seed(0))
+        self.images_seen = 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.images_seen += len(images)
+        return images.flatten(1) @ self.weight
+
+
+def test_the_real_reference_is_encoded_once_for_every_method_and_bin(tmp_path):
+    inputs = make_inputs(8)
+    context = inputs.context
+    classifier = context.classifier
+    context.features = CountingFeatures()
+    context.real_images = torch.randn(24, 3, 8, 8) * 0.3
+    with torch.no_grad():
+        context.real_posteriors = classifier(context.real_images)
+    inputs.counterfactual_methods["exact_too"] = ExactCounterfactual(classifier)
+    results, _ = run_suite(config(tmp_path, counterfactual_metrics=["realism"]), inputs)
+    assert {"fid_overall", "kid_overall", "sfid"} <= set(
+        results["methods"]["exact_too"]["metrics"]["realism"]
+    )
+    # The reference (24) and the queries (8, for sFID) once; each method's 10 x 8 strip images.
+    assert context.features.images_seen == 24 + 8 + 2 * 10 * 8
+
+
+def test_saliency_cout_inserts_the_counterfactuals_of_the_method_the_config_names(tmp_path):
+    inputs = make_inputs(6)
+    classifier = inputs.context.classifier
+
+    class Untouched(ExactCounterfactual):  # its counterfactual is the query: COUT gains nothing
+        def counterfactual(self, x, target):
+            return x.clone()
+
+    inputs.counterfactual_methods = {
+        "still": Untouched(classifier),
+        "exact": inputs.counterfactual_methods["exact"],
+    }
+    options = dict(counterfactual_metrics=["faithfulness"], saliency_metrics=["faithfulness"])
+    by_reference = {}
+    for reference in ("still", "exact"):
+        results, _ = run_suite(config(tmp_path, cout_reference=reference, **options), inputs)
+        by_reference[reference] = results["methods"]["mask"]["metrics"]["faithfulness"]["cout"]
+        inputs.context.reference_counterfactual = None
+    exact = results["methods"]["exact"]["metrics"]["faithfulness"]["cout"]
+    # The mask orders exactly the pixels the exact counterfactual changes: its COUT is the
+    # exact method's own; inserting an unchanged query moves nothing: the curve stays at the
+    # query's distance from the counterfactual class, -|2 f(x) - 1|.
+    assert by_reference["exact"] == pytest.approx(exact)
+    with torch.no_grad():
+        stays = -(2 * classifier(inputs.context.queries) - 1).abs().mean().item()
+    assert by_reference["still"] == pytest.approx(stays, abs=1e-5)
+    assert abs(stays - exact) > 0.1
+    with pytest.raises(ConfigError, match="cout_reference 'pe' is not one of"):
+        run_suite(config(tmp_path, **options), inputs)
+    results, _ = run_suite(config(tmp_path, cout_reference=None, **options), inputs)
+    assert "cout" not in results["methods"]["mask"]["metrics"]["faithfulness"]
+
+
+def test_a_config_error_inside_a_metric_group_fails_the_run_instead_of_skipping(
+    tmp_path, monkeypatch
+):
+    def misconfigured(context, output):
+        raise ConfigError("the oracle reads no 'Smiling'")
+
+    monkeypatch.setitem(scoring.COUNTERFACTUAL_SCORES, "misconfigured", misconfigured)
+    with pytest.raises(ConfigError, match="reads no 'Smiling'"):
+        run_suite(config(tmp_path, counterfactual_metrics=["misconfigured"]), make_inputs())
