@@ -6,6 +6,7 @@ them; each test checks one stage's output. The explainer is given nothing but th
 target, image size and channels come from the classifier's bundle.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -99,13 +100,16 @@ def test_demo_on_a_folder_fills_the_folder_and_target_into_every_stage(tmp_path)
     data = user_folder(tmp_path / "data", n=5)
     config = parse_config(["--data", str(data), "--target", "digit=1"])
     stages = {stage.name: stage for stage in config.resolved_stages()}
-    assert list(stages)[:5] == ["classifier", "oracle", "judge", "explainer", "strips"]
+    names = ["classifier", "oracle", "judge", "explainer", "strips", "evaluate"]
+    assert list(stages) == names
     arguments = [arg for stage in stages.values() for arg in stage.args]
     assert not any("{data}" in arg or "{target}" in arg for arg in arguments)
     classifier = stages["classifier"].args
     assert classifier[classifier.index("--data.root") + 1] == str(data.resolve())
     assert classifier[classifier.index("--data.target") + 1] == "digit=1"
     assert stages["judge"].args[stages["judge"].args.index("--seed_everything") + 1] == "1"
+    evaluate = stages["evaluate"].args
+    assert evaluate[evaluate.index("--data.root") + 1] == str(data.resolve())
     assert config.out == "runs/folder"
     quick = parse_config(["--data", str(data), "--target", "digit=1", "--quick"])
     assert "QUICK RUN" in quick.note and quick.out == "runs/folder_quick"
@@ -130,9 +134,82 @@ def test_cfgen_demo_runs_every_stage_on_a_tiny_folder(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     folders = {path.name.rsplit("-", 1)[0]: path for path in out.iterdir()}
-    assert sorted(folders) == sorted(["classifier", "oracle", "judge", "explainer", "strips"])
+    stages = ["classifier", "oracle", "judge", "explainer", "strips", "evaluate"]
+    assert sorted(folders) == sorted(stages)
     assert all((folder / "DONE").is_file() for folder in folders.values())
     judge = classifier_facts(str(folders["judge"] / "classifier.pt"))
     assert (judge["target"], judge["in_channels"]) == ("digit=1", 1)
     assert len(list((folders["strips"] / "strips").glob("*.png"))) == 20
+    results = json.loads((folders["evaluate"] / "results.json").read_text())
+    # The 4 test images of the 20 (every fifth row), PE and FGSM judged by the attribute oracle
+    # and the judge classifier; the folder has no region masks.
+    assert results["n_queries"] == 4 and set(results["config"]["data"]) >= {"source", "root"}
+    assert {"pe", "fgsm", "gradient", "lime"} <= set(results["methods"])
+    for name in ("pe", "fgsm"):
+        assert {"validity", "judge", "preservation"} <= set(results["methods"][name]["metrics"])
+        assert "region masks" in results["methods"][name]["skipped"]["localisation"]
+    assert (folders["evaluate"] / "report.html").is_file()
+    assert "headline figures" in done.stdout and "skipped localisation" in done.stdout
     assert "all stages finished" in done.stdout and "QUICK RUN" in done.stdout
+
+
+def evaluate_args(runs, out: Path, *extra) -> list:
+    """`cfgen evaluate` of the folder's explainer, its oracle and judge, on a few quick methods."""
+    return ["evaluate", "--explainer", runs["explainer"] / "explainer.pt",
+            "--data.source", "folder", "--data.root", runs["data"],
+            "--oracle", runs["oracle"] / "oracle.pt",
+            "--judge", runs["classifier"] / "classifier.pt",
+            "--out", out, "--n_real", 8, "--baselines", "[gradient]", "--adversarial", "[fgsm]",
+            "--saliency_metrics", "[faithfulness, localisation]", "--logger", "none",
+            *extra]  # fmt: skip
+
+
+def test_evaluate_scores_the_folder_explainer_on_its_test_split(runs, tmp_path, capsys):
+    out = tmp_path / "eval"
+    cfgen(*evaluate_args(runs, out))
+    results = json.loads((out / "results.json").read_text())
+    # Every fifth row of the CSV is in the test split: the queries are those 8 grey images, as
+    # the training data module reads them (target and image size are the classifier's).
+    test = AttributeFolder(runs["data"], split="test", image_size=SIZE, target="digit=3")
+    assert results["n_queries"] == len(test) == 8
+    with np.load(out / "report_images.npz") as arrays:
+        expected = torch.stack([test[i]["image"] for i in range(4)]).numpy()
+        np.testing.assert_array_equal(arrays["queries"], expected)
+        assert arrays["strip/pe"].shape[2] == 1  # one channel in the report too
+    pe = results["methods"]["pe"]
+    # The attribute oracle reads the explained class (validity), the other columns (MNAC) and
+    # gives realism its features; the classifier as its own judge agrees with it.
+    assert {"validity", "judge", "realism", "preservation", "shift"} <= set(pe["metrics"])
+    assert pe["metrics"]["preservation"]["mnac"] >= 0
+    shift, judge = pe["metrics"]["shift"], pe["metrics"]["judge"]
+    assert judge == pytest.approx({f"judge_{key}": value for key, value in shift.items()})
+    # A folder has no region masks: localisation is skipped for every method, with the reason.
+    assert "region masks" in pe["skipped"]["localisation"]
+    assert "region masks" in results["methods"]["gradient"]["skipped"]["localisation"]
+    assert "cout" in results["methods"]["gradient"]["metrics"]["faithfulness"]
+    assert results["config"]["data"]["source"] == "folder"
+    printed = capsys.readouterr().out
+    assert "skipped" in printed and "localisation" in printed
+
+
+def test_evaluate_refuses_a_target_or_size_the_explainer_was_not_made_for(runs, tmp_path, capsys):
+    argv = [str(arg) for arg in evaluate_args(runs, tmp_path / "a", "--data.target", "digit=1")]
+    assert main(argv) == 2
+    assert "was trained with 'digit=3'" in capsys.readouterr().err
+    argv = [str(arg) for arg in evaluate_args(runs, tmp_path / "b", "--data.image_size", "32")]
+    assert main(argv) == 2
+    assert "was trained with 16" in capsys.readouterr().err
+    assert not (tmp_path / "a" / "results.json").exists()
+
+
+def test_evaluate_fails_on_an_oracle_of_another_world_instead_of_skipping(runs, tmp_path, capsys):
+    from cfgen.data.synthetic import FACTOR_NAMES
+    from cfgen.io import save_bundle
+    from cfgen.models.oracle import BUNDLE_KIND, FactorOracle
+
+    factor_oracle = FactorOracle(FACTOR_NAMES, width=4, num_features=8)
+    path = save_bundle(tmp_path / "factors.pt", BUNDLE_KIND, factor_oracle.config(), {
+        **factor_oracle.state_dict()})  # fmt: skip
+    argv = [str(arg) for arg in evaluate_args(runs, tmp_path / "eval", "--oracle", path)]
+    assert main(argv) == 2
+    assert "'digit=3' is not one of them" in capsys.readouterr().err
