@@ -43,6 +43,16 @@ def classifier_kl(logits: torch.Tensor, target_posterior: torch.Tensor) -> torch
     return F.binary_cross_entropy_with_logits(logits, target_posterior) - entropy.mean()
 
 
+def classifier_logit_l1(logits: torch.Tensor, target_posterior: torch.Tensor) -> torch.Tensor:
+    """Mean |logit - logit(target)| (the MedIA follow-up's L1 on logits): (N,), (N,) -> scalar.
+
+    Zero at the target; unlike the cross-entropy its gradient does not fade as the posterior
+    nears the target, and a bin near 0 or 1 (logit far out) weighs as much as a middle one.
+    """
+    target = torch.logit(target_posterior.clamp(1e-4, 1 - 1e-4))
+    return (logits - target).abs().mean()
+
+
 def cycle_l1(image: torch.Tensor, cycled: torch.Tensor) -> torch.Tensor:
     """Mean |x - I(I(x, c), c_x)| over all pixels. Images: (N, C, H, W)."""
     return (image - cycled).abs().mean()
@@ -68,15 +78,31 @@ def context_l1(image: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor)
     return ((image - generated).abs() * keep).sum() / keep.sum().clamp_min(1.0)
 
 
+def mask_area(mask: torch.Tensor) -> torch.Tensor:
+    """Mean of a blend mask (N, 1, H, W) in [0, 1]: the share of the image the generator redraws."""
+    return mask.mean()
+
+
+def mask_total_variation(mask: torch.Tensor) -> torch.Tensor:
+    """Mean |difference| of a mask (N, 1, H, W) between vertical and between horizontal
+    neighbours, summed over the two directions: 0 for a constant mask, large for speckle."""
+    vertical = (mask[..., 1:, :] - mask[..., :-1, :]).abs().mean()
+    horizontal = (mask[..., :, 1:] - mask[..., :, :-1]).abs().mean()
+    return vertical + horizontal
+
+
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "hinge_discriminator": hinge_discriminator,
     "hinge_generator": hinge_generator,
     "classifier_cross_entropy": classifier_cross_entropy,
     "classifier_kl": classifier_kl,
+    "classifier_logit_l1": classifier_logit_l1,
     "cycle_l1": cycle_l1,
     "embedding_l2": embedding_l2,
     "identity_l1": identity_l1,
     "context_l1": context_l1,
+    "mask_area": mask_area,
+    "mask_total_variation": mask_total_variation,
 }
 
 

@@ -1,15 +1,61 @@
 """The explainer's generator I_f(x, c): a residual encoder-decoder conditioned on the target bin.
 
-As in the official model (METHOD.md §1): a conv, residual down-blocks to a 4x4 embedding, residual
-up-blocks back, BN, ReLU, conv, tanh; conditional BN keyed by the target bin in every block, no
-spectral norm. Depth follows the image size (3 levels at 32 px, 5 at the paper's 128 px); width
-doubles per level from `base_width` up to `max_width`.
+The official model (METHOD.md §1) is `Generator(skips=False, output="image")`: a conv, residual
+down-blocks to a 4x4 embedding, residual up-blocks back, BN, ReLU, conv, tanh; conditional BN
+keyed by the target bin in every block, no spectral norm, no path from the query to the output
+other than through the 4x4 embedding. Depth follows the image size (3 levels at 32 px, 5 at the
+paper's 128 px); width doubles per level from `base_width` up to `max_width`.
+
+Options that let the generator keep what the classifier does not use (issue 10 §2; the ablation
+in `benchmarks/README.md` chooses between them):
+- `skips`: the decoder adds the encoder's features of the same resolution (U-Net style, by
+  addition, so no weights are added);
+- `output` (`OUTPUTS`): how the head's channels become the image: `image` (official: tanh, the
+  whole image is redrawn), `residual` (x + tanh(Δ), clipped to [-1, 1]) or `blend`
+  (m · tanh(G) + (1 - m) · x with a mask m = sigmoid(·) in [0, 1] of one channel, returned by
+  `render` so that training can penalise its area and the mask can be read as a saliency map);
+- `edit_downsample`: the head's output is low-passed (average-pooled by this factor and
+  upsampled bilinearly) before it is combined with the query: a smooth edit, no pixel noise.
 """
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from cfgen.errors import ConfigError
 from cfgen.models.blocks import GeneratorBlock, channel_widths, levels_for
+
+
+class Rendered(NamedTuple):
+    """A generator's output: `image` (N, C, H, W) in [-1, 1] and, for `output="blend"`, the
+    blend `mask` (N, 1, H, W) in [0, 1] (1 = drawn by the generator, 0 = kept from the query)."""
+
+    image: torch.Tensor
+    mask: torch.Tensor | None = None
+
+
+def _image(head: torch.Tensor, query: torch.Tensor) -> Rendered:
+    return Rendered(torch.tanh(head))
+
+
+def _residual(head: torch.Tensor, query: torch.Tensor) -> Rendered:
+    return Rendered((query + torch.tanh(head)).clamp(-1.0, 1.0))
+
+
+def _blend(head: torch.Tensor, query: torch.Tensor) -> Rendered:
+    drawn, mask = torch.tanh(head[:, :-1]), torch.sigmoid(head[:, -1:])
+    return Rendered(mask * drawn + (1.0 - mask) * query, mask)
+
+
+# Output kind -> (extra head channels beyond the image's, how head + query become the output).
+OUTPUTS: dict[str, tuple[int, Callable[[torch.Tensor, torch.Tensor], Rendered]]] = {
+    "image": (0, _image),
+    "residual": (0, _residual),
+    "blend": (1, _blend),
+}
 
 
 class Generator(nn.Module):
@@ -23,11 +69,24 @@ class Generator(nn.Module):
         base_width: int = 32,
         max_width: int = 256,
         embedding_size: int = 4,
+        skips: bool = False,
+        output: str = "image",
+        edit_downsample: int = 1,
     ) -> None:
         super().__init__()
+        if output not in OUTPUTS:
+            raise ConfigError(f"unknown generator output {output!r}; choose one of {list(OUTPUTS)}")
+        if edit_downsample < 1 or image_size % edit_downsample:
+            raise ConfigError(
+                f"edit_downsample must be a divisor of image_size {image_size}, got "
+                f"{edit_downsample}"
+            )
         self.image_size = image_size
         self.channels = channels
         self.n_bins = n_bins
+        self.skips = skips
+        self.output = output
+        self.edit_downsample = edit_downsample
         levels = levels_for(image_size, embedding_size)
         widths = channel_widths(levels, base_width, max_width)
         self.stem = nn.Conv2d(channels, widths[0], 3, padding=1)
@@ -37,26 +96,43 @@ class Generator(nn.Module):
         self.up = nn.ModuleList(
             GeneratorBlock(widths[i + 1], widths[i], n_bins, "up") for i in reversed(range(levels))
         )
+        extra_channels, self._combine = OUTPUTS[output]
         self.head = nn.Sequential(
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(),
-            nn.Conv2d(widths[0], channels, 3, padding=1),
-            nn.Tanh(),
+            nn.Conv2d(widths[0], channels + extra_channels, 3, padding=1),
         )
 
-    def encode(self, x: torch.Tensor, target_bin: torch.Tensor) -> torch.Tensor:
-        """Embedding of `x` under bin `target_bin`: (N, C, H, W) -> (N, W_max, 4, 4)."""
-        h = self.stem(x)
+    def encode(self, x: torch.Tensor, target_bin: torch.Tensor) -> list[torch.Tensor]:
+        """Features of `x` under bin `target_bin` at every level, full resolution first; the
+        last is the embedding, (N, W_max, 4, 4)."""
+        features = [self.stem(x)]
         for block in self.down:
-            h = block(h, target_bin)
-        return h
+            features.append(block(features[-1], target_bin))
+        return features
 
-    def decode(self, embedding: torch.Tensor, target_bin: torch.Tensor) -> torch.Tensor:
-        """Image rendered from an embedding for bin `target_bin`: -> (N, C, H, W) in [-1, 1]."""
-        h = embedding
-        for block in self.up:
+    def decode(
+        self, features: list[torch.Tensor], query: torch.Tensor, target_bin: torch.Tensor
+    ) -> Rendered:
+        """The image rendered for bin `target_bin` from `encode`'s features of `query`.
+
+        Only the embedding (`features[-1]`) is read unless `skips` is set; `query` is read only
+        by the `residual` and `blend` outputs.
+        """
+        h = features[-1]
+        for level, block in zip(reversed(range(len(self.up))), self.up, strict=True):
             h = block(h, target_bin)
-        return self.head(h)
+            if self.skips:
+                h = h + features[level]
+        head = self.head(h)
+        if self.edit_downsample > 1:
+            low = F.avg_pool2d(head, self.edit_downsample)
+            head = F.interpolate(low, size=head.shape[-2:], mode="bilinear", align_corners=False)
+        return self._combine(head, query)
+
+    def render(self, x: torch.Tensor, target_bin: torch.Tensor) -> Rendered:
+        """`x` rendered in bin `target_bin`, with the blend mask when there is one."""
+        return self.decode(self.encode(x, target_bin), x, target_bin)
 
     def forward(self, x: torch.Tensor, target_bin: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x, target_bin), target_bin)
+        return self.render(x, target_bin).image

@@ -3,7 +3,7 @@ import torch
 
 from cfgen.errors import ConfigError
 from cfgen.models.blocks import ConditionalBatchNorm2d, channel_widths, levels_for
-from cfgen.models.generator import Generator
+from cfgen.models.generator import OUTPUTS, Generator
 
 
 @pytest.mark.parametrize(("size", "levels"), [(16, 2), (32, 3), (64, 4), (128, 5)])
@@ -12,7 +12,7 @@ def test_depth_follows_image_size(size, levels):
     x = torch.rand(2, 3, size, size) * 2 - 1
     bins = torch.tensor([0, 9])
     assert len(generator.down) == levels
-    assert generator.encode(x, bins).shape == (2, 8, 4, 4)
+    assert generator.encode(x, bins)[-1].shape == (2, 8, 4, 4)
     out = generator(x, bins)
     assert out.shape == x.shape
     assert float(out.detach().abs().max()) <= 1.0
@@ -53,10 +53,86 @@ def test_the_bin_changes_the_output():
     assert float(other.abs().max()) > 1e-3
 
 
-def test_decode_of_encode_is_forward():
-    generator = Generator(image_size=16, base_width=4, max_width=8).eval()
+@pytest.mark.parametrize("output", list(OUTPUTS))
+@pytest.mark.parametrize("skips", [False, True])
+def test_decode_of_encode_is_forward(output, skips):
+    generator = Generator(image_size=16, base_width=4, max_width=8, skips=skips, output=output)
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     bins = torch.tensor([1, 2])
-    torch.testing.assert_close(
-        generator.decode(generator.encode(x, bins), bins), generator(x, bins)
-    )
+    generator.eval()
+    rendered = generator.decode(generator.encode(x, bins), x, bins)
+    torch.testing.assert_close(rendered.image, generator(x, bins))
+    assert (rendered.mask is not None) == (output == "blend")
+
+
+def with_head(generator: Generator, weight: float, bias: list[float]) -> Generator:
+    """The generator with its last conv set to a constant: head output = bias (+ weight * h)."""
+    conv = generator.head[-1]
+    with torch.no_grad():
+        conv.weight.fill_(weight)
+        conv.bias.copy_(torch.tensor(bias))
+    return generator.eval()
+
+
+def test_official_output_ignores_the_query_beyond_its_embedding():
+    # The official generator redraws the image: a constant head gives the same image whatever x.
+    generator = with_head(Generator(image_size=16, base_width=4, max_width=8), 0.0, [0.5] * 3)
+    out = generator(torch.rand(2, 3, 16, 16) * 2 - 1, torch.tensor([0, 5]))
+    torch.testing.assert_close(out, torch.full_like(out, torch.tanh(torch.tensor(0.5)).item()))
+
+
+def test_residual_output_adds_tanh_of_the_head_to_the_query_and_clips():
+    generator = Generator(image_size=16, base_width=4, max_width=8, output="residual")
+    generator = with_head(generator, 0.0, [0.2, 0.0, -0.2])
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    delta = torch.tanh(torch.tensor([0.2, 0.0, -0.2]))[None, :, None, None]
+    torch.testing.assert_close(generator(x, torch.tensor([1, 2])), (x + delta).clamp(-1, 1))
+
+
+def test_blend_keeps_the_query_where_the_mask_is_zero_and_redraws_where_it_is_one():
+    generator = Generator(image_size=16, base_width=4, max_width=8, output="blend")
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    bins = torch.tensor([1, 2])
+    keep = with_head(generator, 0.0, [0.0, 0.0, 0.0, -40.0])(x, bins)  # mask sigmoid(-40) ~ 0
+    torch.testing.assert_close(keep, x)
+    redrawn = with_head(generator, 0.0, [0.3, 0.3, 0.3, 40.0]).render(x, bins)
+    torch.testing.assert_close(redrawn.image, torch.full_like(x, torch.tanh(torch.tensor(0.3))))
+    torch.testing.assert_close(redrawn.mask, torch.ones(2, 1, 16, 16))
+    half = with_head(generator, 0.0, [0.3, 0.3, 0.3, 0.0])(x, bins)  # mask 0.5
+    torch.testing.assert_close(half, 0.5 * x + 0.5 * torch.tanh(torch.tensor(0.3)))
+
+
+def test_skips_reach_the_output_from_every_encoder_level():
+    # Without skips only the 4x4 embedding reaches the decoder; with them a change of one input
+    # pixel reaches the output at full resolution through the stem's features.
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    bins = torch.tensor([3])
+    for skips, expect_sharp in ((False, False), (True, True)):
+        torch.manual_seed(0)
+        generator = Generator(image_size=16, base_width=4, max_width=8, skips=skips).eval()
+        features = generator.encode(x, bins)
+        bottleneck_only = [torch.zeros_like(f) for f in features[:-1]] + [features[-1]]
+        same = generator.decode(bottleneck_only, x, bins).image
+        full = generator.decode(features, x, bins).image
+        assert bool((same - full).abs().max() > 1e-4) == expect_sharp
+
+
+@torch.no_grad()
+def test_edit_downsample_low_passes_the_edit():
+    x = torch.zeros(2, 3, 16, 16)  # |tanh| < 1: the clip to [-1, 1] never acts
+    bins = torch.tensor([1, 8])
+    torch.manual_seed(0)
+    generator = Generator(image_size=16, base_width=4, max_width=8, output="residual").eval()
+    generator.head[-1].weight.normal_()
+    edit = generator(x, bins) - x
+    assert float((edit[..., 1:] - edit[..., :-1]).abs().max()) > 1e-3  # full resolution: varies
+    generator.edit_downsample = 16  # pooled to 1x1: the edit is one colour per image
+    edit = generator(x, bins) - x
+    torch.testing.assert_close(edit, edit[..., :1, :1].expand_as(edit))
+
+
+def test_unknown_output_and_bad_downsample_are_refused():
+    with pytest.raises(ConfigError, match="unknown generator output 'paint'"):
+        Generator(image_size=16, output="paint")
+    with pytest.raises(ConfigError, match="edit_downsample"):
+        Generator(image_size=16, edit_downsample=3)
