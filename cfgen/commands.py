@@ -44,7 +44,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "classifier": training_command("cfgen.train.classifier", "train / test a black-box classifier"),
     "oracle": training_command("cfgen.train.oracle", "train an oracle: factors or attributes"),
     "explainer": training_command(
-        "cfgen.train.explainer", "train the Progressive Exaggeration GAN"
+        "cfgen.train.explainer_cli", "train the Progressive Exaggeration GAN"
     ),
     "autoencoder": training_command(
         "cfgen.train.autoencoder", "train the latent-shift baseline's autoencoder"

@@ -18,14 +18,15 @@ import torch
 from torch import nn
 
 from cfgen.bins import posterior_to_bin
-from cfgen.errors import CheckpointError, DataError
-from cfgen.explain.base import Classifier, CounterfactualExplainer
+from cfgen.errors import CheckpointError, ConfigError, DataError
+from cfgen.explain.base import Classifier, CounterfactualExplainer, Explainer, resolve_target
 from cfgen.explain.strip import Strip
 from cfgen.io import PathLike, load_bundle, safe_torch_load
 from cfgen.models.blackbox import classifier_fingerprint, load_blackbox
 from cfgen.models.generator import Generator
 
 EXPLAINER_KIND = "explainer"
+EMA_PREFIXES = ("ema.module.", "ema_generator.")
 
 
 @torch.no_grad()
@@ -59,18 +60,22 @@ def generator_strip(
 def _bundle_from_lightning(checkpoint: dict, path: Path) -> dict:
     """The explainer bundle held in a training checkpoint (`last.ckpt`): its EMA generator."""
     hparams = checkpoint.get("hyper_parameters", {})
-    prefix = "ema_generator."
-    state = {
-        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
-    }
-    if not state or "classifier" not in hparams:
+    weights = checkpoint.get("state_dict", {})
+    # `ema.module.` since the EMA is an `AveragedModel`; `ema_generator.` in earlier checkpoints.
+    prefix = next((p for p in EMA_PREFIXES if any(k.startswith(p) for k in weights)), None)
+    if prefix is None or "cfgen_classifier" not in checkpoint:
         raise CheckpointError(f"{path} is a Lightning checkpoint but not of a cfgen explainer")
+    state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
     generator = {
         "image_size": hparams["image_size"],
         "channels": hparams["channels"],
         "n_bins": hparams["n_bins"],
         "base_width": hparams["generator_width"],
         "max_width": hparams["generator_max_width"],
+        # Options added after the first release: their defaults are the official generator.
+        "skips": hparams.get("generator_skips", False),
+        "output": hparams.get("generator_output", "image"),
+        "edit_downsample": hparams.get("edit_downsample", 1),
     }
     config = {key: hparams[key] for key in ("n_bins", "image_size", "channels", "bin_target_kind")}
     config |= {"generator": generator, "classifier": checkpoint.get("cfgen_classifier", {})}
@@ -186,6 +191,21 @@ class ProgressiveExaggeration(CounterfactualExplainer):
         chunks = zip(x.split(self.batch_size), target_bin.split(self.batch_size), strict=True)
         return torch.cat([self.generator(images, bins) for images, bins in chunks])
 
+    @torch.no_grad()
+    def blend_mask(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Where the generator redraws each query to reach the bin of its target posterior:
+        the blend mask (N, 1, H, W) in [0, 1] of a `generator_output: blend` explainer."""
+        self.check_images(x)
+        if self.generator.output != "blend":
+            raise ConfigError(
+                f"this explainer's generator has output {self.generator.output!r}; only a "
+                "'blend' generator has a mask (train with --model.generator_output blend)"
+            )
+        target_bin = posterior_to_bin(torch.as_tensor(target, device=x.device), self.n_bins)
+        target_bin = target_bin.expand(x.shape[0])
+        chunks = zip(x.split(self.batch_size), target_bin.split(self.batch_size), strict=True)
+        return torch.cat([self.generator.render(images, bins).mask for images, bins in chunks])
+
     def exaggerate(
         self, x: torch.Tensor, n_bins: int | None = None, bins: torch.Tensor | None = None
     ) -> Strip:
@@ -199,3 +219,22 @@ class ProgressiveExaggeration(CounterfactualExplainer):
         if bins.numel() and not bool(((bins >= 0) & (bins < self.n_bins)).all()):
             raise ValueError(f"bins must lie in [0, {self.n_bins}); got {bins.tolist()}")
         return generator_strip(self.generator, self.classifier, x, bins, self.batch_size)
+
+
+class BlendMask(Explainer):
+    """The blend mask of a PE explainer as a relevance map: the pixels its generator redraws to
+    move each query to the target posterior (default: the opposite decision), repeated over
+    the channels, (N, C, H, W) in [0, 1]. Scored like any saliency map (registry `pe_mask`).
+
+    Args:
+        classifier: the black box the explainer was trained for.
+        checkpoint: the explainer (`explainer.pt` or a training `.ckpt`) of a `blend` generator.
+    """
+
+    def __init__(self, classifier: Classifier, checkpoint: str = "explainer.pt") -> None:
+        super().__init__(classifier)
+        self.explainer = ProgressiveExaggeration.from_checkpoint(checkpoint, classifier)
+
+    def explain(self, x: torch.Tensor, target: float | torch.Tensor | None = None) -> torch.Tensor:
+        target = resolve_target(self.classifier, x, target)
+        return self.explainer.blend_mask(x, target).expand_as(x)

@@ -2,11 +2,28 @@
 
     cfgen explainer fit --config configs/explainer/synthetic_smile.yaml
     cfgen explainer fit --config configs/explainer/synthetic_smile.yaml --ckpt_path last
+    cfgen explainer validate --config configs/explainer/synthetic_smile.yaml \
+        --ckpt_path runs/explainer/synthetic_smile/checkpoints/best.ckpt
 
-Each batch makes one discriminator step; every `n_critic`-th batch also makes one generator
-step, which reuses the images generated for that batch's discriminator step. An exponential
-moving average (EMA) of the generator weights is what validation and the exported
-`<run>/explainer.pt` use: GAN weights oscillate from step to step, their average does not.
+Steps: each batch makes one discriminator step; every `n_critic`-th batch also makes one
+generator step, which reuses the images generated for that batch's discriminator step. Lightning
+counts every optimiser step (`trainer.max_steps`, `global_step`); `generator_steps_done` and
+`optimizer_steps` are the only conversions between the two counts, and `--generator_steps N`
+sets the length of a run in generator steps.
+
+EMA: an exponential moving average of the generator weights (and batch-norm statistics),
+`torch.optim.swa_utils.AveragedModel` updated after every generator step, is what validation and
+the exported `<run>/explainer.pt` use: GAN weights oscillate from step to step, their average
+does not. Lightning's `WeightAveraging` callback is not used: it averages the whole
+LightningModule (the discriminator too, which nothing reads), would update after the
+discriminator's steps as well, and swaps the average into the live module for validation, while
+the GAN game must go on with the live generator.
+
+Validation: `validation_step` renders the validation queries (`data.val_queries` images, one
+batch) at every bin with the EMA generator and logs `val/compat_mae`, `val/flip_rate`,
+`val/monotonicity` and `val/identity_l1`, figures that need only the black box, so a
+`ModelCheckpoint` can keep the best explainer (`checkpoints/best.ckpt`, by `val/compat_mae`).
+
 The checkpoint records which classifier was explained (path + sha256) and resuming with another
 one is refused. A non-finite loss stops training with `TrainingDivergedError` before any
 optimiser step, so no checkpoint ever holds NaN weights.
@@ -14,62 +31,30 @@ optimiser step, so no checkpoint ever holds NaN weights.
 Defaults are the official hyper-parameters; `configs/explainer/*.yaml` override them per setting.
 """
 
-import copy
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.cli import LightningArgumentParser
-from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from cfgen.bins import BIN_TARGETS, bin_target, posterior_to_bin
 from cfgen.errors import CheckpointError, ConfigError, TrainingDivergedError
-from cfgen.explain.progressive import EXPLAINER_KIND
+from cfgen.evaluate.shift import shift_summary
+from cfgen.explain.progressive import EXPLAINER_KIND, generator_strip
+from cfgen.explain.strip import Strip
 from cfgen.io import save_bundle
 from cfgen.losses import get_loss
-from cfgen.models.blackbox import BlackBox, classifier_fingerprint, load_blackbox
+from cfgen.models.blackbox import classifier_fingerprint, load_blackbox
 from cfgen.models.discriminator import Discriminator
-from cfgen.models.generator import Generator
-from cfgen.train.callbacks import ExplainerMonitor
-from cfgen.train.collapse import DiscriminatorCollapse
-from cfgen.train.explainer_data import ExplainerDataModule
-from cfgen.train.lightning_cli import CfgenCLI, run_cli
+from cfgen.models.generator import Generator, Rendered
+from cfgen.train.augment import RandomViews
+from cfgen.train.explainer_steps import classifier_logit, generator_steps_done, warmup_ema
 
 BUNDLE_NAME = "explainer.pt"
 CLASSIFIER_KEYS = ("classifier", "allow_classifier_mismatch")
-
-
-def classifier_logit(classifier: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Logit of the explained class, (N, C, H, W) -> (N,), without saturating.
-
-    For a `BlackBox` over logits the raw score is used, so the gradient survives where the
-    float32 posterior is exactly 0 or 1; otherwise the log-odds of the posterior.
-    """
-    if isinstance(classifier, BlackBox) and classifier.output == "logits" and classifier.checked:
-        scores = classifier.model(images).reshape(len(images), -1)
-        target = scores[:, classifier.target_index]
-        if classifier.activation == "sigmoid":
-            return target
-        others = torch.cat(
-            [scores[:, : classifier.target_index], scores[:, classifier.target_index + 1 :]], 1
-        )
-        return target - others.logsumexp(dim=1)
-    return torch.logit(classifier(images).clamp(1e-6, 1 - 1e-6))
-
-
-@torch.no_grad()
-def update_ema(average: nn.Module, model: nn.Module, decay: float) -> None:
-    """average <- decay * average + (1 - decay) * model, for weights and float buffers."""
-    for mean, value in zip(average.parameters(), model.parameters(), strict=True):
-        mean.lerp_(value, 1.0 - decay)
-    for mean, value in zip(average.buffers(), model.buffers(), strict=True):
-        if mean.is_floating_point():
-            mean.lerp_(value, 1.0 - decay)
-        else:
-            mean.copy_(value)
+SAMPLE_SIZE = 16  # strips kept from each validation for the monitor's figure
 
 
 class ExplainerModule(pl.LightningModule):
@@ -89,6 +74,9 @@ class ExplainerModule(pl.LightningModule):
         bin_target_kind: str = "centre",
         generator_width: int = 32,
         generator_max_width: int = 256,
+        generator_skips: bool = False,
+        generator_output: str = "image",
+        edit_downsample: int = 1,
         discriminator_width: int = 32,
         discriminator_max_width: int = 256,
         projection: str = "ordinal",
@@ -99,6 +87,11 @@ class ExplainerModule(pl.LightningModule):
         weight_cycle: float = 100.0,
         weight_embedding: float = 100.0,
         weight_identity: float = 0.0,
+        weight_mask: float = 0.0,
+        weight_mask_tv: float = 0.0,
+        view_shift: float = 0.0,
+        view_blur: float = 0.0,
+        view_noise: float = 0.0,
         n_critic: int = 5,
         lr_generator: float = 2e-4,
         lr_discriminator: float = 2e-4,
@@ -108,7 +101,12 @@ class ExplainerModule(pl.LightningModule):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # The classifier is an input, not a hyper-parameter: kept out of the checkpoint's
+        # hyper-parameters, a resumed run (which Lightning configures from them) explains the
+        # classifier the user names, and `on_load_checkpoint` checks it against the recorded one.
+        self.save_hyperparameters(ignore=list(CLASSIFIER_KEYS))
+        self.classifier_path = classifier
+        self.allow_classifier_mismatch = allow_classifier_mismatch
         self.automatic_optimization = False
         if n_critic < 1:
             raise ConfigError(f"n_critic must be >= 1, got {n_critic}")
@@ -118,21 +116,43 @@ class ExplainerModule(pl.LightningModule):
             "n_bins": n_bins,
             "base_width": generator_width,
             "max_width": generator_max_width,
+            "skips": generator_skips,
+            "output": generator_output,
+            "edit_downsample": edit_downsample,
         }
         self.generator = Generator(**self.generator_config)
         self.discriminator = Discriminator(
             image_size, channels, n_bins, discriminator_width, discriminator_max_width, projection
         )
-        self.ema_generator = copy.deepcopy(self.generator).requires_grad_(False)
+        self.ema = AveragedModel(
+            self.generator, multi_avg_fn=warmup_ema(ema_decay), use_buffers=True
+        ).requires_grad_(False)
+        # The first queries of the last validation and their strips, for the monitor's figure.
+        self.validation_sample: tuple[torch.Tensor, Strip] | None = None
         # Not a registered submodule: the black box is not part of the explainer's weights
         # (checkpoints refer to it by path and sha256, and must never overwrite it).
         object.__setattr__(self, "classifier", load_blackbox(classifier))
         self.classifier_sha256 = classifier_fingerprint(classifier)
         self.classifier_loss = get_loss(classifier_loss)
+        self.views = RandomViews(view_shift, view_blur, view_noise)
+        if (weight_mask > 0 or weight_mask_tv > 0) and generator_output != "blend":
+            raise ConfigError(
+                "weight_mask / weight_mask_tv penalise the blend mask: set generator_output: blend"
+            )
         if bin_target_kind not in BIN_TARGETS:
             raise ConfigError(
                 f"unknown bin_target_kind {bin_target_kind!r}; choose one of {sorted(BIN_TARGETS)}"
             )
+
+    @property
+    def ema_generator(self) -> Generator:
+        """The averaged generator: what validation and the exported explainer use."""
+        return self.ema.module
+
+    @property
+    def generator_steps(self) -> int:
+        """Generator steps made so far."""
+        return generator_steps_done(self.global_step, self.hparams.n_critic)
 
     # --- optimisation -------------------------------------------------------------------
 
@@ -146,6 +166,12 @@ class ExplainerModule(pl.LightningModule):
         ]
 
     def on_fit_start(self) -> None:
+        self._prepare_classifier()
+
+    def on_validation_start(self) -> None:
+        self._prepare_classifier()
+
+    def _prepare_classifier(self) -> None:
         self.classifier.to(self.device)
         # Run the black box's output checks once, so that training can use its raw logits.
         size = self.hparams.image_size
@@ -160,25 +186,20 @@ class ExplainerModule(pl.LightningModule):
         target_bin = torch.randint_like(source_bin, self.hparams.n_bins)
         generator_turn = batch_idx % self.hparams.n_critic == self.hparams.n_critic - 1
         with torch.set_grad_enabled(generator_turn):
-            fakes = self.generator(images, target_bin)
-        losses = self._discriminator_step(images, source_bin, fakes.detach(), target_bin)
+            fakes = self.generator.render(images, target_bin)
+        losses = self._discriminator_step(images, source_bin, fakes.image.detach(), target_bin)
         if generator_turn:
             losses |= self._generator_step(images, posteriors, source_bin, fakes, target_bin)
             self._update_ema()
         self.log_dict({f"loss/{name}": value for name, value in losses.items()}, prog_bar=False)
 
     def _update_ema(self) -> None:
-        update_ema(self.ema_generator, self.generator, self._ema_decay())
+        self.ema.update_parameters(self.generator)
         # DDP keeps the weights equal (all-reduced gradients) but each process's batch-norm
         # statistics are its own batches': keep rank 0's, as DDP does for the generator's.
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for buffer in self.ema_generator.buffers():
+            for buffer in self.ema.buffers():
                 torch.distributed.broadcast(buffer, src=0)
-
-    def _ema_decay(self) -> float:
-        # Warm-up: early on the average would be dominated by the random initial weights.
-        steps = self.global_step // (self.hparams.n_critic + 1)
-        return min(self.hparams.ema_decay, (1 + steps) / (10 + steps))
 
     def _discriminator_step(
         self,
@@ -200,18 +221,20 @@ class ExplainerModule(pl.LightningModule):
         images: torch.Tensor,
         posteriors: torch.Tensor,
         source_bin: torch.Tensor,
-        fakes: torch.Tensor,
+        rendered: Rendered,
         target_bin: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """One step of G on the weighted sum of the METHOD.md §1 terms."""
+        """One step of G on the weighted sum of the METHOD.md §1 terms (and the options')."""
         hp = self.hparams
-        fake_embedding = self.generator.encode(fakes, source_bin)
-        cycled = self.generator.decode(fake_embedding, source_bin)
+        fakes = rendered.image
+        fake_features = self.generator.encode(fakes, source_bin)
+        cycled = self.generator.decode(fake_features, fakes, source_bin).image
         target_posterior = bin_target(target_bin, hp.n_bins, hp.bin_target_kind)
+        viewed = self.views(fakes) if self.views.active else fakes
         losses = {
             "adversarial": get_loss("hinge_generator")(self.discriminator(fakes, target_bin)),
             "classifier": self.classifier_loss(
-                classifier_logit(self.classifier, fakes), target_posterior
+                classifier_logit(self.classifier, viewed), target_posterior
             ),
             "reconstruction": self.classifier_loss(
                 classifier_logit(self.classifier, cycled), posteriors
@@ -219,11 +242,14 @@ class ExplainerModule(pl.LightningModule):
             "cycle": get_loss("cycle_l1")(images, cycled),
         }
         if hp.weight_embedding > 0 or hp.weight_identity > 0:
-            embedding = self.generator.encode(images, source_bin)
-            losses["embedding"] = get_loss("embedding_l2")(embedding, fake_embedding)
+            features = self.generator.encode(images, source_bin)
+            losses["embedding"] = get_loss("embedding_l2")(features[-1], fake_features[-1])
             if hp.weight_identity > 0:
-                same = self.generator.decode(embedding, source_bin)
+                same = self.generator.decode(features, images, source_bin).image
                 losses["identity"] = get_loss("identity_l1")(images, same)
+        if rendered.mask is not None:
+            losses["mask"] = get_loss("mask_area")(rendered.mask)
+            losses["mask_tv"] = get_loss("mask_total_variation")(rendered.mask)
         total = sum(getattr(hp, f"weight_{name}") * value for name, value in losses.items())
         losses["generator"] = total
         self._step("generator", losses, total)
@@ -251,6 +277,42 @@ class ExplainerModule(pl.LightningModule):
             "lower the learning rates or the loss weights and resume with --ckpt_path last"
         )
 
+    # --- validation -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validation_figures(self, queries: torch.Tensor) -> tuple[Strip, dict[str, float]]:
+        """The EMA generator's strips of `queries` (N, C, H, W) at every bin, and their figures:
+        compat MAE, flip rate, monotonicity (`shift_summary`) and identity L1, the mean |x - I(x,
+        c_x)| at each query's own bin c_x. Only the black box is used."""
+        generator = self.ema_generator
+        training = generator.training
+        generator.eval()
+        try:
+            strip = generator_strip(generator, self.classifier, queries, self.hparams.n_bins)
+        finally:
+            generator.train(training)
+        hp = self.hparams
+        figures = shift_summary(
+            strip.posteriors,
+            strip.target_bins,
+            strip.query_posteriors,
+            hp.n_bins,
+            hp.bin_target_kind,
+        )
+        own_bin = posterior_to_bin(strip.query_posteriors, hp.n_bins)
+        same = strip.images[own_bin, torch.arange(len(queries), device=own_bin.device)]
+        figures["identity_l1"] = (same - queries).abs().mean().item()
+        return strip, figures
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        images = batch["image"]
+        strip, figures = self.validation_figures(images)
+        if batch_idx == 0:
+            shown = slice(0, SAMPLE_SIZE)
+            self.validation_sample = (images[shown], strip.select(shown))
+        metrics = {f"val/{name}": value for name, value in figures.items()}
+        self.log_dict(metrics, batch_size=len(images), sync_dist=True)
+
     # --- checkpoints and export ---------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -260,7 +322,7 @@ class ExplainerModule(pl.LightningModule):
                     f"refusing to save a checkpoint: weight {name} is not finite"
                 )
         checkpoint["cfgen_classifier"] = {
-            "path": self.hparams.classifier,
+            "path": self.classifier_path,
             "sha256": self.classifier_sha256,
         }
 
@@ -270,10 +332,10 @@ class ExplainerModule(pl.LightningModule):
             return
         message = (
             f"the checkpoint was trained to explain classifier {recorded.get('path')} "
-            f"(sha256 {str(recorded.get('sha256'))[:12]}…) but {self.hparams.classifier} "
+            f"(sha256 {str(recorded.get('sha256'))[:12]}…) but {self.classifier_path} "
             f"(sha256 {self.classifier_sha256[:12]}…) is configured"
         )
-        if not self.hparams.allow_classifier_mismatch:
+        if not self.allow_classifier_mismatch:
             raise CheckpointError(
                 f"{message}; use the same classifier or pass "
                 "--model.allow_classifier_mismatch true to continue anyway"
@@ -288,7 +350,7 @@ class ExplainerModule(pl.LightningModule):
             "image_size": self.hparams.image_size,
             "channels": self.hparams.channels,
             "bin_target_kind": self.hparams.bin_target_kind,
-            "classifier": {"path": self.hparams.classifier, "sha256": self.classifier_sha256},
+            "classifier": {"path": self.classifier_path, "sha256": self.classifier_sha256},
         }
 
     def export(self, path: str | Path) -> Path:
@@ -305,57 +367,3 @@ class ExplainerModule(pl.LightningModule):
         if self.trainer.is_global_zero:
             path = self.export(Path(self.trainer.default_root_dir) / BUNDLE_NAME)
             print(f"explainer saved to {path}", file=sys.stderr)
-
-
-class ExplainerCLI(CfgenCLI):
-    """`CfgenCLI` + the monitor callback; the data module gets the model's classifier and bins."""
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        super().add_arguments_to_parser(parser)
-        parser.add_lightning_class_args(ExplainerMonitor, "monitor")
-        parser.add_lightning_class_args(DiscriminatorCollapse, "collapse")  # --collapse.patience
-        parser.link_arguments("model.classifier", "data.classifier")
-        parser.link_arguments("model.n_bins", "data.n_bins")
-        # The data module resolves them (option, else what the classifier records, else default).
-        parser.link_arguments("data.image_size", "model.image_size", apply_on="instantiate")
-        parser.link_arguments("data.channels", "model.channels", apply_on="instantiate")
-
-    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        # A GAN's D step leaves G without gradients: DDP must look for unused parameters.
-        if self.subcommand_config().trainer.get("strategy") == "ddp":
-            kwargs["strategy"] = "ddp_find_unused_parameters_true"
-        return super().instantiate_trainer(**kwargs)
-
-    def _parse_ckpt_path(self) -> None:
-        # Lightning replaces the model config with the checkpoint's hyper-parameters on resume,
-        # command line included; the classifier choice must stay the user's, so that resuming
-        # with another classifier is refused (or allowed) as the user asked.
-        model = self.config[self.config.subcommand].model if self.config.get("subcommand") else None
-        kept = {key: model[key] for key in CLASSIFIER_KEYS} if model else {}
-        super()._parse_ckpt_path()
-        if kept:
-            config = self.config[self.config.subcommand]
-            for key, value in kept.items():
-                config.model[key] = value
-            config.data["classifier"] = kept["classifier"]  # the link target, set before the swap
-
-    def after_fit(self) -> None:
-        if not self.trainer.is_global_zero:  # one summary per run, not one per process
-            return
-        monitors = [c for c in self.trainer.callbacks if isinstance(c, ExplainerMonitor)]
-        if monitors and monitors[0].history:
-            last = monitors[0].history[-1]
-            figures = ", ".join(f"{k[4:]} {v:.3f}" for k, v in last.items() if k.startswith("val/"))
-            print(f"explainer after {last['step']} generator steps: {figures}")
-        print(f"explainer: {self.run_dir / BUNDLE_NAME}; run directory: {self.run_dir}")
-
-
-def cli_main(argv: Sequence[str]) -> int:
-    """`cfgen explainer fit|validate --config configs/explainer/synthetic_smile.yaml ...`."""
-    return run_cli(
-        ExplainerModule,
-        ExplainerDataModule,
-        argv,
-        run_dir="runs/explainer/default",
-        cli_class=ExplainerCLI,
-    )

@@ -109,6 +109,22 @@ class PosteriorDataset(Dataset):
         return {"image": self.images[index], "posterior": self.posteriors[index]}
 
 
+class QueryDataset(Dataset):
+    """Items `{"image": (C, H, W)}` of an image tensor (N, C, H, W); whole batches at once."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[index]}
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return {"image": self.images[torch.as_tensor(indices)]}
+
+
 def collate_batch(batch: dict[str, torch.Tensor] | list[dict]) -> dict[str, torch.Tensor]:
     """Batches fetched whole pass through; lists of items are stacked as usual."""
     return batch if isinstance(batch, dict) else default_collate(batch)
@@ -118,8 +134,10 @@ class ExplainerDataModule(AttributeDataModule):
     """`AttributeDataModule` whose training batches are bin-balanced and carry f(x).
 
     Train batches: `{"image": (B, C, H, W), "posterior": (B,)}`; an epoch is `steps_per_epoch`
-    batches drawn with replacement from the balanced weights. `classifier` and `n_bins` are the
-    explainer's (the CLI links them from `model.*`).
+    batches drawn with replacement from the balanced weights. Validation: the first
+    `val_queries` images of the validation split as one batch `{"image": (V, C, H, W)}`, the
+    fixed queries the explainer is scored on. `classifier` and `n_bins` are the explainer's (the
+    CLI links them from `model.*`).
     """
 
     def __init__(
@@ -129,6 +147,7 @@ class ExplainerDataModule(AttributeDataModule):
         balance: str = "cap",
         max_per_bin: int = 5000,
         steps_per_epoch: int = 200,
+        val_queries: int = 256,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -140,6 +159,9 @@ class ExplainerDataModule(AttributeDataModule):
         self.balance = balance
         self.max_per_bin = max_per_bin
         self.steps_per_epoch = steps_per_epoch
+        if val_queries < 1:
+            raise ConfigError(f"val_queries must be at least 1, got {val_queries}")
+        self.val_queries = val_queries
         self.train_posteriors: torch.Tensor | None = None
 
     def _posteriors(self) -> torch.Tensor:
@@ -191,6 +213,10 @@ class ExplainerDataModule(AttributeDataModule):
             collate_fn=collate_batch,
             num_workers=self.hparams.num_workers,
         )
+
+    def val_dataloader(self) -> DataLoader:
+        queries = self.query_images(self.val_queries)
+        return DataLoader(QueryDataset(queries), batch_size=len(queries), collate_fn=collate_batch)
 
     def query_images(self, n: int, split: str = "val") -> torch.Tensor:
         """The first `n` images of a split, (n, C, H, W): fixed queries to monitor training."""

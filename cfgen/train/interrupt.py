@@ -27,7 +27,8 @@ class RunCheckpoint(ModelCheckpoint):
     """
 
     def __init__(self, dirpath: str | Path) -> None:
-        super().__init__(dirpath=dirpath, save_last=True)
+        # At the end of every training epoch, also when validation runs at other intervals.
+        super().__init__(dirpath=dirpath, save_last=True, save_on_train_epoch_end=True)
         self.training = False
         self.signal_name = "SIGTERM"
         self.stopped_at: tuple[Path, int] | None = None

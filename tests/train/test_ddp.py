@@ -74,14 +74,14 @@ def test_explainer_trains_on_two_processes_and_rank_zero_writes_the_run(tmp_path
     bundle = load_bundle(run / "explainer.pt", "explainer")
     weights = checkpoint["state_dict"]
     for name, value in bundle["state_dict"].items():  # the export is the EMA generator
-        torch.testing.assert_close(value, weights[f"ema_generator.{name}"])
+        torch.testing.assert_close(value, weights[f"ema.module.{name}"])
     assert (run / "monitor.json").is_file()
     # Weights and the whole EMA (batch-norm statistics included) agree on both processes; the
     # live networks' batch-norm statistics are each process's own last batch (as in any DDP).
     rank0, rank1 = (safe_torch_load(run / f"weights_rank{rank}.pt") for rank in range(2))
-    assert rank0.keys() == rank1.keys() and any(k.startswith("ema_generator.") for k in rank0)
+    assert rank0.keys() == rank1.keys() and any(k.startswith("ema.module.") for k in rank0)
     for name, value in rank0.items():
-        if name.startswith("ema_generator.") or ".running_" not in name:
+        if name.startswith("ema.") or ".running_" not in name:
             torch.testing.assert_close(value, rank1[name], rtol=0, atol=0, msg=name)
 
 

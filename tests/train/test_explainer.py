@@ -1,16 +1,22 @@
 """A few real training steps through the CLI, on 16 px synthetic faces and a tiny explainer."""
 
 import csv
+import json
 import math
+import re
 import shutil
 
 import pytest
 import torch
+from torch.optim.swa_utils import AveragedModel
 
-from cfgen.errors import CheckpointError, TrainingDivergedError
+from cfgen.errors import CheckpointError, ConfigError, TrainingDivergedError
+from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import file_sha256, load_bundle, safe_torch_load
 from cfgen.losses import LOSSES
-from cfgen.train.explainer import cli_main, update_ema
+from cfgen.train.explainer import ExplainerModule
+from cfgen.train.explainer_cli import cli_main
+from cfgen.train.explainer_steps import generator_steps_done, optimizer_steps, warmup_ema
 from tests.helpers import write_classifier_bundle
 
 TINY = [
@@ -74,16 +80,39 @@ def test_checkpoint_records_the_classifier_and_an_ema_generator(trained):
     generator = {
         k[len("generator.") :]: v for k, v in weights.items() if k.startswith("generator.")
     }
-    differences = [(weights[f"ema_generator.{k}"] - v).abs().max() for k, v in generator.items()]
+    differences = [(weights[f"ema.module.{k}"] - v).abs().max() for k, v in generator.items()]
     assert max(differences) > 0
     assert not any(key.startswith("classifier.") for key in weights)  # not the explainer's
 
 
-def test_update_ema_moves_towards_the_model():
-    average, model = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
-    expected = 0.75 * average.weight.detach() + 0.25 * model.weight.detach()
-    update_ema(average, model, decay=0.75)
-    torch.testing.assert_close(average.weight.detach(), expected)
+def test_the_ema_copies_first_then_moves_towards_the_model_with_a_warm_up():
+    model = torch.nn.BatchNorm1d(2)
+    average = AveragedModel(model, multi_avg_fn=warmup_ema(0.9), use_buffers=True)
+    start = model.weight.detach().clone()
+    average.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        model.weight.add_(1.0)
+        model.num_batches_tracked.fill_(7)
+    average.update_parameters(model)  # after 1 update: decay min(0.9, 2 / 11)
+    decay = 2 / 11
+    torch.testing.assert_close(average.module.weight, decay * start + (1 - decay) * (start + 1))
+    assert int(average.module.num_batches_tracked) == 7  # integer buffers are copied
+    for _ in range(100):  # late on the decay is capped: one update moves 10% of the way
+        average.update_parameters(model)
+    before = average.module.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.update_parameters(model)
+    torch.testing.assert_close(average.module.weight, 0.9 * before + 0.1 * model.weight.detach())
+
+
+def test_generator_and_optimiser_steps_convert_both_ways():
+    # n_critic 5: batches 0-4 make 5 D steps and, at batch 4, the first G step
+    for n_critic in (1, 2, 5):
+        for generator_steps in (1, 7):
+            steps = optimizer_steps(generator_steps, n_critic)
+            assert generator_steps_done(steps, n_critic) == generator_steps
+            assert generator_steps_done(steps - 1, n_critic) == generator_steps - 1
 
 
 def test_resuming_with_another_classifier_is_refused(run_copy):
@@ -109,3 +138,62 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(run_copy, 
     assert last.read_bytes() == before
     weights = safe_torch_load(last)["state_dict"]
     assert all(bool(torch.isfinite(value).all()) for value in weights.values())
+
+
+def test_validation_logs_val_figures_and_keeps_the_best_checkpoint(trained, capsys):
+    run_dir, classifier = trained
+    history = json.loads((run_dir / "monitor.json").read_text())
+    # validation every 2 generator steps (--monitor.every_n_steps 2) of a 4-step run
+    assert [record["step"] for record in history] == [2, 4]
+    for name in ("compat_mae", "flip_rate", "monotonicity", "identity_l1"):
+        assert all(math.isfinite(record[f"val/{name}"]) for record in history), name
+    best = run_dir / "checkpoints" / "best.ckpt"
+    checkpoint = safe_torch_load(best)
+    kept = min(history, key=lambda record: record["val/compat_mae"])
+    assert checkpoint["global_step"] == optimizer_steps(kept["step"], 1)
+    # `validate` scores a checkpoint with the same figures (the same EMA generator, queries)
+    capsys.readouterr()
+    argv = ["validate", *TINY, "--trainer.default_root_dir", str(run_dir / "validate")]
+    argv += ["--model.classifier", str(classifier), "--ckpt_path", str(best)]
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr().out
+    value = float(re.search(r"val/compat_mae\s*│\s*([0-9.]+)", printed).group(1))
+    assert value == pytest.approx(kept["val/compat_mae"], abs=1e-4)
+
+
+def test_generator_steps_set_the_length_of_a_run(tmp_path, trained):
+    _, classifier = trained
+    argv = ["fit", *TINY, "--trainer.default_root_dir", str(tmp_path / "run")]
+    argv += ["--model.classifier", str(classifier), "--model.n_critic", "2"]
+    assert cli_main([*argv, "--generator_steps", "3"]) == 0
+    checkpoint = safe_torch_load(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == optimizer_steps(3, 2) == 9
+    with pytest.raises(ConfigError, match="give only one"):
+        cli_main([*argv, "--generator_steps", "3", "--trainer.max_steps", "9"])
+
+
+def test_every_generator_option_trains_and_exports_what_it_trained(tmp_path, trained):
+    _, classifier = trained
+    run_dir = tmp_path / "run"
+    options = ["--model.generator_output", "blend", "--model.generator_skips", "true"]
+    options += ["--model.edit_downsample", "2", "--model.weight_mask", "0.5"]
+    options += ["--model.weight_mask_tv", "0.1", "--model.view_shift", "1.0"]
+    options += ["--model.view_blur", "1.0", "--model.view_noise", "0.05"]
+    options += ["--model.classifier_loss", "classifier_logit_l1"]
+    assert fit(run_dir, classifier, 4, *options) == 0
+    with open(run_dir / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for name in ("loss/mask", "loss/mask_tv", "loss/classifier"):
+        assert any(row.get(name) for row in rows), name
+    explainer = ProgressiveExaggeration.from_checkpoint(run_dir / "explainer.pt")
+    from_ckpt = ProgressiveExaggeration.from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    generator = explainer.generator
+    assert (generator.output, generator.skips, generator.edit_downsample) == ("blend", True, 2)
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    torch.testing.assert_close(explainer.counterfactual(x, 0.9), from_ckpt.counterfactual(x, 0.9))
+
+
+def test_mask_penalties_need_the_blend_output(trained):
+    _, classifier = trained
+    with pytest.raises(ConfigError, match="generator_output: blend"):
+        ExplainerModule(str(classifier), image_size=16, generator_output="residual", weight_mask=1)

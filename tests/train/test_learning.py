@@ -25,7 +25,8 @@ from torch import nn
 
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import load_bundle, safe_torch_load
-from cfgen.train.explainer import ExplainerModule, cli_main
+from cfgen.train.explainer import ExplainerModule
+from cfgen.train.explainer_cli import cli_main
 
 pytestmark = pytest.mark.slow
 
@@ -93,11 +94,9 @@ def train_toy(root: Path, seed: int = SEED) -> Path:
     data = write_world(root / "data", seed)
     classifier = write_classifier(root / "classifier.pt2")
     run_dir = root / "run"
-    # 1 optimiser step per D step and per G step (the config's n_critic 1).
-    steps = GENERATOR_STEPS * 2
     argv = [
         "fit", "--config", str(CONFIG), "--seed_everything", str(seed),
-        "--trainer.default_root_dir", str(run_dir), "--trainer.max_steps", str(steps),
+        "--trainer.default_root_dir", str(run_dir), "--generator_steps", str(GENERATOR_STEPS),
         "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--logger", "none",
         "--model.classifier", str(classifier),
@@ -122,7 +121,9 @@ def untrained_twin(run_dir: Path, seed: int = SEED) -> Path:
     hparams = safe_torch_load(run_dir / "checkpoints" / "last.ckpt")["hyper_parameters"]
     hparams = {key: value for key, value in hparams.items() if not key.startswith("_")}
     torch.manual_seed(seed)
-    return ExplainerModule(**hparams).export(run_dir.parent / "untrained.pt")
+    # The classifier is an input, not a hyper-parameter: the checkpoint records it apart.
+    classifier = run_dir.parent / "classifier.pt2"
+    return ExplainerModule(str(classifier), **hparams).export(run_dir.parent / "untrained.pt")
 
 
 def held_out_queries(root: Path) -> torch.Tensor:
@@ -199,6 +200,6 @@ def test_the_exported_explainer_is_the_ema_generator(toy_run):
     exported = load_bundle(run_dir / "explainer.pt", "explainer")["state_dict"]
     weights = safe_torch_load(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
     for name, value in exported.items():
-        torch.testing.assert_close(value, weights[f"ema_generator.{name}"], msg=name)
+        torch.testing.assert_close(value, weights[f"ema.module.{name}"], msg=name)
     raw = [(value - weights[f"generator.{name}"]).abs().max() for name, value in exported.items()]
     assert max(raw) > 1e-3  # ...and not the raw generator, which differs from the average
