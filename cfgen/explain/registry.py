@@ -7,9 +7,12 @@ Names (`EXPLAINERS`):
 - pgd, fgsm: adversarial counterfactuals with a radius bisection (`AdversarialCounterfactual`);
 - optimisation: per-query Adam counterfactual (`OptimisationCounterfactual`);
 - latent_shift: decodes of an autoencoder's code moved along f's gradient (`LatentShift`; option
-  `autoencoder`, the bundle of `cfgen autoencoder fit`).
+  `autoencoder`, the bundle of `cfgen autoencoder fit`);
+- pe_mask: the blend mask of a trained PE explainer (`BlendMask`, option `checkpoint`), a
+  saliency map.
 
-All return an `Explainer`; the last four are `CounterfactualExplainer`s, with `exaggerate`.
+All return an `Explainer`; pgd, fgsm, optimisation and latent_shift are
+`CounterfactualExplainer`s, with `exaggerate`.
 `explainer_options(name)` lists a name's options and defaults, e.g. for a config or `--help`.
 """
 
@@ -25,6 +28,7 @@ from cfgen.explain.adversarial import (
 from cfgen.explain.base import Classifier, CounterfactualExplainer, Explainer
 from cfgen.explain.latent_shift import LatentShift
 from cfgen.explain.options import check_options, factory_options
+from cfgen.explain.progressive import BlendMask
 from cfgen.explain.saliency import SALIENCY_METHODS, CaptumSaliency
 from cfgen.explain.second_order import SecondOrderSaliency
 
@@ -34,6 +38,7 @@ EXPLAINERS: dict[str, Callable[..., Explainer]] = {
     **{name: partial(AdversarialCounterfactual, attack=name) for name in ATTACKS},
     "optimisation": OptimisationCounterfactual,
     "latent_shift": LatentShift,
+    "pe_mask": BlendMask,
 }
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cfgen.bins import bin_centre
-from cfgen.errors import CheckpointError, DataError
+from cfgen.errors import CheckpointError, ConfigError, DataError
 from cfgen.evaluate.shift import shift_summary
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import save_bundle
@@ -136,3 +136,31 @@ def test_missing_or_foreign_checkpoints_are_refused(tmp_path):
     save_bundle(tmp_path / "classifier.pt", "classifier", {}, {})
     with pytest.raises(CheckpointError, match="holds a 'classifier' model, expected 'explainer'"):
         ProgressiveExaggeration.from_checkpoint(tmp_path / "classifier.pt")
+
+
+def test_the_blend_mask_is_where_the_generator_redraws_and_a_map_like_x(tmp_path):
+    from cfgen.explain.registry import build_explainer
+    from cfgen.train.explainer import ExplainerModule
+
+    classifier = write_classifier_bundle(tmp_path / "classifier.pt", size=SIZE)
+    widths = {"generator_width": 4, "generator_max_width": 8}
+    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
+    module = ExplainerModule(str(classifier), image_size=SIZE, generator_output="blend", **widths)
+    with torch.no_grad():  # a zero head: mask sigmoid(0) = 0.5, drawn image tanh(0) = 0
+        conv = module.ema_generator.head[-1]
+        conv.weight.zero_()
+        conv.bias.zero_()
+    path = module.export(tmp_path / "explainer.pt")
+    explainer = ProgressiveExaggeration.from_checkpoint(path)
+    x = images(3)
+    torch.testing.assert_close(explainer.blend_mask(x, 0.9), torch.full((3, 1, SIZE, SIZE), 0.5))
+    # the query blended half and half with 0 (mid grey)
+    torch.testing.assert_close(explainer.counterfactual(x, 0.9), 0.5 * x)
+    relevance = build_explainer("pe_mask", explainer.classifier, checkpoint=str(path)).explain(x)
+    torch.testing.assert_close(relevance, torch.full_like(x, 0.5))
+
+
+def test_only_a_blend_explainer_has_a_mask(bundle):
+    path, _, _ = bundle
+    with pytest.raises(ConfigError, match="only a 'blend' generator has a mask"):
+        ProgressiveExaggeration.from_checkpoint(path).blend_mask(images(2), 0.9)

@@ -10,7 +10,7 @@ from cfgen.explain.registry import (
     is_counterfactual,
 )
 from cfgen.models.autoencoder import Autoencoder
-from tests.helpers import TinyConvNet
+from tests.helpers import TinyConvNet, write_classifier_bundle
 
 # Smallest budgets per name, so that building and running every baseline stays fast.
 FAST = {
@@ -30,15 +30,27 @@ def test_registry_covers_saliency_second_order_and_adversarial_baselines():
     expected = {
         "gradient", "smoothgrad", "integrated_gradients", "guided_backprop", "gradcam",
         "occlusion", "lime", "kernelshap", "second_order", "pgd", "fgsm", "optimisation",
-        "latent_shift",
+        "latent_shift", "pe_mask",
     }  # fmt: skip
     assert set(EXPLAINERS) == expected
 
 
+@pytest.fixture
+def fast(tmp_path) -> dict[str, dict]:
+    """FAST, plus the tiny 8 px blend explainer whose mask `pe_mask` reads."""
+    from cfgen.train.explainer import ExplainerModule
+
+    classifier = write_classifier_bundle(tmp_path / "classifier.pt", size=8)
+    widths = {"generator_width": 4, "generator_max_width": 8}
+    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
+    module = ExplainerModule(str(classifier), image_size=8, generator_output="blend", **widths)
+    return FAST | {"pe_mask": {"checkpoint": str(module.export(tmp_path / "explainer.pt"))}}
+
+
 @pytest.mark.parametrize("name", sorted(EXPLAINERS))
-def test_every_name_builds_an_explainer_that_maps_x_to_its_shape(name):
+def test_every_name_builds_an_explainer_that_maps_x_to_its_shape(name, fast):
     x = torch.rand(2, 3, 8, 8) * 2 - 1
-    explainer = build_explainer(name, TinyConvNet(3), **FAST.get(name, {}))
+    explainer = build_explainer(name, TinyConvNet(3), **fast.get(name, {}))
     assert isinstance(explainer, Explainer)
     assert is_counterfactual(name) == isinstance(explainer, CounterfactualExplainer)
     relevance = explainer.explain(x)
