@@ -13,10 +13,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from cfgen.io import load_bundle
 from cfgen.models.blackbox import BlackBox
-from cfgen.train.explainer import ExplainerModule, classifier_logit
+from cfgen.models.generator import Rendered
+from cfgen.train.explainer import ExplainerModule
+from cfgen.train.explainer_steps import classifier_logit
 
 N_BINS = 10
 SIZE = 8
@@ -55,22 +58,27 @@ def logit(x: torch.Tensor) -> torch.Tensor:
 
 
 class StubGenerator(nn.Module):
-    """`encode` / `decode` / forward as the closed forms above; records the bins of each call."""
+    """The `Generator` interface (`encode` to a list of features whose last is the embedding,
+    `decode` to a `Rendered`, `render`) as the closed forms above; records the bins of each
+    `render` call."""
 
     def __init__(self) -> None:
         super().__init__()
         self.unused = nn.Parameter(torch.zeros(1))  # something for the EMA to average
         self.forward_bins: list[torch.Tensor] = []
 
-    def encode(self, x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-        return encode(x, bins)
+    def encode(self, x: torch.Tensor, bins: torch.Tensor) -> list[torch.Tensor]:
+        return [encode(x, bins)]
 
-    def decode(self, h: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-        return decode(h, bins)
+    def decode(self, features: list[torch.Tensor], query: torch.Tensor, bins) -> Rendered:
+        return Rendered(decode(features[-1], bins))
+
+    def render(self, x: torch.Tensor, bins: torch.Tensor) -> Rendered:
+        self.forward_bins.append(bins.clone())
+        return Rendered(generate(x, bins))
 
     def forward(self, x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-        self.forward_bins.append(bins.clone())
-        return generate(x, bins)
+        return self.render(x, bins).image
 
 
 class StubDiscriminator(nn.Module):
@@ -119,7 +127,7 @@ def run_step(tmp_path, monkeypatch, weights: dict[str, float], seed: int = 3, mo
     """One generator turn; returns the batch, its bins, the logged losses and the totals."""
     module = module or tiny_module(tmp_path, weights)
     module.generator = StubGenerator()
-    module.ema_generator = StubGenerator()
+    module.ema = AveragedModel(module.generator)
     module.discriminator = StubDiscriminator()
     module.trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
     module.on_fit_start()  # checks the black box once, as training does
