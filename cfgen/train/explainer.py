@@ -89,6 +89,7 @@ class ExplainerModule(pl.LightningModule):
         weight_identity: float = 0.0,
         weight_mask: float = 0.0,
         weight_mask_tv: float = 0.0,
+        weight_context: float = 0.0,
         view_shift: float = 0.0,
         view_blur: float = 0.0,
         view_noise: float = 0.0,
@@ -189,7 +190,10 @@ class ExplainerModule(pl.LightningModule):
             fakes = self.generator.render(images, target_bin)
         losses = self._discriminator_step(images, source_bin, fakes.image.detach(), target_bin)
         if generator_turn:
-            losses |= self._generator_step(images, posteriors, source_bin, fakes, target_bin)
+            context = batch.get("context")
+            losses |= self._generator_step(
+                images, posteriors, source_bin, fakes, target_bin, context
+            )
             self._update_ema()
         self.log_dict({f"loss/{name}": value for name, value in losses.items()}, prog_bar=False)
 
@@ -223,6 +227,7 @@ class ExplainerModule(pl.LightningModule):
         source_bin: torch.Tensor,
         rendered: Rendered,
         target_bin: torch.Tensor,
+        context: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One step of G on the weighted sum of the METHOD.md §1 terms (and the options')."""
         hp = self.hparams
@@ -247,6 +252,12 @@ class ExplainerModule(pl.LightningModule):
             if hp.weight_identity > 0:
                 same = self.generator.decode(features, images, source_bin).image
                 losses["identity"] = get_loss("identity_l1")(images, same)
+        if hp.weight_context > 0:
+            if context is None:
+                raise ConfigError(
+                    "weight_context needs region masks in the batches: set data.context_region"
+                )
+            losses["context"] = get_loss("context_l1")(images, fakes, context)
         if rendered.mask is not None:
             losses["mask"] = get_loss("mask_area")(rendered.mask)
             losses["mask_tv"] = get_loss("mask_total_variation")(rendered.mask)

@@ -88,25 +88,53 @@ def compute_posteriors(
 
 
 class PosteriorDataset(Dataset):
-    """Items `{"image": (C, H, W), "posterior": ()}`; `__getitems__` serves whole batches."""
+    """Items `{"image": (C, H, W), "posterior": ()}`, plus `"context": (1, H, W)` in [0, 1] when
+    `context_masks` (N, H, W) are given; `__getitems__` serves whole batches."""
 
-    def __init__(self, dataset: Dataset, posteriors: torch.Tensor) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        posteriors: torch.Tensor,
+        context_masks: torch.Tensor | None = None,
+    ) -> None:
         self.dataset = dataset
         self.posteriors = posteriors
+        self.context_masks = context_masks
         images = getattr(dataset, "images", None)
         self.images = images if isinstance(images, torch.Tensor) else None
 
     def __len__(self) -> int:
         return len(self.posteriors)
 
+    def _context(self, index) -> dict[str, torch.Tensor]:
+        if self.context_masks is None:
+            return {}
+        return {"context": self.context_masks[index].float().unsqueeze(-3) / 255.0}
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"image": self.dataset[index]["image"], "posterior": self.posteriors[index]}
+        item = {"image": self.dataset[index]["image"], "posterior": self.posteriors[index]}
+        return item | self._context(index)
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor] | list[dict]:
         if self.images is None:
             return [self[i] for i in indices]
         index = torch.as_tensor(indices)
-        return {"image": self.images[index], "posterior": self.posteriors[index]}
+        batch = {"image": self.images[index], "posterior": self.posteriors[index]}
+        return batch | self._context(index)
+
+
+def region_masks(dataset: Dataset, region: str) -> torch.Tensor:
+    """The masks (N, H, W) uint8 (0..255) of `region` for every image of `dataset`, from its
+    `masks` (N, R, H, W) and `region_names`; a clear error when it has none."""
+    masks, names = getattr(dataset, "masks", None), getattr(dataset, "region_names", None)
+    if not isinstance(masks, torch.Tensor) or names is None:
+        raise ConfigError(
+            f"context_region {region!r} needs region masks, and this data set has none; "
+            "leave context_region unset (the synthetic world has masks)"
+        )
+    if region not in names:
+        raise ConfigError(f"unknown context_region {region!r}; the data set has {list(names)}")
+    return masks[:, list(names).index(region)]
 
 
 class QueryDataset(Dataset):
@@ -133,7 +161,9 @@ def collate_batch(batch: dict[str, torch.Tensor] | list[dict]) -> dict[str, torc
 class ExplainerDataModule(AttributeDataModule):
     """`AttributeDataModule` whose training batches are bin-balanced and carry f(x).
 
-    Train batches: `{"image": (B, C, H, W), "posterior": (B,)}`; an epoch is `steps_per_epoch`
+    Train batches: `{"image": (B, C, H, W), "posterior": (B,)}`, plus `"context"` (B, 1, H, W),
+    the mask of `context_region` (where the explanation may change the image, for the context
+    loss) when that is set and the data set has region masks; an epoch is `steps_per_epoch`
     batches drawn with replacement from the balanced weights. Validation: the first
     `val_queries` images of the validation split as one batch `{"image": (V, C, H, W)}`, the
     fixed queries the explainer is scored on. `classifier` and `n_bins` are the explainer's (the
@@ -148,6 +178,7 @@ class ExplainerDataModule(AttributeDataModule):
         max_per_bin: int = 5000,
         steps_per_epoch: int = 200,
         val_queries: int = 256,
+        context_region: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -162,6 +193,7 @@ class ExplainerDataModule(AttributeDataModule):
         if val_queries < 1:
             raise ConfigError(f"val_queries must be at least 1, got {val_queries}")
         self.val_queries = val_queries
+        self.context_region = context_region
         self.train_posteriors: torch.Tensor | None = None
 
     def _posteriors(self) -> torch.Tensor:
@@ -205,8 +237,11 @@ class ExplainerDataModule(AttributeDataModule):
             replacement=True,
             generator=generator,
         )
+        context = None
+        if self.context_region is not None:
+            context = region_masks(self.train_dataset, self.context_region)
         return DataLoader(
-            PosteriorDataset(self.train_dataset, self._posteriors()),
+            PosteriorDataset(self.train_dataset, self._posteriors(), context),
             batch_size=batch_size,
             sampler=sampler,
             drop_last=True,

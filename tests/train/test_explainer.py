@@ -197,3 +197,17 @@ def test_mask_penalties_need_the_blend_output(trained):
     _, classifier = trained
     with pytest.raises(ConfigError, match="generator_output: blend"):
         ExplainerModule(str(classifier), image_size=16, generator_output="residual", weight_mask=1)
+
+
+def test_the_context_loss_reads_the_region_masks_of_the_data(tmp_path, trained):
+    _, classifier = trained
+    run_dir = tmp_path / "run"
+    options = ["--data.context_region", "mouth", "--model.weight_context", "1.0"]
+    assert fit(run_dir, classifier, 2, *options) == 0
+    with open(run_dir / "metrics.csv") as handle:
+        values = [
+            float(row["loss/context"]) for row in csv.DictReader(handle) if row.get("loss/context")
+        ]
+    assert values and all(value > 0 for value in values)
+    with pytest.raises(ConfigError, match="set data.context_region"):
+        fit(tmp_path / "other", classifier, 2, "--model.weight_context", "1.0")

@@ -1,11 +1,15 @@
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from cfgen.data.synthetic import SyntheticFaces
+from cfgen.errors import ConfigError
 from cfgen.train.explainer_data import (
     BALANCE,
     PosteriorDataset,
     collate_batch,
     compute_posteriors,
+    region_masks,
 )
 
 
@@ -64,3 +68,29 @@ def test_batches_are_the_same_whole_or_item_by_item():
         batch = next(iter(loader))
         torch.testing.assert_close(batch["image"], images[[5, 0, 2]])
         torch.testing.assert_close(batch["posterior"], posteriors[[5, 0, 2]])
+
+
+def test_context_masks_of_a_region_come_with_each_batch_in_zero_one():
+    faces = SyntheticFaces(6, image_size=16, seed=0, split="train")
+    masks = region_masks(faces, "mouth")
+    mouth = faces.region_names.index("mouth")
+    torch.testing.assert_close(masks, faces.masks[:, mouth])
+    posteriors = torch.linspace(0, 1, 6)
+    for dataset in (faces, ItemsOnly(faces.images)):
+        loader = DataLoader(
+            PosteriorDataset(dataset, posteriors, masks),
+            batch_size=3,
+            sampler=[5, 0, 2],
+            collate_fn=collate_batch,
+        )
+        batch = next(iter(loader))
+        expected = faces.masks[[5, 0, 2], mouth].float().unsqueeze(1) / 255.0
+        torch.testing.assert_close(batch["context"], expected)
+        assert float(batch["context"].max()) == 1.0  # the mouth is drawn in every face
+
+
+def test_a_context_region_needs_a_data_set_with_that_region():
+    with pytest.raises(ConfigError, match="has none"):
+        region_masks(InMemory(torch.rand(2, 3, 4, 4)), "mouth")
+    with pytest.raises(ConfigError, match="unknown context_region 'nose'"):
+        region_masks(SyntheticFaces(2, image_size=16), "nose")
