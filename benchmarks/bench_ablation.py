@@ -1,0 +1,178 @@
+"""Ablation of the explainer's generator and loss options (issue 10 §2): which keeps the query?
+
+    OMP_NUM_THREADS=2 flock /tmp/cfgen-heavy.lock .venv/bin/python benchmarks/bench_ablation.py \
+        --classifier runs/demo/classifier-*/classifier.pt --oracle runs/demo/oracle-*/oracle.pt \
+        --judge runs/demo/judge-*/classifier.pt --generator_steps 1000 --out runs/ablation
+    .venv/bin/python benchmarks/bench_ablation.py ... --rows official blend   # some rows only
+
+Every row trains `cfgen explainer fit --config configs/explainer/synthetic_smile.yaml` with the
+row's options on top of the official generator (`OFFICIAL`), for the same number of generator
+steps and the same seed, one row at a time, then scores the exported explainer with the
+project's evaluation (`cfgen.evaluate.suite.score_counterfactual`) on the same held-out test
+faces: classifier flip, oracle-judged flip, judge flip, compat MAE, monotonicity, FID and sFID
+(oracle features), foreign drift, identity L1, relevance mass of |x - x_far| in the mouth, and
+the row's training time (wall and CPU seconds, in this process, with the 1-minute load at its
+start and end; `--threads`, default OMP_NUM_THREADS). No row's training reads the
+oracle, the judge or the synthetic factors; a row that reads the ground-truth masks says so in
+its name (`gt_`). Writes `<out>/ablation.json`, `<out>/ablation.md` (the table) and
+`<out>/strips/<row>.png` (the strips of the same first queries). A row whose `explainer.pt`
+exists is only scored again (`--retrain` trains it anew).
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from cfgen.evaluate.loading import build_context
+from cfgen.evaluate.suite import SuiteConfig, score_counterfactual
+from cfgen.explain.progressive import ProgressiveExaggeration
+from cfgen.figures import strip_figure
+from cfgen.models.blackbox import load_blackbox
+from cfgen.train.explainer_cli import cli_main
+
+CONFIG = "configs/explainer/synthetic_smile.yaml"
+# The official generator (METHOD.md §1): encoder-decoder to a 4x4 bottleneck, no skips, the
+# whole image redrawn; the CPU config's loss weights. Every row starts from it.
+OFFICIAL = [
+    "--model.generator_output", "image", "--model.generator_skips", "false",
+    "--model.edit_downsample", "1", "--model.weight_mask", "0", "--model.weight_mask_tv", "0",
+    "--model.view_shift", "0", "--model.view_blur", "0", "--model.view_noise", "0",
+    "--model.classifier_loss", "classifier_cross_entropy",
+]  # fmt: skip
+BLEND = ["--model.generator_output", "blend", "--model.weight_mask", "1.0"]
+VIEWS = ["--model.view_shift", "1.0", "--model.view_blur", "0.7", "--model.view_noise", "0.03"]
+# Row name -> (options on top of OFFICIAL, what the row changes).
+ROWS: dict[str, tuple[list[str], str]] = {
+    "official": ([], "official encoder-decoder (4x4 bottleneck, no skips)"),
+    "skips": (["--model.generator_skips", "true"], "+ U-Net skips, image output"),
+    "residual": (["--model.generator_output", "residual"], "residual output x + tanh(Δ)"),
+    "blend": (BLEND, "blend m·G + (1 − m)·x, mask area 1.0"),
+    "blend_views": ([*BLEND, *VIEWS], "blend + classifier term on random views"),
+    "blend_low2": ([*BLEND, "--model.edit_downsample", "2"], "blend, edit at half resolution"),
+}
+METRICS = ["shift", "validity", "judge", "identity", "realism", "preservation", "localisation"]
+# Table column -> (metric group, key) in `score_counterfactual`'s entry.
+COLUMNS = {
+    "cls flip": ("shift", "flip_rate"),
+    "oracle flip": ("validity", "oracle_flip"),
+    "judge flip": ("judge", "judge_flip_rate"),
+    "compat MAE": ("shift", "compat_mae"),
+    "monotonicity": ("shift", "monotonicity"),
+    "FID": ("realism", "fid_overall"),
+    "sFID": ("realism", "sfid"),
+    "foreign drift": ("preservation", "foreign_drift"),
+    "identity L1": ("identity", "identity_l1"),
+    "mouth mass": ("localisation", "relevance_mass"),
+}
+
+
+def train(row: str, args: argparse.Namespace) -> dict[str, float]:
+    """Train one row; returns its wall and CPU seconds."""
+    options, _ = ROWS[row]
+    argv = ["fit", "--config", CONFIG, "--trainer.default_root_dir", str(args.out / row)]
+    argv += ["--model.classifier", args.classifier, "--generator_steps", str(args.generator_steps)]
+    argv += ["--seed_everything", str(args.seed), "--logger", "csv"]
+    argv += ["--trainer.enable_progress_bar", "false", *OFFICIAL, *options]
+    wall, cpu = time.perf_counter(), time.process_time()
+    cli_main(argv)
+    return {"train_wall_s": time.perf_counter() - wall, "train_cpu_s": time.process_time() - cpu}
+
+
+def score(row: str, args: argparse.Namespace, context) -> dict:
+    explainer = ProgressiveExaggeration.from_checkpoint(args.out / row / "explainer.pt")
+    entry, strip = score_counterfactual(explainer, context, METRICS)
+    shown = strip.select(slice(0, args.shown))
+    png = strip_figure(
+        shown.images.numpy(),
+        shown.posteriors.numpy(),
+        context.queries[: args.shown].numpy(),
+        shown.query_posteriors.numpy(),
+        f"{row}: {ROWS[row][1]}",
+    )
+    (args.out / "strips").mkdir(parents=True, exist_ok=True)
+    (args.out / "strips" / f"{row}.png").write_bytes(png)
+    return entry
+
+
+def table(results: dict[str, dict]) -> str:
+    header = ["row", *COLUMNS, "train s (wall / CPU)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row, result in results.items():
+        metrics = result["entry"]["metrics"]
+        cells = [f"`{row}`"]
+        for group, key in COLUMNS.values():
+            value = metrics.get(group, {}).get(key)
+            cells.append("–" if value is None else f"{value:.3f}")
+        seconds = result.get("seconds", {})
+        cells.append(f"{seconds.get('train_wall_s', 0):.0f} / {seconds.get('train_cpu_s', 0):.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--classifier", required=True)
+    parser.add_argument("--oracle", required=True)
+    parser.add_argument("--judge", required=True)
+    parser.add_argument("--generator_steps", type=int, default=800)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n_queries", type=int, default=500)
+    parser.add_argument("--n_real", type=int, default=2000)
+    parser.add_argument("--shown", type=int, default=6)
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    parser.add_argument(
+        "--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")),
+        help="torch threads (default: OMP_NUM_THREADS, else 1)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "ablation.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    config = SuiteConfig(
+        explainer="",
+        oracle=args.oracle,
+        judge=args.judge,
+        n_queries=args.n_queries,
+        n_real=args.n_real,
+        logger="none",
+    )
+    context = build_context(config, load_blackbox(args.classifier), 32)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    results["_meta"] = {
+        "command": " ".join(sys.argv),
+        "commit": commit.strip(),
+        "threads": args.threads,
+        "generator_steps": args.generator_steps,
+        "seed": args.seed,
+        "n_queries": args.n_queries,
+        "machine": platform.platform(),
+        "torch": torch.__version__,
+    }
+    # One row at a time, trained then scored, the files rewritten after each: a run cut short
+    # keeps the rows it finished.
+    for row in args.rows:
+        if args.retrain or not (args.out / row / "explainer.pt").is_file():
+            load = os.getloadavg()[0]
+            results[row] = {"seconds": train(row, args), "options": ROWS[row][0]}
+            results[row]["load_1min"] = [load, os.getloadavg()[0]]  # at start and end
+        results.setdefault(row, {"options": ROWS[row][0]})["entry"] = score(row, args, context)
+        results_path.write_text(json.dumps(results, indent=1, default=float))
+        done = {name: results[name] for name in args.rows if "entry" in results.get(name, {})}
+        markdown = table(done)
+        (args.out / "ablation.md").write_text(markdown + "\n")
+        print(f"{row}: {results[row].get('seconds')} load {results[row].get('load_1min')}")
+        print(markdown, flush=True)
+
+
+if __name__ == "__main__":
+    main()
