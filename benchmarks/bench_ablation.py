@@ -30,11 +30,13 @@ from pathlib import Path
 
 import torch
 
+from cfgen.data.folders import AttributeFolder
 from cfgen.evaluate.loading import build_context
+from cfgen.evaluate.scoring import EvalContext
 from cfgen.evaluate.suite import SuiteConfig, score_counterfactual
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.figures import strip_figure
-from cfgen.models.blackbox import load_blackbox
+from cfgen.models.blackbox import classifier_facts, load_blackbox
 from cfgen.train.explainer_cli import cli_main
 
 CONFIG = "configs/explainer/synthetic_smile.yaml"
@@ -58,6 +60,8 @@ ROWS: dict[str, tuple[list[str], str]] = {
     "blend_low2": ([*BLEND, "--model.edit_downsample", "2"], "blend, edit at half resolution"),
 }
 METRICS = ["shift", "validity", "judge", "identity", "realism", "preservation", "localisation"]
+# On an image folder (`--folder`) there is no ground truth: what the black boxes and pixels say.
+FOLDER_METRICS = ["shift", "judge", "identity", "closeness"]
 # Table column -> (metric group, key) in `score_counterfactual`'s entry.
 COLUMNS = {
     "cls flip": ("shift", "flip_rate"),
@@ -70,6 +74,7 @@ COLUMNS = {
     "foreign drift": ("preservation", "foreign_drift"),
     "identity L1": ("identity", "identity_l1"),
     "mouth mass": ("localisation", "relevance_mass"),
+    "L1 x-x_far": ("closeness", "l1"),
 }
 
 
@@ -80,6 +85,10 @@ def train(row: str, args: argparse.Namespace) -> dict[str, float]:
     argv += ["--model.classifier", args.classifier, "--generator_steps", str(args.generator_steps)]
     argv += ["--seed_everything", str(args.seed), "--logger", "csv"]
     argv += ["--trainer.enable_progress_bar", "false", *OFFICIAL, *options]
+    if args.folder is not None:
+        size = classifier_facts(args.classifier)["image_size"]
+        argv += ["--data.source", "folder", "--data.root", str(args.folder)]
+        argv += ["--data.image_size", str(size)]
     wall, cpu = time.perf_counter(), time.process_time()
     cli_main(argv)
     return {"train_wall_s": time.perf_counter() - wall, "train_cpu_s": time.process_time() - cpu}
@@ -87,7 +96,8 @@ def train(row: str, args: argparse.Namespace) -> dict[str, float]:
 
 def score(row: str, args: argparse.Namespace, context) -> dict:
     explainer = ProgressiveExaggeration.from_checkpoint(args.out / row / "explainer.pt")
-    entry, strip = score_counterfactual(explainer, context, METRICS)
+    metrics = METRICS if args.folder is None else FOLDER_METRICS
+    entry, strip = score_counterfactual(explainer, context, metrics)
     shown = strip.select(slice(0, args.shown))
     png = strip_figure(
         shown.images.numpy(),
@@ -101,13 +111,39 @@ def score(row: str, args: argparse.Namespace, context) -> dict:
     return entry
 
 
+def folder_context(args: argparse.Namespace) -> EvalContext:
+    """The first `n_queries` test images of the folder, the classifier and the judge."""
+    facts = classifier_facts(args.classifier)
+    test = AttributeFolder(
+        args.folder,
+        split="test",
+        image_size=facts["image_size"],
+        channels=facts.get("in_channels"),
+        target=facts.get("target"),
+    )
+    count = min(args.n_queries, len(test))
+    queries = torch.stack([test[index]["image"] for index in range(count)])
+    return EvalContext(
+        classifier=load_blackbox(args.classifier),
+        queries=queries,
+        judge=load_blackbox(args.judge),
+        target_region=None,
+    )
+
+
 def table(results: dict[str, dict]) -> str:
-    header = ["row", *COLUMNS, "train s (wall / CPU)"]
+    # Only the columns some row has (a folder has no oracle, the synthetic rows no closeness).
+    columns = {
+        name: where
+        for name, where in COLUMNS.items()
+        if any(where[1] in r["entry"]["metrics"].get(where[0], {}) for r in results.values())
+    }
+    header = ["row", *columns, "train s (wall / CPU)"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row, result in results.items():
         metrics = result["entry"]["metrics"]
         cells = [f"`{row}`"]
-        for group, key in COLUMNS.values():
+        for group, key in columns.values():
             value = metrics.get(group, {}).get(key)
             cells.append("–" if value is None else f"{value:.3f}")
         seconds = result.get("seconds", {})
@@ -119,7 +155,7 @@ def table(results: dict[str, dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--classifier", required=True)
-    parser.add_argument("--oracle", required=True)
+    parser.add_argument("--oracle", help="the factor oracle (synthetic world; not with --folder)")
     parser.add_argument("--judge", required=True)
     parser.add_argument("--generator_steps", type=int, default=800)
     parser.add_argument("--seed", type=int, default=0)
@@ -130,6 +166,11 @@ def main() -> None:
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument(
+        "--folder", type=Path,
+        help="train and score on this image folder (`cfgen data digits`) instead of the "
+        "synthetic world: the classifier's target, test split, no oracle",
+    )  # fmt: skip
+    parser.add_argument(
         "--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")),
         help="torch threads (default: OMP_NUM_THREADS, else 1)",
     )  # fmt: skip
@@ -138,15 +179,20 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "ablation.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    config = SuiteConfig(
-        explainer="",
-        oracle=args.oracle,
-        judge=args.judge,
-        n_queries=args.n_queries,
-        n_real=args.n_real,
-        logger="none",
-    )
-    context = build_context(config, load_blackbox(args.classifier), 32)
+    if args.folder is None:
+        if args.oracle is None:
+            parser.error("--oracle is needed on the synthetic world (or give --folder)")
+        config = SuiteConfig(
+            explainer="",
+            oracle=args.oracle,
+            judge=args.judge,
+            n_queries=args.n_queries,
+            n_real=args.n_real,
+            logger="none",
+        )
+        context = build_context(config, load_blackbox(args.classifier), 32)
+    else:
+        context = folder_context(args)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     results["_meta"] = {
         "command": " ".join(sys.argv),
