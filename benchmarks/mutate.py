@@ -64,7 +64,7 @@ MUTATIONS = [
         "the classifier-consistency term is left out of the generator loss",
         EXPLAINER,
         '            "classifier": self.classifier_loss(\n'
-        "                classifier_logit(self.classifier, fakes), target_posterior\n"
+        "                classifier_logit(self.classifier, viewed), target_posterior\n"
         "            ),\n",
         "",
         (LOSS_ASSEMBLY, LEARNING),
@@ -81,8 +81,8 @@ MUTATIONS = [
         "bins-swapped-in-generator-step",
         "target bin and source bin swapped in the generator step",
         EXPLAINER,
-        "self._generator_step(images, posteriors, source_bin, fakes, target_bin)",
-        "self._generator_step(images, posteriors, target_bin, fakes, source_bin)",
+        "images, posteriors, source_bin, fakes, target_bin, context",
+        "images, posteriors, target_bin, fakes, source_bin, context",
         (LOSS_ASSEMBLY, LEARNING),
     ),
     Mutation(
@@ -105,8 +105,8 @@ MUTATIONS = [
         "cycle-decodes-target-bin",
         "the cycle pass decodes with the target bin instead of the query's own bin",
         EXPLAINER,
-        "cycled = self.generator.decode(fake_embedding, source_bin)",
-        "cycled = self.generator.decode(fake_embedding, target_bin)",
+        "cycled = self.generator.decode(fake_features, fakes, source_bin)",
+        "cycled = self.generator.decode(fake_features, fakes, target_bin)",
         (LOSS_ASSEMBLY, LEARNING),
     ),
     Mutation(
