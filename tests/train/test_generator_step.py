@@ -19,7 +19,7 @@ from cfgen.io import load_bundle
 from cfgen.models.blackbox import BlackBox
 from cfgen.models.generator import Rendered
 from cfgen.train.explainer import ExplainerModule
-from cfgen.train.explainer_steps import classifier_logit
+from cfgen.train.explainer_steps import classifier_logit, warmup_ema
 
 N_BINS = 10
 SIZE = 8
@@ -127,7 +127,9 @@ def run_step(tmp_path, monkeypatch, weights: dict[str, float], seed: int = 3, mo
     """One generator turn; returns the batch, its bins, the logged losses and the totals."""
     module = module or tiny_module(tmp_path, weights)
     module.generator = StubGenerator()
-    module.ema = AveragedModel(module.generator)
+    # The module's own averaging rule, over the stub.
+    averaging = warmup_ema(module.hparams.ema_decay)
+    module.ema = AveragedModel(module.generator, multi_avg_fn=averaging, use_buffers=True)
     module.discriminator = StubDiscriminator()
     module.trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
     module.on_fit_start()  # checks the black box once, as training does
@@ -203,9 +205,14 @@ def test_a_generator_turn_moves_the_ema_generator_by_its_warm_up_decay(tmp_path,
     monkeypatch.setattr(module, "on_fit_start", stubs_with_weights_apart)
     run_step(tmp_path, monkeypatch, WEIGHTS, module=module)
     assert module.generator.unused.item() == 1.0  # the stub optimiser changed nothing
-    # Step 0 of the warm-up: decay min(ema_decay, 1 / 10), so the average moves 9/10 of the way.
-    decay = min(module.hparams.ema_decay, 0.1)
-    torch.testing.assert_close(module.ema_generator.unused.item(), 1.0 - decay)
+    # AveragedModel's first update copies the generator (nothing averaged yet)...
+    assert int(module.ema.n_averaged) == 1
+    torch.testing.assert_close(module.ema_generator.unused.item(), 1.0)
+    # ...the next one moves the average by 1 - d, d = min(ema_decay, (1 + k) / (10 + k)), k = 1.
+    module.generator.unused.data.fill_(3.0)
+    module._update_ema()
+    decay = min(module.hparams.ema_decay, 2 / 11)
+    torch.testing.assert_close(module.ema_generator.unused.item(), 1.0 + (1.0 - decay) * 2.0)
 
 
 def test_export_writes_the_ema_generator_not_the_raw_one(tmp_path):
