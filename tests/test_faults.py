@@ -145,7 +145,8 @@ def test_a_stop_signal_saves_a_last_checkpoint_and_the_printed_command_resumes(t
     err = log.read_text()
     assert process.returncode == 128 + stop, err[-2000:]
     stopped_at = safe_torch_load(last)["global_step"]
-    assert sorted(path.name for path in last.parent.iterdir()) == ["last.ckpt"]
+    # Beside best.ckpt (the best validation so far), last.ckpt is the only checkpoint.
+    assert sorted(path.name for path in last.parent.iterdir()) == ["best.ckpt", "last.ckpt"]
     assert f"{stop.name} stopped training at step {stopped_at}; its checkpoint is {last}" in err
     resume = shlex.split(err.rsplit("to resume: ", 1)[1].strip())
     assert resume[:2] == ["cfgen", "explainer"] and resume[-2:] == ["--ckpt_path", "last"]
