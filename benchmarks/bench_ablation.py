@@ -30,10 +30,8 @@ from pathlib import Path
 
 import torch
 
-from cfgen.data.folders import AttributeFolder
-from cfgen.evaluate.loading import build_context
-from cfgen.evaluate.scoring import EvalContext
-from cfgen.evaluate.suite import SuiteConfig, score_counterfactual
+from cfgen.evaluate.loading import EvalData, SuiteConfig, build_context, data_module
+from cfgen.evaluate.suite import score_counterfactual
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.figures import strip_figure
 from cfgen.models.blackbox import classifier_facts, load_blackbox
@@ -59,9 +57,11 @@ ROWS: dict[str, tuple[list[str], str]] = {
     "blend_views": ([*BLEND, *VIEWS], "blend + classifier term on random views"),
     "blend_low2": ([*BLEND, "--model.edit_downsample", "2"], "blend, edit at half resolution"),
 }
-METRICS = ["shift", "validity", "judge", "identity", "realism", "preservation", "localisation"]
-# On an image folder (`--folder`) there is no ground truth: what the black boxes and pixels say.
-FOLDER_METRICS = ["shift", "judge", "identity", "closeness"]
+# Groups whose ground truth is missing (a folder without an oracle) are skipped by the suite.
+METRICS = [
+    "shift", "validity", "judge", "identity", "realism", "preservation", "localisation",
+    "closeness",
+]  # fmt: skip
 # Table column -> (metric group, key) in `score_counterfactual`'s entry.
 COLUMNS = {
     "cls flip": ("shift", "flip_rate"),
@@ -96,8 +96,7 @@ def train(row: str, args: argparse.Namespace) -> dict[str, float]:
 
 def score(row: str, args: argparse.Namespace, context) -> dict:
     explainer = ProgressiveExaggeration.from_checkpoint(args.out / row / "explainer.pt")
-    metrics = METRICS if args.folder is None else FOLDER_METRICS
-    entry, strip = score_counterfactual(explainer, context, metrics)
+    entry, strip = score_counterfactual(explainer, context, METRICS)
     shown = strip.select(slice(0, args.shown))
     png = strip_figure(
         shown.images.numpy(),
@@ -109,26 +108,6 @@ def score(row: str, args: argparse.Namespace, context) -> dict:
     (args.out / "strips").mkdir(parents=True, exist_ok=True)
     (args.out / "strips" / f"{row}.png").write_bytes(png)
     return entry
-
-
-def folder_context(args: argparse.Namespace) -> EvalContext:
-    """The first `n_queries` test images of the folder, the classifier and the judge."""
-    facts = classifier_facts(args.classifier)
-    test = AttributeFolder(
-        args.folder,
-        split="test",
-        image_size=facts["image_size"],
-        channels=facts.get("in_channels"),
-        target=facts.get("target"),
-    )
-    count = min(args.n_queries, len(test))
-    queries = torch.stack([test[index]["image"] for index in range(count)])
-    return EvalContext(
-        classifier=load_blackbox(args.classifier),
-        queries=queries,
-        judge=load_blackbox(args.judge),
-        target_region=None,
-    )
 
 
 def table(results: dict[str, dict]) -> str:
@@ -179,20 +158,20 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "ablation.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    if args.folder is None:
-        if args.oracle is None:
-            parser.error("--oracle is needed on the synthetic world (or give --folder)")
-        config = SuiteConfig(
-            explainer="",
-            oracle=args.oracle,
-            judge=args.judge,
-            n_queries=args.n_queries,
-            n_real=args.n_real,
-            logger="none",
-        )
-        context = build_context(config, load_blackbox(args.classifier), 32)
-    else:
-        context = folder_context(args)
+    if args.folder is None and args.oracle is None:
+        parser.error("--oracle is needed on the synthetic world (or give --folder)")
+    data = EvalData() if args.folder is None else EvalData(source="folder", root=str(args.folder))
+    config = SuiteConfig(
+        explainer="",
+        oracle=args.oracle,
+        judge=args.judge,
+        data=data,
+        n_queries=args.n_queries,
+        n_real=args.n_real,
+        logger="none",
+    )
+    module = data_module(config, args.classifier, classifier_facts(args.classifier)["image_size"])
+    context = build_context(config, load_blackbox(args.classifier), module)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     results["_meta"] = {
         "command": " ".join(sys.argv),
