@@ -39,12 +39,11 @@ def test_nonsense_sizes_are_refused():
 
 
 @pytest.fixture
-def hub_dir(tmp_path):
-    """A private, empty torch hub cache for the duration of a test."""
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path))
-    yield tmp_path
-    torch.hub.set_dir(previous)
+def hub_dir(tmp_path, monkeypatch):
+    """A private, empty torch hub cache for the duration of a test (through TORCH_HOME, as a
+    user sets it: `torch.hub.set_dir` would pin the hub folder for every later test)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    return tmp_path / "hub"
 
 
 def test_missing_pretrained_weights_train_from_scratch_and_say_which_file(hub_dir, caplog):
@@ -57,7 +56,7 @@ def test_missing_pretrained_weights_train_from_scratch_and_say_which_file(hub_di
 def test_cached_pretrained_weights_are_loaded_except_adapted_layers(hub_dir):
     reference = torchvision.models.resnet18()
     checkpoints = hub_dir / "checkpoints"
-    checkpoints.mkdir()
+    checkpoints.mkdir(parents=True)
     torch.save(reference.state_dict(), checkpoints / "resnet18-f37072fd.pth")
     model = build_classifier("resnet18", num_outputs=2, image_size=32, pretrained=True)
     torch.testing.assert_close(model.layer1[0].conv1.weight, reference.layer1[0].conv1.weight)
