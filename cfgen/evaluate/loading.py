@@ -168,10 +168,20 @@ def _load_oracle(path: str):
     return oracle, domain_features(oracle), *oracle_outputs(oracle)
 
 
-def _load_judge(config: SuiteConfig, classifier: Classifier) -> Classifier:
-    """The judge classifier, explaining the same attribute as `classifier` unless told."""
-    from cfgen.models.blackbox import load_blackbox
+def _load_judge(config: SuiteConfig, classifier: Classifier, image_size: int) -> Classifier:
+    """The judge classifier, explaining the same attribute as `classifier` unless told.
 
+    A judge bundle that records another image size than the queries' is refused: a network with
+    global pooling would take the images anyway and judge them at the wrong scale.
+    """
+    from cfgen.models.blackbox import classifier_facts, load_blackbox
+
+    judge_size = classifier_facts(config.judge).get("image_size")
+    if judge_size is not None and judge_size != image_size:
+        raise ConfigError(
+            f"the judge {config.judge} was trained on {judge_size} px images but the queries "
+            f"are {image_size} px; give a judge trained at {image_size} px"
+        )
     target = config.judge_target or getattr(classifier, "target_name", None)
     return load_blackbox(config.judge, target=target)
 
@@ -295,7 +305,7 @@ def build_context(
     else:
         context.target_factor, context.target_region = target, None
     if config.judge is not None:
-        context.judge = _load_judge(config, classifier)
+        context.judge = _load_judge(config, classifier, images.shape[-1])
     return context
 
 

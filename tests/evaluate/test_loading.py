@@ -18,6 +18,7 @@ from cfgen.data.chexpert import chexpert_splits
 from cfgen.data.datamodule import AttributeDataModule
 from cfgen.data.folders import CelebA
 from cfgen.data.synthetic import SyntheticFaces
+from cfgen.errors import ConfigError
 from cfgen.evaluate.loading import EvalData, SuiteConfig, load_inputs
 from cfgen.io import save_bundle
 from cfgen.models.classifiers import build_classifier
@@ -119,3 +120,14 @@ def test_a_bad_data_option_fails_with_its_message(tmp_path, capsys, option, valu
     argv = ["evaluate", "--explainer", str(explainer), option, value, "--out", str(tmp_path / "e")]
     assert main(argv + ["--logger", "none"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_judge_trained_at_another_image_size_is_refused(tmp_path):
+    explainer, _, _ = export_tiny_explainer(tmp_path, size=SIZE)
+    config = {"arch": "small_cnn", "num_outputs": 1, "image_size": 2 * SIZE, "in_channels": 3}
+    config |= {"attribute_names": ["Smiling"], "target": "Smiling"}
+    judge_net = build_classifier("small_cnn", 1, 2 * SIZE, 3)
+    judge = save_bundle(tmp_path / "judge.pt", "classifier", config, judge_net.state_dict())
+    suite = SuiteConfig(explainer=str(explainer), judge=str(judge), n_queries=2, n_real=0)
+    with pytest.raises(ConfigError, match=f"trained on {2 * SIZE} px images but the queries"):
+        load_inputs(suite)
