@@ -29,6 +29,7 @@ from cfgen.errors import ConfigError
 from cfgen.io import save_bundle
 from cfgen.models.autoencoder import BUNDLE_KIND, Autoencoder
 from cfgen.train.lightning_cli import CfgenCLI, run_cli
+from cfgen.train.schedule import adamw_one_cycle
 
 BUNDLE_NAME = "autoencoder.pt"
 
@@ -124,17 +125,7 @@ class AutoencoderModule(pl.LightningModule):
             self.validation_figures["l1"] = float(l1)
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, self.hparams.lr, total_steps=steps
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
 
     def export(self, path: str | Path) -> Path:
         """Write the autoencoder bundle (kind "autoencoder") with its latest validation figures."""

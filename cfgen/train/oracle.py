@@ -38,6 +38,7 @@ from cfgen.io import save_bundle
 from cfgen.models.oracle import BUNDLE_KIND, Oracle, build_oracle
 from cfgen.train.classifier import masked_bce
 from cfgen.train.lightning_cli import CfgenCLI, run_cli
+from cfgen.train.schedule import adamw_one_cycle
 
 BUNDLE_NAME = "oracle.pt"
 
@@ -213,18 +214,7 @@ class OracleModule(pl.LightningModule):
                 self.log(f"val/{name}/{output}", value)
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        # One cycle: a short warm-up then annealing reaches a low error in very few epochs.
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, self.hparams.lr, total_steps=steps
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return adamw_one_cycle(self, self.hparams.lr, self.hparams.weight_decay)
 
     def export(self, path: str | Path) -> Path:
         """Write the oracle bundle (kind "oracle") with its latest validation figures."""
