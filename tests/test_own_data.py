@@ -100,7 +100,7 @@ def test_demo_on_a_folder_fills_the_folder_and_target_into_every_stage(tmp_path)
     data = user_folder(tmp_path / "data", n=5)
     config = parse_config(["--data", str(data), "--target", "digit=1"])
     stages = {stage.name: stage for stage in config.resolved_stages()}
-    names = ["classifier", "oracle", "judge", "explainer", "strips", "evaluate"]
+    names = ["classifier", "oracle", "judge", "autoencoder", "explainer", "strips", "evaluate"]
     assert list(stages) == names
     arguments = [arg for stage in stages.values() for arg in stage.args]
     assert not any("{data}" in arg or "{target}" in arg for arg in arguments)
@@ -134,18 +134,21 @@ def test_cfgen_demo_runs_every_stage_on_a_tiny_folder(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     folders = {path.name.rsplit("-", 1)[0]: path for path in out.iterdir()}
-    stages = ["classifier", "oracle", "judge", "explainer", "strips", "evaluate"]
+    stages = ["classifier", "oracle", "judge", "autoencoder", "explainer", "strips", "evaluate"]
     assert sorted(folders) == sorted(stages)
     assert all((folder / "DONE").is_file() for folder in folders.values())
     judge = classifier_facts(str(folders["judge"] / "classifier.pt"))
     assert (judge["target"], judge["in_channels"]) == ("digit=1", 1)
     assert len(list((folders["strips"] / "strips").glob("*.png"))) == 20
     results = json.loads((folders["evaluate"] / "results.json").read_text())
-    # The 4 test images of the 20 (every fifth row), PE and FGSM judged by the attribute oracle
-    # and the judge classifier; the folder has no region masks.
+    # The 4 test images of the 20 (every fifth row), PE, FGSM and the latent shift (of the
+    # autoencoder stage's bundle) judged by the attribute oracle and the judge classifier; the
+    # folder has no region masks.
     assert results["n_queries"] == 4 and set(results["config"]["data"]) >= {"source", "root"}
-    assert {"pe", "fgsm", "gradient", "lime"} <= set(results["methods"])
-    for name in ("pe", "fgsm"):
+    assert {"pe", "fgsm", "latent_shift", "gradient", "lime"} <= set(results["methods"])
+    options = results["config"]["explainer_options"]["latent_shift"]
+    assert options["autoencoder"] == str(folders["autoencoder"] / "autoencoder.pt")
+    for name in ("pe", "fgsm", "latent_shift"):
         assert {"validity", "judge", "preservation"} <= set(results["methods"][name]["metrics"])
         assert "region masks" in results["methods"][name]["skipped"]["localisation"]
     assert (folders["evaluate"] / "report.html").is_file()
