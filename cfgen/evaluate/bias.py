@@ -73,6 +73,22 @@ def bias_finding(biased: dict, unbiased: dict, confounder: str) -> tuple[bool, s
     )
 
 
+JUDGED = {"oracle_flip": "the oracle's reading of the target", "judge_flip_rate": "the judge"}
+
+
+def judged_sentence(biased: dict, unbiased: dict) -> str:
+    """How the independent judges follow each explainer's strips, as a clause of the finding
+    ("" when neither an oracle reading nor a judge scored them)."""
+    clauses = [
+        f"{label} flips on {biased[key]:.2f} of them ({unbiased[key]:.2f} of the unbiased one's)"
+        for key, label in JUDGED.items()
+        if key in biased and key in unbiased
+    ]
+    return (
+        "; judged along the biased classifier's strips, " + " and ".join(clauses) if clauses else ""
+    )
+
+
 def bias_experiment(
     biased: Strip,
     unbiased: Strip,

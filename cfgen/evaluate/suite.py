@@ -25,7 +25,7 @@ from rich.progress import Progress
 
 import cfgen
 from cfgen.errors import ConfigError, WeightsMissingError
-from cfgen.evaluate.bias import bias_experiment
+from cfgen.evaluate.bias import bias_experiment, judged_sentence
 from cfgen.evaluate.judges import identity_images
 from cfgen.evaluate.loading import SuiteConfig, SuiteInputs, load_inputs
 from cfgen.evaluate.scoring import (
@@ -227,7 +227,7 @@ def _run_bias(config: SuiteConfig, inputs: SuiteInputs) -> dict:
     if context.oracle is None:
         raise ConfigError("the bias experiment needs an oracle: set `oracle` in the config")
     biased, unbiased = (make_strips(method, context) for method in inputs.bias_explainers)
-    return bias_experiment(
+    result = bias_experiment(
         biased,
         unbiased,
         context.queries,
@@ -235,6 +235,21 @@ def _run_bias(config: SuiteConfig, inputs: SuiteInputs) -> dict:
         context.factor_names,
         config.bias.confounder,
     )
+    # Both explainers' strips judged as the main methods' are: does the target's cause (the
+    # oracle's reading) and an independent classifier of it follow the biased strips too?
+    for name, strip in (("biased", biased), ("unbiased", unbiased)):
+        judged = _score(COUNTERFACTUAL_SCORES, BIAS_JUDGES, context, strip)
+        result[name] |= {
+            key: value for group in judged["metrics"].values() for key, value in group.items()
+        }
+        result[name]["skipped"] = judged["skipped"]
+    result["finding"] += judged_sentence(result["biased"], result["unbiased"])
+    return result
+
+
+# The groups that judge the bias experiment's strips: the explained (confounded) classifier is
+# not the suite's, so its own shift figures are not among them.
+BIAS_JUDGES = ["validity", "judge"]
 
 
 def write_outputs(

@@ -2,7 +2,10 @@ import pytest
 import torch
 
 from cfgen.errors import ConfigError
-from cfgen.evaluate.bias import bias_experiment, bias_finding, confounder_drift
+from cfgen.evaluate.bias import BiasConfig, bias_experiment, bias_finding, confounder_drift
+from cfgen.evaluate.loading import SuiteConfig, SuiteInputs
+from cfgen.evaluate.scoring import EvalContext
+from cfgen.evaluate.suite import _run_bias
 from cfgen.explain.strip import Strip
 from tests.helpers import ExactCounterfactual, RegionClassifier
 
@@ -69,3 +72,57 @@ def test_unknown_confounder_is_a_config_error():
     strip = Strip(torch.zeros(2, 1, 3, 4, 4), torch.arange(2), torch.zeros(2, 1), torch.zeros(1))
     with pytest.raises(ConfigError, match="hat"):
         bias_experiment(strip, strip, torch.zeros(1, 3, 4, 4), oracle, FACTORS, confounder="hat")
+
+
+class GlassesOnly(ExactCounterfactual):
+    """A confounded explainer's strips: channel 1 (the glasses) set to the target, channel 0
+    (what the explained attribute's oracle and the judge read) left as it was."""
+
+    def counterfactual(self, x, target):
+        out = x.clone()
+        out[:, 1] = target.view(-1, 1, 1)
+        return out
+
+
+def test_the_suite_judges_the_bias_experiments_strips_by_oracle_and_judge():
+    classifier = RegionClassifier()
+    # Queries without a smile (channel 0 well below the region's 0.5 crossing), no glasses.
+    queries = torch.full((6, 3, 8, 8), -0.5)
+    queries[:, 1] = 0.0
+
+    def reads_smile_and_glasses(x):
+        return torch.stack([classifier(x), x[:, 1].mean(dim=(1, 2)).clamp(0, 1)], dim=1)
+
+    context = EvalContext(
+        classifier=classifier,
+        queries=queries,
+        factor_names=FACTORS,
+        oracle=reads_smile_and_glasses,
+        judge=classifier,
+        batch_size=4,
+    )
+    config = SuiteConfig("pe.pt", bias=BiasConfig(biased_explainer="biased.pt"))
+    explainers = (GlassesOnly(classifier), ExactCounterfactual(classifier))
+    result = _run_bias(config, SuiteInputs(context, {}, {}, explainers))
+    # By construction: the unbiased strips move the smile across 0.5 (oracle and judge flip on
+    # every strip); the biased ones change only the glasses (neither flips on any).
+    assert result["detected"] is True
+    assert result["unbiased"]["oracle_flip"] == 1.0 and result["unbiased"]["judge_flip_rate"] == 1.0
+    assert result["biased"]["oracle_flip"] == 0.0 and result["biased"]["judge_flip_rate"] == 0.0
+    assert result["finding"].endswith(
+        "judged along the biased classifier's strips, the oracle's reading of the target flips "
+        "on 0.00 of them (1.00 of the unbiased one's) and the judge flips on 0.00 of them "
+        "(1.00 of the unbiased one's)"
+    )
+
+
+def test_bias_strips_without_a_judge_say_so():
+    classifier = RegionClassifier()
+    queries = torch.randn(4, 3, 8, 8) * 0.1
+    context = EvalContext(
+        classifier=classifier, queries=queries, factor_names=FACTORS, oracle=oracle
+    )
+    explainers = (GlassesAdding(classifier), ExactCounterfactual(classifier))
+    result = _run_bias(SuiteConfig("pe.pt"), SuiteInputs(context, {}, {}, explainers))
+    assert "no judge given" in result["biased"]["skipped"]["judge"]
+    assert "judge_flip_rate" not in result["biased"] and "the judge" not in result["finding"]

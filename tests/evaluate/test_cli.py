@@ -89,5 +89,9 @@ def test_cfgen_evaluate_runs_end_to_end(tmp_path, model_files):
     )
     assert "robustness" in results["methods"]["gradient"]["metrics"]
     assert results["bias"]["unbiased"]["drift"] == pytest.approx(results["bias"]["biased"]["drift"])
+    # The biased explainer is PE's own bundle here: its strips are judged as PE's are.
+    validity = results["methods"]["pe"]["metrics"]["validity"]
+    assert results["bias"]["biased"]["oracle_flip"] == pytest.approx(validity["oracle_flip"])
+    assert "no judge given" in results["bias"]["biased"]["skipped"]["judge"]
     assert f"report:  {out / 'report.html'}" in done.stdout
     assert (out / "report_images.npz").is_file() and (out / "report.md").is_file()
