@@ -216,3 +216,35 @@ def test_evaluate_fails_on_an_oracle_of_another_world_instead_of_skipping(runs, 
     argv = [str(arg) for arg in evaluate_args(runs, tmp_path / "eval", "--oracle", path)]
     assert main(argv) == 2
     assert "'digit=3' is not one of them" in capsys.readouterr().err
+
+
+def test_the_bias_experiment_runs_on_a_folder_with_an_attribute_column_as_confounder(
+    runs, tmp_path
+):
+    # The "biased" explainer is PE's own bundle: by construction both strips are the same, so
+    # the confounder (the binary column `smiling`, read by the attribute oracle) drifts equally,
+    # nothing is found, and the bias strips are judged exactly as PE's are.
+    out = tmp_path / "eval"
+    explainer = runs["explainer"] / "explainer.pt"
+    cfgen(*evaluate_args(runs, out, "--bias.biased_explainer", explainer,
+                         "--bias.confounder", "smiling"))  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    bias, pe = results["bias"], results["methods"]["pe"]["metrics"]
+    assert bias["confounder"] == "smiling" and bias["detected"] is False
+    assert bias["biased"]["drift"] == pytest.approx(bias["unbiased"]["drift"])
+    assert bias["biased"]["oracle_flip"] == pytest.approx(pe["validity"]["oracle_flip"])
+    assert bias["biased"]["judge_flip_rate"] == pytest.approx(pe["judge"]["judge_flip_rate"])
+    assert bias["finding"].startswith(
+        "no bias found: the biased classifier's strips change smiling"
+    )
+
+
+def test_the_bias_experiment_names_the_folders_columns_when_the_confounder_is_not_one(
+    runs, tmp_path, capsys
+):
+    explainer = runs["explainer"] / "explainer.pt"
+    argv = evaluate_args(runs, tmp_path / "eval", "--bias.biased_explainer", explainer,
+                         "--bias.confounder", "glasses")  # fmt: skip
+    assert main([str(arg) for arg in argv]) == 2
+    error = capsys.readouterr().err
+    assert "bias.confounder 'glasses' is not an oracle factor" in error and "smiling" in error
