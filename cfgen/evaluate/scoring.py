@@ -105,10 +105,14 @@ class EvalContext:
 
     def target_region_masks(self) -> torch.Tensor:
         """Ground-truth region of the explained factor, (N, H, W) in [0, 1]."""
-        if self.masks is None or self.target_region not in self.region_names:
+        if self.masks is None:
             raise NoGroundTruth(
-                f"no region masks named {self.target_region!r} for the queries (regions: "
-                f"{self.region_names}); localisation needs the synthetic world's masks"
+                "the data has no region masks; localisation needs them (the synthetic world's)"
+            )
+        if self.target_region not in self.region_names:
+            raise NoGroundTruth(
+                f"no region mask named {self.target_region!r} for the queries (regions: "
+                f"{self.region_names}); localisation needs the explained factor's region"
             )
         return self.masks[:, self.region_names.index(self.target_region)].float()
 

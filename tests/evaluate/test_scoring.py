@@ -140,6 +140,11 @@ def test_missing_ground_truth_is_a_skip_reason():
         scoring.COUNTERFACTUAL_SCORES["localisation"](ctx, strip)
     with pytest.raises(NoGroundTruth, match="oracle"):
         scoring.COUNTERFACTUAL_SCORES["preservation"](ctx, strip)
+    # Masks, but none of the explained factor's region: the reason names what there is.
+    ctx = context()
+    ctx.target_region = "hat"
+    with pytest.raises(NoGroundTruth, match=r"no region mask named 'hat'.*regions: \["):
+        scoring.COUNTERFACTUAL_SCORES["localisation"](ctx, strip)
 
 
 def test_lpips_without_weights_names_the_file(monkeypatch, tmp_path):
