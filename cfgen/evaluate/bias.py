@@ -80,13 +80,12 @@ def judged_sentence(biased: dict, unbiased: dict) -> str:
     """How the independent judges follow each explainer's strips, as a clause of the finding
     ("" when neither an oracle reading nor a judge scored them)."""
     clauses = [
-        f"{label} flips on {biased[key]:.2f} of them ({unbiased[key]:.2f} of the unbiased one's)"
+        f"{label} flips on {biased[key]:.0%} of the biased classifier's strips "
+        f"({unbiased[key]:.0%} of the unbiased one's)"
         for key, label in JUDGED.items()
         if key in biased and key in unbiased
     ]
-    return (
-        "; judged along the biased classifier's strips, " + " and ".join(clauses) if clauses else ""
-    )
+    return "; " + ", ".join(clauses) if clauses else ""
 
 
 def bias_experiment(

@@ -110,9 +110,9 @@ def test_the_suite_judges_the_bias_experiments_strips_by_oracle_and_judge():
     assert result["unbiased"]["oracle_flip"] == 1.0 and result["unbiased"]["judge_flip_rate"] == 1.0
     assert result["biased"]["oracle_flip"] == 0.0 and result["biased"]["judge_flip_rate"] == 0.0
     assert result["finding"].endswith(
-        "judged along the biased classifier's strips, the oracle's reading of the target flips "
-        "on 0.00 of them (1.00 of the unbiased one's) and the judge flips on 0.00 of them "
-        "(1.00 of the unbiased one's)"
+        "; the oracle's reading of the target flips on 0% of the biased classifier's strips (100% "
+        "of the unbiased one's), the judge flips on 0% of the biased classifier's strips (100% of "
+        "the unbiased one's)"
     )
 
 
