@@ -109,6 +109,10 @@ def test_training_killed_at_a_random_step_resumes_from_last_ckpt_and_finishes(tm
     assert posterior.shape == (2,)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _strip_inodes(run_dir: Path, up_to_step: int) -> dict[str, int]:
     """Inode of each monitor strip of a generator step <= `up_to_step` (atomic writes replace
     the file: a strip written again gets a new inode)."""
@@ -136,6 +140,10 @@ def test_a_stop_signal_saves_a_last_checkpoint_and_the_printed_command_resumes(t
                 env=ENV,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,  # a file, not a pipe: nothing blocks on a full pipe
+                # As in a terminal, where Ctrl+C's SIGINT is not ignored. A job started in the
+                # background by a non-interactive shell (nohup, `&`) inherits an ignored
+                # SIGINT, which training rightly leaves ignored.
+                preexec_fn=_default_sigint,
             )
         ) as process,
     ):
