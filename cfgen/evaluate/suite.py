@@ -221,6 +221,11 @@ def run_suite(config: SuiteConfig, inputs: SuiteInputs) -> tuple[dict, dict[str,
     return results, images
 
 
+# The groups that judge the bias experiment's strips: the explained (confounded) classifier is
+# not the suite's, so its own shift figures are not among them.
+BIAS_JUDGES = ["validity", "judge"]
+
+
 def _run_bias(config: SuiteConfig, inputs: SuiteInputs) -> dict:
     """The bias experiment on the suite's queries (both explainers' strips of the same images)."""
     context = inputs.context
@@ -245,11 +250,6 @@ def _run_bias(config: SuiteConfig, inputs: SuiteInputs) -> dict:
         result[name]["skipped"] = judged["skipped"]
     result["finding"] += judged_sentence(result["biased"], result["unbiased"])
     return result
-
-
-# The groups that judge the bias experiment's strips: the explained (confounded) classifier is
-# not the suite's, so its own shift figures are not among them.
-BIAS_JUDGES = ["validity", "judge"]
 
 
 def write_outputs(
