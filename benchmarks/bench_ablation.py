@@ -43,10 +43,15 @@ CONFIG = "configs/explainer/synthetic_smile.yaml"
 OFFICIAL = [
     "--model.generator_output", "image", "--model.generator_skips", "false",
     "--model.edit_downsample", "1", "--model.weight_mask", "0", "--model.weight_mask_tv", "0",
+    "--model.weight_mask_binary", "0", "--model.mask_downsample", "1",
+    "--model.weight_redraw", "0",
     "--model.view_shift", "0", "--model.view_blur", "0", "--model.view_noise", "0",
     "--model.classifier_loss", "classifier_cross_entropy",
 ]  # fmt: skip
 BLEND = ["--model.generator_output", "blend", "--model.weight_mask", "1.0"]
+REDRAW = ["--model.weight_redraw", "1.0"]
+MASK4 = ["--model.mask_downsample", "4"]
+BINARY = ["--model.weight_mask_binary", "1.0"]
 VIEWS = ["--model.view_shift", "1.0", "--model.view_blur", "0.7", "--model.view_noise", "0.03"]
 # Row name -> (options on top of OFFICIAL, what the row changes).
 ROWS: dict[str, tuple[list[str], str]] = {
@@ -56,6 +61,22 @@ ROWS: dict[str, tuple[list[str], str]] = {
     "blend": (BLEND, "blend m·G + (1 − m)·x, mask area 1.0"),
     "blend_views": ([*BLEND, *VIEWS], "blend + classifier term on random views"),
     "blend_low2": ([*BLEND, "--model.edit_downsample", "2"], "blend, edit at half resolution"),
+    "blend_bin": ([*BLEND, *BINARY], "blend, opaque-or-clear mask"),
+    "blend_low2_bin": (
+        [*BLEND, *BINARY, "--model.edit_downsample", "2"],
+        "blend at half resolution, opaque-or-clear mask",
+    ),
+    "redraw": ([*BLEND, *REDRAW], "blend of a redraw trained as the official image; f moves m"),
+    "redraw_mask4": ([*BLEND, *REDRAW, *MASK4], "redraw, blended through a 1/4-resolution mask"),
+    "redraw_mask4_area01": (
+        [*BLEND, *REDRAW, *MASK4, "--model.weight_mask", "0.1"],
+        "redraw_mask4 with a 10x weaker area penalty",
+    ),
+    "blend_mask4": ([*BLEND, *MASK4], "blend of the redraw through a mask at 1/4 resolution"),
+    "blend_mask4_bin": (
+        [*BLEND, *MASK4, *BINARY],
+        "blend through a mask at 1/4 resolution, opaque-or-clear",
+    ),
 }
 # Groups whose ground truth is missing (a folder without an oracle) are skipped by the suite.
 METRICS = [

@@ -75,6 +75,18 @@ def test_mask_area_and_total_variation_known_values():
     )
 
 
+def test_mask_binary_is_zero_for_opaque_or_clear_masks_and_one_for_half():
+    binary = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+    torch.testing.assert_close(get_loss("mask_binary")(binary), torch.tensor(0.0))
+    torch.testing.assert_close(
+        get_loss("mask_binary")(torch.full((1, 1, 2, 2), 0.5)), torch.tensor(1.0)
+    )
+    # a faint mask costs more than an opaque one of the same area (mean 0.25 each)
+    faint = torch.full((1, 1, 2, 2), 0.25)
+    opaque = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    assert get_loss("mask_binary")(faint) > get_loss("mask_binary")(opaque)
+
+
 def test_pixel_and_embedding_losses_known_values():
     x = torch.zeros(1, 1, 2, 2)
     y = torch.tensor([[[[1.0, -1.0], [0.0, 2.0]]]])

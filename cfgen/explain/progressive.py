@@ -76,6 +76,7 @@ def _bundle_from_lightning(checkpoint: dict, path: Path) -> dict:
         "skips": hparams.get("generator_skips", False),
         "output": hparams.get("generator_output", "image"),
         "edit_downsample": hparams.get("edit_downsample", 1),
+        "mask_downsample": hparams.get("mask_downsample", 1),
     }
     config = {key: hparams[key] for key in ("n_bins", "image_size", "channels", "bin_target_kind")}
     config |= {"generator": generator, "classifier": checkpoint.get("cfgen_classifier", {})}

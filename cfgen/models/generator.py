@@ -15,7 +15,10 @@ in `benchmarks/README.md` chooses between them):
   (m · tanh(G) + (1 - m) · x with a mask m = sigmoid(·) in [0, 1] of one channel, returned by
   `render` so that training can penalise its area and the mask can be read as a saliency map);
 - `edit_downsample`: the head's output is low-passed (average-pooled by this factor and
-  upsampled bilinearly) before it is combined with the query: a smooth edit, no pixel noise.
+  upsampled bilinearly) before it is combined with the query: a smooth edit, no pixel noise;
+- `mask_downsample` (`blend` only): the same for the mask channel alone, so that the blend
+  chooses regions of the generator's redraw rather than single pixels, while what is drawn keeps
+  the head's resolution.
 """
 
 from collections.abc import Callable
@@ -31,10 +34,12 @@ from cfgen.models.blocks import GeneratorBlock, channel_widths, levels_for
 
 class Rendered(NamedTuple):
     """A generator's output: `image` (N, C, H, W) in [-1, 1] and, for `output="blend"`, the
-    blend `mask` (N, 1, H, W) in [0, 1] (1 = drawn by the generator, 0 = kept from the query)."""
+    blend `mask` (N, 1, H, W) in [0, 1] (1 = drawn by the generator, 0 = kept from the query) and
+    what was `drawn` (N, C, H, W), the generator's whole-image redraw that the mask blends in."""
 
     image: torch.Tensor
     mask: torch.Tensor | None = None
+    drawn: torch.Tensor | None = None
 
 
 def _image(head: torch.Tensor, query: torch.Tensor) -> Rendered:
@@ -45,9 +50,17 @@ def _residual(head: torch.Tensor, query: torch.Tensor) -> Rendered:
     return Rendered((query + torch.tanh(head)).clamp(-1.0, 1.0))
 
 
+def _low_pass(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """`image` average-pooled by `factor` and upsampled bilinearly back to its size."""
+    if factor == 1:
+        return image
+    low = F.avg_pool2d(image, factor)
+    return F.interpolate(low, size=image.shape[-2:], mode="bilinear", align_corners=False)
+
+
 def _blend(head: torch.Tensor, query: torch.Tensor) -> Rendered:
     drawn, mask = torch.tanh(head[:, :-1]), torch.sigmoid(head[:, -1:])
-    return Rendered(mask * drawn + (1.0 - mask) * query, mask)
+    return Rendered(mask * drawn + (1.0 - mask) * query, mask, drawn)
 
 
 # Output kind -> (extra head channels beyond the image's, how head + query become the output).
@@ -72,21 +85,25 @@ class Generator(nn.Module):
         skips: bool = False,
         output: str = "image",
         edit_downsample: int = 1,
+        mask_downsample: int = 1,
     ) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ConfigError(f"unknown generator output {output!r}; choose one of {list(OUTPUTS)}")
-        if edit_downsample < 1 or image_size % edit_downsample:
-            raise ConfigError(
-                f"edit_downsample must be a divisor of image_size {image_size}, got "
-                f"{edit_downsample}"
-            )
+        for name, factor in (("edit", edit_downsample), ("mask", mask_downsample)):
+            if factor < 1 or image_size % factor:
+                raise ConfigError(
+                    f"{name}_downsample must be a divisor of image_size {image_size}, got {factor}"
+                )
+        if mask_downsample > 1 and output != "blend":
+            raise ConfigError("mask_downsample needs the blend output: set output='blend'")
         self.image_size = image_size
         self.channels = channels
         self.n_bins = n_bins
         self.skips = skips
         self.output = output
         self.edit_downsample = edit_downsample
+        self.mask_downsample = mask_downsample
         levels = levels_for(image_size, embedding_size)
         widths = channel_widths(levels, base_width, max_width)
         self.stem = nn.Conv2d(channels, widths[0], 3, padding=1)
@@ -124,10 +141,10 @@ class Generator(nn.Module):
             h = block(h, target_bin)
             if self.skips:
                 h = h + features[level]
-        head = self.head(h)
-        if self.edit_downsample > 1:
-            low = F.avg_pool2d(head, self.edit_downsample)
-            head = F.interpolate(low, size=head.shape[-2:], mode="bilinear", align_corners=False)
+        head = _low_pass(self.head(h), self.edit_downsample)
+        if self.mask_downsample > 1:
+            mask_logit = _low_pass(head[:, -1:], self.mask_downsample)
+            head = torch.cat([head[:, :-1], mask_logit], dim=1)
         return self._combine(head, query)
 
     def render(self, x: torch.Tensor, target_bin: torch.Tensor) -> Rendered:

@@ -19,6 +19,12 @@ LightningModule (the discriminator too, which nothing reads), would update after
 discriminator's steps as well, and swaps the average into the live module for validation, while
 the GAN game must go on with the live generator.
 
+Blend options (`generator_output="blend"`, see `cfgen.models.generator`): `weight_mask`,
+`weight_mask_tv` and `weight_mask_binary` penalise the mask's area, speckle and transparency;
+`weight_redraw` trains what is drawn as the official generator's image (adversarial and
+classifier terms on the redraw, the discriminator judging redraws as fakes too) and lets the
+blend's classifier term move only the mask.
+
 Validation: `validation_step` renders the validation queries (`data.val_queries` images, one
 batch) at every bin with the EMA generator and logs `val/compat_mae`, `val/flip_rate`,
 `val/monotonicity` and `val/identity_l1`, figures that need only the black box, so a
@@ -77,6 +83,7 @@ class ExplainerModule(pl.LightningModule):
         generator_skips: bool = False,
         generator_output: str = "image",
         edit_downsample: int = 1,
+        mask_downsample: int = 1,
         discriminator_width: int = 32,
         discriminator_max_width: int = 256,
         projection: str = "ordinal",
@@ -89,6 +96,8 @@ class ExplainerModule(pl.LightningModule):
         weight_identity: float = 0.0,
         weight_mask: float = 0.0,
         weight_mask_tv: float = 0.0,
+        weight_mask_binary: float = 0.0,
+        weight_redraw: float = 0.0,
         weight_context: float = 0.0,
         view_shift: float = 0.0,
         view_blur: float = 0.0,
@@ -120,6 +129,7 @@ class ExplainerModule(pl.LightningModule):
             "skips": generator_skips,
             "output": generator_output,
             "edit_downsample": edit_downsample,
+            "mask_downsample": mask_downsample,
         }
         self.generator = Generator(**self.generator_config)
         self.discriminator = Discriminator(
@@ -136,9 +146,11 @@ class ExplainerModule(pl.LightningModule):
         self.classifier_sha256 = classifier_fingerprint(classifier)
         self.classifier_loss = get_loss(classifier_loss)
         self.views = RandomViews(view_shift, view_blur, view_noise)
-        if (weight_mask > 0 or weight_mask_tv > 0) and generator_output != "blend":
+        blend_weights = (weight_mask, weight_mask_tv, weight_mask_binary, weight_redraw)
+        if max(blend_weights) > 0 and generator_output != "blend":
             raise ConfigError(
-                "weight_mask / weight_mask_tv penalise the blend mask: set generator_output: blend"
+                "weight_mask / weight_mask_tv / weight_mask_binary / weight_redraw act on the "
+                "blend: set generator_output: blend"
             )
         if bin_target_kind not in BIN_TARGETS:
             raise ConfigError(
@@ -188,7 +200,11 @@ class ExplainerModule(pl.LightningModule):
         generator_turn = batch_idx % self.hparams.n_critic == self.hparams.n_critic - 1
         with torch.set_grad_enabled(generator_turn):
             fakes = self.generator.render(images, target_bin)
-        losses = self._discriminator_step(images, source_bin, fakes.image.detach(), target_bin)
+        fake_images, fake_bins = fakes.image.detach(), target_bin
+        if self.hparams.weight_redraw > 0:  # D judges the redraws too: they are trained as fakes
+            fake_images = torch.cat([fake_images, fakes.drawn.detach()])
+            fake_bins = torch.cat([target_bin, target_bin])
+        losses = self._discriminator_step(images, source_bin, fake_images, fake_bins)
         if generator_turn:
             context = batch.get("context")
             losses |= self._generator_step(
@@ -235,7 +251,14 @@ class ExplainerModule(pl.LightningModule):
         fake_features = self.generator.encode(fakes, source_bin)
         cycled = self.generator.decode(fake_features, fakes, source_bin).image
         target_posterior = bin_target(target_bin, hp.n_bins, hp.bin_target_kind)
-        viewed = self.views(fakes) if self.views.active else fakes
+        classified = fakes
+        if hp.weight_redraw > 0:
+            # The redraw is trained as the official generator's whole image is; the blend's
+            # classifier term then moves only the mask (where to take the redraw), not what is
+            # drawn, so the drawing cannot become a pattern that only f reads.
+            mask, drawn = rendered.mask, rendered.drawn
+            classified = mask * drawn.detach() + (1.0 - mask) * images
+        viewed = self.views(classified) if self.views.active else classified
         losses = {
             "adversarial": get_loss("hinge_generator")(self.discriminator(fakes, target_bin)),
             "classifier": self.classifier_loss(
@@ -258,9 +281,15 @@ class ExplainerModule(pl.LightningModule):
                     "weight_context needs region masks in the batches: set data.context_region"
                 )
             losses["context"] = get_loss("context_l1")(images, fakes, context)
+        if hp.weight_redraw > 0:
+            drawn = rendered.drawn
+            losses["redraw"] = get_loss("hinge_generator")(
+                self.discriminator(drawn, target_bin)
+            ) + self.classifier_loss(classifier_logit(self.classifier, drawn), target_posterior)
         if rendered.mask is not None:
             losses["mask"] = get_loss("mask_area")(rendered.mask)
             losses["mask_tv"] = get_loss("mask_total_variation")(rendered.mask)
+            losses["mask_binary"] = get_loss("mask_binary")(rendered.mask)
         total = sum(getattr(hp, f"weight_{name}") * value for name, value in losses.items())
         losses["generator"] = total
         self._step("generator", losses, total)

@@ -131,8 +131,28 @@ def test_edit_downsample_low_passes_the_edit():
     torch.testing.assert_close(edit, edit[..., :1, :1].expand_as(edit))
 
 
+@torch.no_grad()
+def test_mask_downsample_low_passes_the_mask_and_not_what_is_drawn():
+    x = torch.zeros(2, 3, 16, 16)
+    bins = torch.tensor([1, 8])
+    torch.manual_seed(0)
+    generator = Generator(image_size=16, base_width=4, max_width=8, output="blend").eval()
+    generator.head[-1].weight.normal_()
+    sharp = generator.render(x, bins)
+    generator.mask_downsample = 16  # pooled to 1x1: one mask value per image
+    coarse = generator.render(x, bins)
+    torch.testing.assert_close(coarse.mask, coarse.mask[..., :1, :1].expand_as(coarse.mask))
+    assert float((sharp.mask[..., 1:] - sharp.mask[..., :-1]).abs().max()) > 1e-3
+    # x = 0, so the image is mask * drawn: what is drawn is the same full-resolution head
+    torch.testing.assert_close(coarse.image / coarse.mask, sharp.image / sharp.mask)
+
+
 def test_unknown_output_and_bad_downsample_are_refused():
     with pytest.raises(ConfigError, match="unknown generator output 'paint'"):
         Generator(image_size=16, output="paint")
     with pytest.raises(ConfigError, match="edit_downsample"):
         Generator(image_size=16, edit_downsample=3)
+    with pytest.raises(ConfigError, match="mask_downsample"):
+        Generator(image_size=16, output="blend", mask_downsample=3)
+    with pytest.raises(ConfigError, match="needs the blend output"):
+        Generator(image_size=16, mask_downsample=2)

@@ -177,18 +177,21 @@ def test_every_generator_option_trains_and_exports_what_it_trained(tmp_path, tra
     run_dir = tmp_path / "run"
     options = ["--model.generator_output", "blend", "--model.generator_skips", "true"]
     options += ["--model.edit_downsample", "2", "--model.weight_mask", "0.5"]
-    options += ["--model.weight_mask_tv", "0.1", "--model.view_shift", "1.0"]
+    options += ["--model.weight_mask_tv", "0.1", "--model.weight_mask_binary", "0.5"]
+    options += ["--model.view_shift", "1.0", "--model.mask_downsample", "4"]
+    options += ["--model.weight_redraw", "1.0"]
     options += ["--model.view_blur", "1.0", "--model.view_noise", "0.05"]
     options += ["--model.classifier_loss", "classifier_logit_l1"]
     assert fit(run_dir, classifier, 4, *options) == 0
     with open(run_dir / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
-    for name in ("loss/mask", "loss/mask_tv", "loss/classifier"):
+    for name in ("loss/mask", "loss/mask_tv", "loss/mask_binary", "loss/redraw", "loss/classifier"):
         assert any(row.get(name) for row in rows), name
     explainer = ProgressiveExaggeration.from_checkpoint(run_dir / "explainer.pt")
     from_ckpt = ProgressiveExaggeration.from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     generator = explainer.generator
     assert (generator.output, generator.skips, generator.edit_downsample) == ("blend", True, 2)
+    assert generator.mask_downsample == 4
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     torch.testing.assert_close(explainer.counterfactual(x, 0.9), from_ckpt.counterfactual(x, 0.9))
 
@@ -197,6 +200,8 @@ def test_mask_penalties_need_the_blend_output(trained):
     _, classifier = trained
     with pytest.raises(ConfigError, match="generator_output: blend"):
         ExplainerModule(str(classifier), image_size=16, generator_output="residual", weight_mask=1)
+    with pytest.raises(ConfigError, match="weight_mask_binary"):
+        ExplainerModule(str(classifier), image_size=16, weight_mask_binary=1)
 
 
 def test_the_context_loss_reads_the_region_masks_of_the_data(tmp_path, trained):
