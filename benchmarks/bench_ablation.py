@@ -68,15 +68,7 @@ ROWS: dict[str, tuple[list[str], str]] = {
     ),
     "redraw": ([*BLEND, *REDRAW], "blend of a redraw trained as the official image; f moves m"),
     "redraw_mask4": ([*BLEND, *REDRAW, *MASK4], "redraw, blended through a 1/4-resolution mask"),
-    "redraw_mask4_area01": (
-        [*BLEND, *REDRAW, *MASK4, "--model.weight_mask", "0.1"],
-        "redraw_mask4 with a 10x weaker area penalty",
-    ),
     "blend_mask4": ([*BLEND, *MASK4], "blend of the redraw through a mask at 1/4 resolution"),
-    "blend_mask4_bin": (
-        [*BLEND, *MASK4, *BINARY],
-        "blend through a mask at 1/4 resolution, opaque-or-clear",
-    ),
 }
 # Groups whose ground truth is missing (a folder without an oracle) are skipped by the suite.
 METRICS = [
