@@ -108,8 +108,9 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # --- one training step of the real module on the stubs ---------------------------------------
 
 
-def tiny_module(tmp_path, weights: dict[str, float]) -> ExplainerModule:
-    """The real module (small real networks) explaining the stub black box."""
+def tiny_module(tmp_path, weights: dict[str, float], **options) -> ExplainerModule:
+    """The real module (small real networks, `options` for its other hyper-parameters)
+    explaining the stub black box."""
     path = tmp_path / "classifier.pt2"
     batch = torch.export.Dim("batch")
     example = (torch.zeros(2, 3, SIZE, SIZE),)
@@ -119,14 +120,16 @@ def tiny_module(tmp_path, weights: dict[str, float]) -> ExplainerModule:
     widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
     hparams = {f"weight_{name}": value for name, value in weights.items()}
     return ExplainerModule(
-        str(path), image_size=SIZE, n_bins=N_BINS, n_critic=1, **widths, **hparams
+        str(path), image_size=SIZE, n_bins=N_BINS, n_critic=1, **widths, **hparams, **options
     )
 
 
-def run_step(tmp_path, monkeypatch, weights: dict[str, float], seed: int = 3, module=None):
+def run_step(
+    tmp_path, monkeypatch, weights: dict[str, float], seed: int = 3, module=None, generator=None
+):
     """One generator turn; returns the batch, its bins, the logged losses and the totals."""
     module = module or tiny_module(tmp_path, weights)
-    module.generator = StubGenerator()
+    module.generator = generator or StubGenerator()
     # The module's own averaging rule, over the stub.
     averaging = warmup_ema(module.hparams.ema_decay)
     module.ema = AveragedModel(module.generator, multi_avg_fn=averaging, use_buffers=True)
@@ -187,6 +190,56 @@ def test_a_zero_weight_leaves_its_term_out(tmp_path, monkeypatch, left_out):
     torch.testing.assert_close(totals[-1], hand_sum)
     # The sum without the term differs from the sum with it: the case can tell them apart.
     assert not torch.allclose(hand_sum, hand_sum + WEIGHTS[left_out] * expected[left_out])
+
+
+# --- weight_redraw: the blend's classifier term moves the mask, not what is drawn ----------
+
+
+class StubBlendGenerator(StubGenerator):
+    """A blend whose mask is sigmoid(`mask_logit`) everywhere and whose drawing is the closed
+    form `generate` plus `shade`: the two parameters a gradient can reach, one each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask_logit = nn.Parameter(torch.tensor(0.4))
+        self.shade = nn.Parameter(torch.tensor(0.2))
+
+    def render(self, x: torch.Tensor, bins: torch.Tensor) -> Rendered:
+        self.forward_bins.append(bins.clone())
+        mask = torch.sigmoid(self.mask_logit).expand(len(x), 1, *x.shape[-2:])
+        drawn = generate(x, bins) + self.shade
+        return Rendered(mask * drawn + (1 - mask) * x, mask, drawn)
+
+
+def test_under_weight_redraw_the_blend_classifier_term_reaches_the_mask_only(tmp_path, monkeypatch):
+    weights = {"adversarial": 0.0, "classifier": 1.7, "reconstruction": 0.0, "cycle": 0.0}
+    weights |= {"embedding": 0.0, "redraw": 0.9}
+    module = tiny_module(tmp_path, weights, generator_output="blend")
+    stub = StubBlendGenerator()
+    images, _, _, target, logged, totals = run_step(
+        tmp_path, monkeypatch, weights, module=module, generator=stub
+    )
+    target_posterior = (target.float() + 0.5) / N_BINS
+    mask_logit = stub.mask_logit.detach().clone().requires_grad_(True)
+    shade = stub.shade.detach().clone().requires_grad_(True)
+    mask = torch.sigmoid(mask_logit)
+    drawn = generate(images, target) + shade
+    # By hand: the blend's classifier term with the drawing held fixed, and the redraw's terms
+    # (adversarial + classifier on the drawing alone).
+    blend_term = cross_entropy(logit(mask * drawn.detach() + (1 - mask) * images), target_posterior)
+    redraw_term = -critic(drawn, target).mean() + cross_entropy(logit(drawn), target_posterior)
+    torch.testing.assert_close(logged["loss/classifier"], blend_term.detach())
+    torch.testing.assert_close(logged["loss/redraw"], redraw_term.detach())
+    (1.7 * blend_term + 0.9 * redraw_term).backward()
+    totals[-1].backward()
+    torch.testing.assert_close(stub.mask_logit.grad, mask_logit.grad)
+    torch.testing.assert_close(stub.shade.grad, shade.grad)
+    # The case tells the two apart: were the drawing not held fixed, the blend term would
+    # move it too.
+    through = torch.autograd.grad(
+        cross_entropy(logit(mask * drawn + (1 - mask) * images), target_posterior), shade
+    )[0]
+    assert abs(through.item()) > 1e-3
 
 
 # --- the EMA generator: updated on every generator turn, and what is exported -------------
