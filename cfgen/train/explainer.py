@@ -193,7 +193,7 @@ class ExplainerModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         images, posteriors = batch["image"], batch["posterior"]
-        if self.hparams.channels_last:  # measured: ~25% less CPU time per step at 32 px
+        if self.hparams.channels_last:  # speed: benchmarks/README.md "Explainer speed"
             images = images.contiguous(memory_format=torch.channels_last)
         source_bin = posterior_to_bin(posteriors, self.hparams.n_bins)
         target_bin = torch.randint_like(source_bin, self.hparams.n_bins)
