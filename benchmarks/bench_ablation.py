@@ -52,6 +52,7 @@ BLEND = ["--model.generator_output", "blend", "--model.weight_mask", "1.0"]
 REDRAW = ["--model.weight_redraw", "1.0"]
 MASK4 = ["--model.mask_downsample", "4"]
 BINARY = ["--model.weight_mask_binary", "1.0"]
+AREA01 = ["--model.weight_mask", "0.1"]  # a tenth of the blend's area penalty
 VIEWS = ["--model.view_shift", "1.0", "--model.view_blur", "0.7", "--model.view_noise", "0.03"]
 # Row name -> (options on top of OFFICIAL, what the row changes).
 ROWS: dict[str, tuple[list[str], str]] = {
@@ -69,6 +70,15 @@ ROWS: dict[str, tuple[list[str], str]] = {
     "redraw": ([*BLEND, *REDRAW], "blend of a redraw trained as the official image; f moves m"),
     "redraw_mask4": ([*BLEND, *REDRAW, *MASK4], "redraw, blended through a 1/4-resolution mask"),
     "blend_mask4": ([*BLEND, *MASK4], "blend of the redraw through a mask at 1/4 resolution"),
+    "blend_low2_area01": (
+        [*BLEND, "--model.edit_downsample", "2", *AREA01],
+        "blend_low2 with mask area 0.1",
+    ),
+    "blend_low2_area0": (
+        [*BLEND, "--model.edit_downsample", "2", "--model.weight_mask", "0"],
+        "blend_low2 without a mask area penalty",
+    ),
+    "redraw_mask4_area01": ([*BLEND, *REDRAW, *MASK4, *AREA01], "redraw_mask4, mask area 0.1"),
 }
 # Groups whose ground truth is missing (a folder without an oracle) are skipped by the suite.
 METRICS = [
