@@ -118,6 +118,14 @@ MUTATIONS = [
         (LOSS_ASSEMBLY,),
     ),
     Mutation(
+        "redraw-blend-moves-the-drawing",
+        "under weight_redraw the blend's classifier term also trains what is drawn",
+        EXPLAINER,
+        "classified = mask * drawn.detach() + (1.0 - mask) * images",
+        "classified = mask * drawn + (1.0 - mask) * images",
+        (LOSS_ASSEMBLY,),
+    ),
+    Mutation(
         "blackbox-reads-column-0",
         "the black box always reads output column 0 (a published port's bug)",
         "cfgen/models/blackbox.py",
