@@ -52,6 +52,7 @@ BLEND = ["--model.generator_output", "blend", "--model.weight_mask", "1.0"]
 REDRAW = ["--model.weight_redraw", "1.0"]
 MASK4 = ["--model.mask_downsample", "4"]
 BINARY = ["--model.weight_mask_binary", "1.0"]
+LOW2 = ["--model.edit_downsample", "2"]
 AREA01 = ["--model.weight_mask", "0.1"]  # a tenth of the blend's area penalty
 VIEWS = ["--model.view_shift", "1.0", "--model.view_blur", "0.7", "--model.view_noise", "0.03"]
 # Row name -> (options on top of OFFICIAL, what the row changes).
@@ -61,21 +62,18 @@ ROWS: dict[str, tuple[list[str], str]] = {
     "residual": (["--model.generator_output", "residual"], "residual output x + tanh(Δ)"),
     "blend": (BLEND, "blend m·G + (1 − m)·x, mask area 1.0"),
     "blend_views": ([*BLEND, *VIEWS], "blend + classifier term on random views"),
-    "blend_low2": ([*BLEND, "--model.edit_downsample", "2"], "blend, edit at half resolution"),
+    "blend_low2": ([*BLEND, *LOW2], "blend, edit at half resolution"),
     "blend_bin": ([*BLEND, *BINARY], "blend, opaque-or-clear mask"),
     "blend_low2_bin": (
-        [*BLEND, *BINARY, "--model.edit_downsample", "2"],
+        [*BLEND, *BINARY, *LOW2],
         "blend at half resolution, opaque-or-clear mask",
     ),
     "redraw": ([*BLEND, *REDRAW], "blend of a redraw trained as the official image; f moves m"),
     "redraw_mask4": ([*BLEND, *REDRAW, *MASK4], "redraw, blended through a 1/4-resolution mask"),
     "blend_mask4": ([*BLEND, *MASK4], "blend of the redraw through a mask at 1/4 resolution"),
-    "blend_low2_area01": (
-        [*BLEND, "--model.edit_downsample", "2", *AREA01],
-        "blend_low2 with mask area 0.1",
-    ),
+    "blend_low2_area01": ([*BLEND, *LOW2, *AREA01], "blend_low2 with mask area 0.1"),
     "blend_low2_area0": (
-        [*BLEND, "--model.edit_downsample", "2", "--model.weight_mask", "0"],
+        [*BLEND, *LOW2, "--model.weight_mask", "0"],
         "blend_low2 without a mask area penalty",
     ),
     "redraw_mask4_area01": ([*BLEND, *REDRAW, *MASK4, *AREA01], "redraw_mask4, mask area 0.1"),
