@@ -49,6 +49,7 @@ OFFICIAL = [
     "--model.classifier_loss", "classifier_cross_entropy",
 ]  # fmt: skip
 BLEND = ["--model.generator_output", "blend", "--model.weight_mask", "1.0"]
+DIFFERENCE = ["--model.generator_output", "difference"]
 REDRAW = ["--model.weight_redraw", "1.0"]
 MASK4 = ["--model.mask_downsample", "4"]
 BINARY = ["--model.weight_mask_binary", "1.0"]
@@ -77,6 +78,11 @@ ROWS: dict[str, tuple[list[str], str]] = {
         "blend_low2 without a mask area penalty",
     ),
     "redraw_mask4_area01": ([*BLEND, *REDRAW, *MASK4, *AREA01], "redraw_mask4, mask area 0.1"),
+    "difference": (DIFFERENCE, "x + G(x, c) - G(x, c_x): the redraw's change added to the query"),
+    "difference_redraw": (
+        [*DIFFERENCE, *REDRAW],
+        "difference, the redraw also trained as the official image",
+    ),
 }
 # Groups whose ground truth is missing (a folder without an oracle) are skipped by the suite.
 METRICS = [

@@ -45,16 +45,29 @@ def generator_strip(
     bins = torch.arange(bins) if isinstance(bins, int) else torch.as_tensor(bins).long()
     # Convolutions run faster on channels-last inputs (CPU and GPU); results are the same.
     queries = queries.contiguous(memory_format=torch.channels_last)
+    query_posteriors = torch.cat([classifier(chunk) for chunk in queries.split(batch_size)])
+    render = _renderer(generator, query_posteriors)
     images, posteriors = [], []
     for target in bins.tolist():
+        starts = range(0, len(queries), batch_size)
         chunks = [
-            generator(chunk, torch.full((len(chunk),), target, device=chunk.device))
-            for chunk in queries.split(batch_size)
+            render(chunk, torch.full((len(chunk),), target, device=chunk.device), start)
+            for start, chunk in zip(starts, queries.split(batch_size), strict=True)
         ]
         images.append(torch.cat(chunks))
         posteriors.append(torch.cat([classifier(chunk) for chunk in chunks]))
-    query_posteriors = torch.cat([classifier(chunk) for chunk in queries.split(batch_size)])
     return Strip(torch.stack(images), bins, torch.stack(posteriors), query_posteriors)
+
+
+def _renderer(
+    generator: nn.Module, query_posteriors: torch.Tensor
+) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+    """`render(chunk, bins, start)`: the generator's images of the queries from `start` on; a
+    `difference` generator is also given their own bins (of `query_posteriors`)."""
+    if getattr(generator, "output", None) != "difference":
+        return lambda chunk, bins, start: generator(chunk, bins)
+    source = posterior_to_bin(query_posteriors, generator.n_bins)
+    return lambda chunk, bins, start: generator(chunk, bins, source[start : start + len(chunk)])
 
 
 def _bundle_from_lightning(checkpoint: dict, path: Path) -> dict:
@@ -190,7 +203,14 @@ class ProgressiveExaggeration(CounterfactualExplainer):
         target_bin = posterior_to_bin(torch.as_tensor(target, device=x.device), self.n_bins)
         target_bin = target_bin.expand(x.shape[0])
         chunks = zip(x.split(self.batch_size), target_bin.split(self.batch_size), strict=True)
-        return torch.cat([self.generator(images, bins) for images, bins in chunks])
+        if getattr(self.generator, "output", None) != "difference":
+            return torch.cat([self.generator(images, bins) for images, bins in chunks])
+        return torch.cat(
+            [
+                self.generator(images, bins, posterior_to_bin(self.classifier(images), self.n_bins))
+                for images, bins in chunks
+            ]
+        )
 
     @torch.no_grad()
     def blend_mask(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

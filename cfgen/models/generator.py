@@ -13,7 +13,11 @@ in `benchmarks/README.md` chooses between them):
 - `output` (`OUTPUTS`): how the head's channels become the image: `image` (official: tanh, the
   whole image is redrawn), `residual` (x + tanh(Δ), clipped to [-1, 1]) or `blend`
   (m · tanh(G) + (1 - m) · x with a mask m = sigmoid(·) in [0, 1] of one channel, returned by
-  `render` so that training can penalise its area and the mask can be read as a saliency map);
+  `render` so that training can penalise its area and the mask can be read as a saliency map)
+  or `difference` (x + G(x, c) - G(x, c_x), c_x the query's own bin: the official redraw's
+  change between the two bins added to the query, so the query's own bin returns it exactly;
+  `render` and `forward` then need `source_bin`, and the redraws are returned as `drawn` and
+  `reference`);
 - `edit_downsample`: the head's output is low-passed (average-pooled by this factor and
   upsampled bilinearly) before it is combined with the query: a smooth edit, no pixel noise;
 - `mask_downsample` (`blend` only): the same for the mask channel alone, so that the blend
@@ -35,11 +39,14 @@ from cfgen.models.blocks import GeneratorBlock, channel_widths, levels_for
 class Rendered(NamedTuple):
     """A generator's output: `image` (N, C, H, W) in [-1, 1] and, for `output="blend"`, the
     blend `mask` (N, 1, H, W) in [0, 1] (1 = drawn by the generator, 0 = kept from the query) and
-    what was `drawn` (N, C, H, W), the generator's whole-image redraw that the mask blends in."""
+    what was `drawn` (N, C, H, W), the generator's whole-image redraw that the mask blends in;
+    for `output="difference"`, `drawn` is the redraw in the target bin and `reference` the redraw
+    in the query's own bin."""
 
     image: torch.Tensor
     mask: torch.Tensor | None = None
     drawn: torch.Tensor | None = None
+    reference: torch.Tensor | None = None
 
 
 def _image(head: torch.Tensor, query: torch.Tensor) -> Rendered:
@@ -68,6 +75,7 @@ OUTPUTS: dict[str, tuple[int, Callable[[torch.Tensor, torch.Tensor], Rendered]]]
     "image": (0, _image),
     "residual": (0, _residual),
     "blend": (1, _blend),
+    "difference": (0, _image),  # each decode is a redraw; `render` takes their difference
 }
 
 
@@ -147,9 +155,21 @@ class Generator(nn.Module):
             head = torch.cat([head[:, :-1], mask_logit], dim=1)
         return self._combine(head, query)
 
-    def render(self, x: torch.Tensor, target_bin: torch.Tensor) -> Rendered:
-        """`x` rendered in bin `target_bin`, with the blend mask when there is one."""
-        return self.decode(self.encode(x, target_bin), x, target_bin)
+    def render(
+        self, x: torch.Tensor, target_bin: torch.Tensor, source_bin: torch.Tensor | None = None
+    ) -> Rendered:
+        """`x` rendered in bin `target_bin`, with the blend mask when there is one; the
+        `difference` output also needs `source_bin`, the bin of f(x)."""
+        drawn = self.decode(self.encode(x, target_bin), x, target_bin)
+        if self.output != "difference":
+            return drawn
+        if source_bin is None:
+            raise ConfigError("the difference output needs the queries' own bins (source_bin)")
+        reference = self.decode(self.encode(x, source_bin), x, source_bin).image
+        image = (x + drawn.image - reference).clamp(-1.0, 1.0)
+        return Rendered(image, drawn=drawn.image, reference=reference)
 
-    def forward(self, x: torch.Tensor, target_bin: torch.Tensor) -> torch.Tensor:
-        return self.render(x, target_bin).image
+    def forward(
+        self, x: torch.Tensor, target_bin: torch.Tensor, source_bin: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.render(x, target_bin, source_bin).image

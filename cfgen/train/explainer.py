@@ -25,6 +25,11 @@ Blend options (`generator_output="blend"`, see `cfgen.models.generator`): `weigh
 classifier terms on the redraw, the discriminator judging redraws as fakes too) and lets the
 blend's classifier term move only the mask.
 
+Difference output (`generator_output="difference"`): the image x + G(x, c) - G(x, c_x) gets
+every official term (the cycle and reconstruction read its redraw G(x', c_x)); the identity term
+reads the redraw G(x, c_x) the render made; `weight_redraw` adds the official adversarial and
+classifier terms on the redraw G(x, c) itself, which the discriminator then judges as a fake too.
+
 Validation: `validation_step` renders the validation queries (`data.val_queries` images, one
 batch) at every bin with the EMA generator and logs `val/compat_mae`, `val/flip_rate`,
 `val/monotonicity` and `val/identity_l1`, figures that need only the black box, so a
@@ -146,11 +151,15 @@ class ExplainerModule(pl.LightningModule):
         self.classifier_sha256 = classifier_fingerprint(classifier)
         self.classifier_loss = get_loss(classifier_loss)
         self.views = RandomViews(view_shift, view_blur, view_noise)
-        blend_weights = (weight_mask, weight_mask_tv, weight_mask_binary, weight_redraw)
-        if max(blend_weights) > 0 and generator_output != "blend":
+        if max(weight_mask, weight_mask_tv, weight_mask_binary) > 0 and generator_output != "blend":
             raise ConfigError(
-                "weight_mask / weight_mask_tv / weight_mask_binary / weight_redraw act on the "
-                "blend: set generator_output: blend"
+                "weight_mask / weight_mask_tv / weight_mask_binary act on the blend's mask: set "
+                "generator_output: blend"
+            )
+        if weight_redraw > 0 and generator_output not in ("blend", "difference"):
+            raise ConfigError(
+                "weight_redraw trains the redraw of a blend or difference generator: set "
+                "generator_output: blend or difference"
             )
         if bin_target_kind not in BIN_TARGETS:
             raise ConfigError(
@@ -199,7 +208,7 @@ class ExplainerModule(pl.LightningModule):
         target_bin = torch.randint_like(source_bin, self.hparams.n_bins)
         generator_turn = batch_idx % self.hparams.n_critic == self.hparams.n_critic - 1
         with torch.set_grad_enabled(generator_turn):
-            fakes = self.generator.render(images, target_bin)
+            fakes = self.generator.render(images, target_bin, source_bin)
         fake_images, fake_bins = fakes.image.detach(), target_bin
         if self.hparams.weight_redraw > 0:  # D judges the redraws too: they are trained as fakes
             fake_images = torch.cat([fake_images, fakes.drawn.detach()])
@@ -252,7 +261,7 @@ class ExplainerModule(pl.LightningModule):
         cycled = self.generator.decode(fake_features, fakes, source_bin).image
         target_posterior = bin_target(target_bin, hp.n_bins, hp.bin_target_kind)
         classified = fakes
-        if hp.weight_redraw > 0:
+        if hp.weight_redraw > 0 and rendered.mask is not None:
             # The redraw is trained as the official generator's whole image is; the blend's
             # classifier term then moves only the mask (where to take the redraw), not what is
             # drawn, so the drawing cannot become a pattern that only f reads.
@@ -273,7 +282,10 @@ class ExplainerModule(pl.LightningModule):
             features = self.generator.encode(images, source_bin)
             losses["embedding"] = get_loss("embedding_l2")(features[-1], fake_features[-1])
             if hp.weight_identity > 0:
-                same = self.generator.decode(features, images, source_bin).image
+                # A difference generator's redraw in the query's own bin is its `reference`.
+                same = rendered.reference
+                if same is None:
+                    same = self.generator.decode(features, images, source_bin).image
                 losses["identity"] = get_loss("identity_l1")(images, same)
         if hp.weight_context > 0:
             if context is None:

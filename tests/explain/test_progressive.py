@@ -160,6 +160,35 @@ def test_the_blend_mask_is_where_the_generator_redraws_and_a_map_like_x(tmp_path
     torch.testing.assert_close(relevance, torch.full_like(x, 0.5))
 
 
+@torch.no_grad()
+def test_a_difference_explainer_gives_each_query_back_at_its_own_bin(tmp_path):
+    from cfgen.bins import posterior_to_bin
+    from cfgen.models.blocks import ConditionalBatchNorm2d
+    from cfgen.train.explainer import ExplainerModule
+
+    classifier = write_classifier_bundle(tmp_path / "classifier.pt", size=SIZE)
+    widths = {"generator_width": 4, "generator_max_width": 8}
+    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
+    module = ExplainerModule(
+        str(classifier), image_size=SIZE, generator_output="difference", **widths
+    )
+    torch.manual_seed(0)
+    for norm in module.ema_generator.modules():
+        if isinstance(norm, ConditionalBatchNorm2d):
+            norm.beta.weight.normal_()  # every bin redraws differently
+    path = module.export(tmp_path / "explainer.pt")
+    explainer = ProgressiveExaggeration.from_checkpoint(path, batch_size=2)  # chunks of 2
+    x = images(5) * 0.8
+    strip = explainer.exaggerate(x)
+    own = posterior_to_bin(strip.query_posteriors, explainer.n_bins)
+    kept = strip.images[own, torch.arange(5)]
+    torch.testing.assert_close(kept, x, rtol=0, atol=1e-5)
+    other = strip.images[(own + 5) % explainer.n_bins, torch.arange(5)]
+    assert float((other - x).abs().amax(dim=(1, 2, 3)).min()) > 1e-2
+    # the one-bin path agrees with the strip
+    torch.testing.assert_close(explainer.counterfactual(x, strip.query_posteriors), kept)
+
+
 def test_only_a_blend_explainer_has_a_mask(bundle):
     path, _, _ = bundle
     with pytest.raises(ConfigError, match="only a 'blend' generator has a mask"):

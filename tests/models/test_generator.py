@@ -61,7 +61,10 @@ def test_decode_of_encode_is_forward(output, skips):
     bins = torch.tensor([1, 2])
     generator.eval()
     rendered = generator.decode(generator.encode(x, bins), x, bins)
-    torch.testing.assert_close(rendered.image, generator(x, bins))
+    if output == "difference":  # each decode is the redraw that `render` takes the difference of
+        torch.testing.assert_close(rendered.image, generator.render(x, bins, bins - 1).drawn)
+    else:
+        torch.testing.assert_close(rendered.image, generator(x, bins))
     assert (rendered.mask is not None) == (output == "blend")
 
 
@@ -100,6 +103,29 @@ def test_blend_keeps_the_query_where_the_mask_is_zero_and_redraws_where_it_is_on
     torch.testing.assert_close(redrawn.mask, torch.ones(2, 1, 16, 16))
     half = with_head(generator, 0.0, [0.3, 0.3, 0.3, 0.0])(x, bins)  # mask 0.5
     torch.testing.assert_close(half, 0.5 * x + 0.5 * torch.tanh(torch.tensor(0.3)))
+
+
+@torch.no_grad()
+def test_difference_adds_the_redraws_change_between_the_bins_to_the_query():
+    torch.manual_seed(0)
+    generator = Generator(image_size=16, base_width=4, max_width=8, output="difference").eval()
+    for module in generator.modules():
+        if isinstance(module, ConditionalBatchNorm2d):
+            module.beta.weight.normal_()  # the bins change the redraw
+    x = torch.rand(3, 3, 16, 16) * 1.6 - 0.8
+    source, target = torch.tensor([2, 5, 7]), torch.tensor([2, 9, 0])
+    plain = Generator(image_size=16, base_width=4, max_width=8).eval()
+    plain.load_state_dict(generator.state_dict())  # the same weights as an official redraw
+    rendered = generator.render(x, target, source)
+    expected = (x + plain(x, target) - plain(x, source)).clamp(-1, 1)
+    torch.testing.assert_close(rendered.image, expected)
+    torch.testing.assert_close(rendered.drawn, plain(x, target))
+    torch.testing.assert_close(rendered.reference, plain(x, source))
+    # The query's own bin gives the query back, however blurred the redraw is.
+    torch.testing.assert_close(rendered.image[0], x[0], rtol=0, atol=1e-6)
+    assert float((rendered.image[1:] - x[1:]).abs().amax()) > 1e-2
+    with pytest.raises(ConfigError, match="source_bin"):
+        generator(x, target)
 
 
 def test_skips_reach_the_output_from_every_encoder_level():

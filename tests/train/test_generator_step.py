@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from cfgen.errors import ConfigError
 from cfgen.io import load_bundle
 from cfgen.models.blackbox import BlackBox
 from cfgen.models.generator import Rendered
@@ -73,7 +74,7 @@ class StubGenerator(nn.Module):
     def decode(self, features: list[torch.Tensor], query: torch.Tensor, bins) -> Rendered:
         return Rendered(decode(features[-1], bins))
 
-    def render(self, x: torch.Tensor, bins: torch.Tensor) -> Rendered:
+    def render(self, x: torch.Tensor, bins: torch.Tensor, source_bin=None) -> Rendered:
         self.forward_bins.append(bins.clone())
         return Rendered(generate(x, bins))
 
@@ -204,7 +205,7 @@ class StubBlendGenerator(StubGenerator):
         self.mask_logit = nn.Parameter(torch.tensor(0.4))
         self.shade = nn.Parameter(torch.tensor(0.2))
 
-    def render(self, x: torch.Tensor, bins: torch.Tensor) -> Rendered:
+    def render(self, x: torch.Tensor, bins: torch.Tensor, source_bin=None) -> Rendered:
         self.forward_bins.append(bins.clone())
         mask = torch.sigmoid(self.mask_logit).expand(len(x), 1, *x.shape[-2:])
         drawn = generate(x, bins) + self.shade
@@ -240,6 +241,64 @@ def test_under_weight_redraw_the_blend_classifier_term_reaches_the_mask_only(tmp
         cross_entropy(logit(mask * drawn + (1 - mask) * images), target_posterior), shade
     )[0]
     assert abs(through.item()) > 1e-3
+
+
+# --- the difference output: x + G(x, c) - G(x, c_x), the redraws trained as the official image --
+
+
+class StubDifferenceGenerator(StubGenerator):
+    """`generate`'s change between the source and the target bin added to the query (unclipped:
+    the stubs' values stay small); records the source bins it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source_bins: list[torch.Tensor] = []
+
+    def render(self, x: torch.Tensor, bins: torch.Tensor, source_bin=None) -> Rendered:
+        self.forward_bins.append(bins.clone())
+        self.source_bins.append(source_bin.clone())
+        drawn, reference = generate(x, bins), generate(x, source_bin)
+        return Rendered(x + drawn - reference, drawn=drawn, reference=reference)
+
+
+def test_the_difference_output_is_judged_whole_and_its_redraws_as_the_official_image(
+    tmp_path, monkeypatch
+):
+    weights = WEIGHTS | {"embedding": 0.0, "redraw": 0.8}
+    module = tiny_module(tmp_path, weights, generator_output="difference")
+    stub = StubDifferenceGenerator()
+    images, posteriors, source, target, logged, totals = run_step(
+        tmp_path, monkeypatch, weights, module=module, generator=stub
+    )
+    torch.testing.assert_close(stub.source_bins[0], source)
+    drawn = generate(images, target)
+    fakes = images + drawn - generate(images, source)
+    cycled = generate(fakes, source)
+    target_posterior = (target.float() + 0.5) / N_BINS
+    expected = {
+        # D: real queries in their own bin; the difference images and the redraws as fakes
+        "discriminator": torch.relu(1 - critic(images, source)).mean()
+        + torch.relu(1 + critic(torch.cat([fakes, drawn]), torch.cat([target, target]))).mean(),
+        "adversarial": -critic(fakes, target).mean(),
+        "classifier": cross_entropy(logit(fakes), target_posterior),
+        "reconstruction": cross_entropy(logit(cycled), posteriors),
+        "cycle": (images - cycled).abs().mean(),
+        # the redraw in the query's own bin, reused from the render: the official identity term
+        "identity": (images - generate(images, source)).abs().mean(),
+        "redraw": -critic(drawn, target).mean() + cross_entropy(logit(drawn), target_posterior),
+    }
+    for name, value in expected.items():
+        torch.testing.assert_close(logged[f"loss/{name}"], value, msg=name)
+    torch.testing.assert_close(totals[0], expected["discriminator"])
+    hand_sum = sum(weights[name] * expected[name] for name in expected if name != "discriminator")
+    torch.testing.assert_close(totals[-1], hand_sum)
+
+
+def test_weight_redraw_needs_a_generator_that_redraws(tmp_path):
+    with pytest.raises(ConfigError, match="weight_redraw trains the redraw"):
+        tiny_module(tmp_path, {"redraw": 1.0})
+    with pytest.raises(ConfigError, match="act on the blend's mask"):
+        tiny_module(tmp_path, {"mask": 1.0}, generator_output="difference")
 
 
 # --- the EMA generator: updated on every generator turn, and what is exported -------------
