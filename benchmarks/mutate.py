@@ -126,6 +126,14 @@ MUTATIONS = [
         (LOSS_ASSEMBLY,),
     ),
     Mutation(
+        "difference-source-bins-of-the-first-chunk",
+        "a difference explainer gives every chunk of queries the own bins of the first chunk",
+        "cfgen/explain/progressive.py",
+        "source[start : start + len(chunk)]",
+        "source[: len(chunk)]",
+        ("tests/explain/test_progressive.py",),
+    ),
+    Mutation(
         "blackbox-reads-column-0",
         "the black box always reads output column 0 (a published port's bug)",
         "cfgen/models/blackbox.py",

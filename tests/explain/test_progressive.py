@@ -177,10 +177,14 @@ def test_a_difference_explainer_gives_each_query_back_at_its_own_bin(tmp_path):
         if isinstance(norm, ConditionalBatchNorm2d):
             norm.beta.weight.normal_()  # every bin redraws differently
     path = module.export(tmp_path / "explainer.pt")
-    explainer = ProgressiveExaggeration.from_checkpoint(path, batch_size=2)  # chunks of 2
+    black_box = BlackBox(ChannelMeanLogit())  # brighter channel 0, higher bin
+    # chunks of 2 queries: the later chunks need their own queries' bins
+    explainer = ProgressiveExaggeration.from_checkpoint(path, black_box, batch_size=2)
     x = images(5) * 0.8
+    x[:, 0] = torch.tensor([-0.8, -0.3, 0.0, 0.3, 0.8])[:, None, None]
     strip = explainer.exaggerate(x)
     own = posterior_to_bin(strip.query_posteriors, explainer.n_bins)
+    assert own.tolist() == [0, 2, 5, 7, 9]  # every chunk's queries in bins of their own
     kept = strip.images[own, torch.arange(5)]
     torch.testing.assert_close(kept, x, rtol=0, atol=1e-5)
     other = strip.images[(own + 5) % explainer.n_bins, torch.arange(5)]
