@@ -126,11 +126,11 @@ MUTATIONS = [
         (LOSS_ASSEMBLY,),
     ),
     Mutation(
-        "difference-source-bins-of-the-first-chunk",
-        "a difference explainer gives every chunk of queries the own bins of the first chunk",
+        "difference-own-bin-of-the-first-query",
+        "a difference explainer renders every query from the first query's own bin",
         "cfgen/explain/progressive.py",
-        "source[start : start + len(chunk)]",
-        "source[: len(chunk)]",
+        "posterior_to_bin(own, generator.n_bins)",
+        "posterior_to_bin(own[:1].expand_as(own), generator.n_bins)",
         ("tests/explain/test_progressive.py",),
     ),
     Mutation(

@@ -46,28 +46,31 @@ def generator_strip(
     # Convolutions run faster on channels-last inputs (CPU and GPU); results are the same.
     queries = queries.contiguous(memory_format=torch.channels_last)
     query_posteriors = torch.cat([classifier(chunk) for chunk in queries.split(batch_size)])
-    render = _renderer(generator, query_posteriors)
+    pairs = list(zip(queries.split(batch_size), query_posteriors.split(batch_size), strict=True))
     images, posteriors = [], []
     for target in bins.tolist():
-        starts = range(0, len(queries), batch_size)
         chunks = [
-            render(chunk, torch.full((len(chunk),), target, device=chunk.device), start)
-            for start, chunk in zip(starts, queries.split(batch_size), strict=True)
+            _generate(generator, chunk, torch.full((len(chunk),), target, device=chunk.device), own)
+            for chunk, own in pairs
         ]
         images.append(torch.cat(chunks))
         posteriors.append(torch.cat([classifier(chunk) for chunk in chunks]))
     return Strip(torch.stack(images), bins, torch.stack(posteriors), query_posteriors)
 
 
-def _renderer(
-    generator: nn.Module, query_posteriors: torch.Tensor
-) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
-    """`render(chunk, bins, start)`: the generator's images of the queries from `start` on; a
-    `difference` generator is also given their own bins (of `query_posteriors`)."""
-    if getattr(generator, "output", None) != "difference":
-        return lambda chunk, bins, start: generator(chunk, bins)
-    source = posterior_to_bin(query_posteriors, generator.n_bins)
-    return lambda chunk, bins, start: generator(chunk, bins, source[start : start + len(chunk)])
+def _takes_own_bins(generator: nn.Module) -> bool:
+    """Whether the generator renders from the queries' own bins too (the `difference` output)."""
+    return getattr(generator, "output", None) == "difference"
+
+
+def _generate(
+    generator: nn.Module, x: torch.Tensor, bins: torch.Tensor, own: torch.Tensor | None
+) -> torch.Tensor:
+    """The generator's images of `x` in `bins`; `own`, f(x), gives a generator that
+    `_takes_own_bins` the queries' own bins (None for any other)."""
+    if not _takes_own_bins(generator):
+        return generator(x, bins)
+    return generator(x, bins, posterior_to_bin(own, generator.n_bins))
 
 
 def _bundle_from_lightning(checkpoint: dict, path: Path) -> dict:
@@ -203,11 +206,10 @@ class ProgressiveExaggeration(CounterfactualExplainer):
         target_bin = posterior_to_bin(torch.as_tensor(target, device=x.device), self.n_bins)
         target_bin = target_bin.expand(x.shape[0])
         chunks = zip(x.split(self.batch_size), target_bin.split(self.batch_size), strict=True)
-        if getattr(self.generator, "output", None) != "difference":
-            return torch.cat([self.generator(images, bins) for images, bins in chunks])
+        own = _takes_own_bins(self.generator)  # f(x) only for a generator that reads it
         return torch.cat(
             [
-                self.generator(images, bins, posterior_to_bin(self.classifier(images), self.n_bins))
+                _generate(self.generator, images, bins, self.classifier(images) if own else None)
                 for images, bins in chunks
             ]
         )

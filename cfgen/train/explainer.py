@@ -278,15 +278,16 @@ class ExplainerModule(pl.LightningModule):
             ),
             "cycle": get_loss("cycle_l1")(images, cycled),
         }
-        if hp.weight_embedding > 0 or hp.weight_identity > 0:
+        # A difference generator's render already holds the redraw in the query's own bin
+        # (`reference`): its identity term needs no encoder pass of its own.
+        same = rendered.reference
+        if hp.weight_embedding > 0 or (hp.weight_identity > 0 and same is None):
             features = self.generator.encode(images, source_bin)
             losses["embedding"] = get_loss("embedding_l2")(features[-1], fake_features[-1])
-            if hp.weight_identity > 0:
-                # A difference generator's redraw in the query's own bin is its `reference`.
-                same = rendered.reference
-                if same is None:
-                    same = self.generator.decode(features, images, source_bin).image
-                losses["identity"] = get_loss("identity_l1")(images, same)
+            if hp.weight_identity > 0 and same is None:
+                same = self.generator.decode(features, images, source_bin).image
+        if hp.weight_identity > 0:
+            losses["identity"] = get_loss("identity_l1")(images, same)
         if hp.weight_context > 0:
             if context is None:
                 raise ConfigError(
