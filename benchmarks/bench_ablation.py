@@ -46,7 +46,7 @@ OFFICIAL = [
     "--model.weight_mask_binary", "0", "--model.mask_downsample", "1",
     "--model.weight_redraw", "0",
     "--model.view_shift", "0", "--model.view_blur", "0", "--model.view_noise", "0",
-    "--model.classifier_loss", "classifier_cross_entropy",
+    "--model.classifier_loss", "classifier_cross_entropy", "--model.discriminator_views", "",
 ]  # fmt: skip
 BLEND = ["--model.generator_output", "blend", "--model.weight_mask", "1.0"]
 DIFFERENCE = ["--model.generator_output", "difference"]
@@ -55,6 +55,7 @@ MASK4 = ["--model.mask_downsample", "4"]
 BINARY = ["--model.weight_mask_binary", "1.0"]
 LOW2 = ["--model.edit_downsample", "2"]
 AREA01 = ["--model.weight_mask", "0.1"]  # a tenth of the blend's area penalty
+DVIEWS = ["--model.discriminator_views", "translation,cutout"]  # DiffAugment for D
 VIEWS = ["--model.view_shift", "1.0", "--model.view_blur", "0.7", "--model.view_noise", "0.03"]
 # Row name -> (options on top of OFFICIAL, what the row changes).
 ROWS: dict[str, tuple[list[str], str]] = {
@@ -79,6 +80,7 @@ ROWS: dict[str, tuple[list[str], str]] = {
     ),
     "redraw_mask4_area01": ([*BLEND, *REDRAW, *MASK4, *AREA01], "redraw_mask4, mask area 0.1"),
     "difference": (DIFFERENCE, "x + G(x, c) - G(x, c_x): the redraw's change added to the query"),
+    "official_dviews": (DVIEWS, "official, D judges translated and cut-out views (DiffAugment)"),
     "difference_redraw": (
         [*DIFFERENCE, *REDRAW],
         "difference, the redraw also trained as the official image",

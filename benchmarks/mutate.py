@@ -134,6 +134,14 @@ MUTATIONS = [
         ("tests/explain/test_progressive.py",),
     ),
     Mutation(
+        "discriminator-sees-real-images-unviewed",
+        "with discriminator views on, D's step judges the real images without them",
+        EXPLAINER,
+        "        real_scores = self._judge(images, source_bin)\n",
+        "        real_scores = self.discriminator(images, source_bin)\n",
+        (LOSS_ASSEMBLY,),
+    ),
+    Mutation(
         "blackbox-reads-column-0",
         "the black box always reads output column 0 (a published port's bug)",
         "cfgen/models/blackbox.py",

@@ -1,4 +1,7 @@
-"""Random views of generated images for the classifier term (expectation over transformations).
+"""Random views of images: for the classifier term, and for the discriminator.
+
+`RandomViews`: views of generated images for the classifier term (expectation over
+transformations).
 
 A generator trained through one classifier's gradient can move it with pixel patterns that no
 other classifier reads (METHOD.md §5-6). Scoring the classifier on a randomly shifted, blurred
@@ -6,6 +9,14 @@ and noised view of each generated image, a fresh draw at every step, rewards onl
 survive such small perturbations, as a semantic change does and an adversarial pattern does not
 (Athalye et al., "Synthesizing robust adversarial examples", ICML 2018). It needs nothing but the
 black box and the images.
+
+`DiscriminatorViews`: differentiable augmentation of every image the discriminator sees, real and
+generated alike, in its own step and in the generator's (DiffAugment: Zhao et al.,
+"Differentiable augmentation for data-efficient GAN training", NeurIPS 2020). On a small data set
+the discriminator learns the training images by heart and then rewards the generator for copying
+them rather than for realism; judging randomly translated and cut-out views of both keeps it from
+memorising. Both sides get the same kind of views, so the images the discriminator must tell apart
+are still the real and the generated ones; the generator's images themselves are never augmented.
 """
 
 from dataclasses import dataclass
@@ -13,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
+
+from cfgen.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -54,3 +67,76 @@ def _shift(images: torch.Tensor, pixels: float) -> torch.Tensor:
     theta[:, 1, 2] = offsets[:, 1] * 2 / height
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+
+
+def _translate(images: torch.Tensor, ratio: float = 1 / 8) -> torch.Tensor:
+    """Each image moved by its own whole-pixel (dx, dy), each uniform in [-r, r] with r = `ratio`
+    of the side; what comes in from outside is 0 (mid-grey in [-1, 1])."""
+    n, _, height, width = images.shape
+    reach_y, reach_x = round(height * ratio), round(width * ratio)
+    device = images.device
+    dy = torch.randint(-reach_y, reach_y + 1, (n, 1, 1), device=device)
+    dx = torch.randint(-reach_x, reach_x + 1, (n, 1, 1), device=device)
+    rows = (
+        torch.arange(height, device=device)[None, :, None] - dy
+    )  # output (y, x) reads (y-dy, x-dx)
+    cols = torch.arange(width, device=device)[None, None, :] - dx
+    # A one-pixel ring of zeros around each image: every read from outside lands on it.
+    padded = F.pad(images, (1, 1, 1, 1))
+    rows = (rows + 1).clamp(0, height + 1).expand(n, height, width)
+    cols = (cols + 1).clamp(0, width + 1).expand(n, height, width)
+    batch = torch.arange(n, device=device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def _cutout(images: torch.Tensor, ratio: float = 1 / 2) -> torch.Tensor:
+    """Each image with a square of side `ratio` of its own (centre uniform over the image, the
+    square clipped at the border) set to 0."""
+    n, _, height, width = images.shape
+    side_y, side_x = round(height * ratio), round(width * ratio)
+    device = images.device
+    top = torch.randint(0, height + 1, (n, 1, 1), device=device) - side_y // 2
+    left = torch.randint(0, width + 1, (n, 1, 1), device=device) - side_x // 2
+    rows = torch.arange(height, device=device)[None, :, None]
+    cols = torch.arange(width, device=device)[None, None, :]
+    inside = (rows >= top) & (rows < top + side_y) & (cols >= left) & (cols < left + side_x)
+    return images * (~inside)[:, None].to(images.dtype)
+
+
+def _colour(images: torch.Tensor) -> torch.Tensor:
+    """Each image's brightness shifted by U(-0.5, 0.5), its saturation scaled by U(0, 2) and its
+    contrast by U(0.5, 1.5) (DiffAugment's colour policy, on [-1, 1] images)."""
+    n, device = images.shape[0], images.device
+    images = images + (torch.rand(n, 1, 1, 1, device=device) - 0.5)
+    grey = images.mean(dim=1, keepdim=True)
+    images = (images - grey) * (2 * torch.rand(n, 1, 1, 1, device=device)) + grey
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    return (images - mean) * (torch.rand(n, 1, 1, 1, device=device) + 0.5) + mean
+
+
+DISCRIMINATOR_VIEWS = {"colour": _colour, "translation": _translate, "cutout": _cutout}
+
+
+@dataclass(frozen=True)
+class DiscriminatorViews:
+    """(N, C, H, W) -> (N, C, H, W), differentiable: the views of `policy`, comma-separated names
+    of `DISCRIMINATOR_VIEWS` applied in that order, each image its own draw. "" is the identity."""
+
+    policy: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.names if name not in DISCRIMINATOR_VIEWS]
+        if unknown:
+            raise ConfigError(
+                f"unknown discriminator view(s) {unknown} in {self.policy!r}; use a "
+                f"comma-separated list of {list(DISCRIMINATOR_VIEWS)}, or '' for none"
+            )
+
+    @property
+    def names(self) -> list[str]:
+        return [name.strip() for name in self.policy.split(",") if name.strip()]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        for name in self.names:
+            images = DISCRIMINATOR_VIEWS[name](images)
+        return images

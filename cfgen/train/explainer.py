@@ -30,6 +30,11 @@ every official term (the cycle and reconstruction read its redraw G(x', c_x)); t
 reads the redraw G(x, c_x) the render made; `weight_redraw` adds the official adversarial and
 classifier terms on the redraw G(x, c) itself, which the discriminator then judges as a fake too.
 
+Discriminator views (`discriminator_views`, e.g. "translation,cutout"): every image D judges,
+real or generated, in D's step and in G's adversarial terms, is a fresh random view
+(`cfgen.train.augment.DiscriminatorViews`, DiffAugment), so that D cannot learn a small training
+set by heart. Off by default.
+
 Validation: `validation_step` renders the validation queries (`data.val_queries` images, one
 batch) at every bin with the EMA generator and logs `val/compat_mae`, `val/flip_rate`,
 `val/monotonicity` and `val/identity_l1`, figures that need only the black box, so a
@@ -60,7 +65,7 @@ from cfgen.losses import get_loss
 from cfgen.models.blackbox import classifier_fingerprint, load_blackbox
 from cfgen.models.discriminator import Discriminator
 from cfgen.models.generator import Generator, Rendered
-from cfgen.train.augment import RandomViews
+from cfgen.train.augment import DiscriminatorViews, RandomViews
 from cfgen.train.explainer_steps import classifier_logit, generator_steps_done, warmup_ema
 
 BUNDLE_NAME = "explainer.pt"
@@ -107,6 +112,7 @@ class ExplainerModule(pl.LightningModule):
         view_shift: float = 0.0,
         view_blur: float = 0.0,
         view_noise: float = 0.0,
+        discriminator_views: str = "",
         n_critic: int = 5,
         lr_generator: float = 2e-4,
         lr_discriminator: float = 2e-4,
@@ -151,6 +157,7 @@ class ExplainerModule(pl.LightningModule):
         self.classifier_sha256 = classifier_fingerprint(classifier)
         self.classifier_loss = get_loss(classifier_loss)
         self.views = RandomViews(view_shift, view_blur, view_noise)
+        self.discriminator_views = DiscriminatorViews(discriminator_views)
         if max(weight_mask, weight_mask_tv, weight_mask_binary) > 0 and generator_output != "blend":
             raise ConfigError(
                 "weight_mask / weight_mask_tv / weight_mask_binary act on the blend's mask: set "
@@ -238,12 +245,16 @@ class ExplainerModule(pl.LightningModule):
         target_bin: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """One hinge step of D: real images with their own bin, fakes with their target bin."""
-        real_scores = self.discriminator(images, source_bin)
-        fake_scores = self.discriminator(fakes, target_bin)
+        real_scores = self._judge(images, source_bin)
+        fake_scores = self._judge(fakes, target_bin)
         loss = get_loss("hinge_discriminator")(real_scores, fake_scores)
         losses = {"discriminator": loss}
         self._step("discriminator", losses, loss)
         return {name: value.detach() for name, value in losses.items()}
+
+    def _judge(self, images: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """D's scores of `images` in `bins`, through the discriminator's views if any."""
+        return self.discriminator(self.discriminator_views(images), bins)
 
     def _generator_step(
         self,
@@ -269,7 +280,7 @@ class ExplainerModule(pl.LightningModule):
             classified = mask * drawn.detach() + (1.0 - mask) * images
         viewed = self.views(classified) if self.views.active else classified
         losses = {
-            "adversarial": get_loss("hinge_generator")(self.discriminator(fakes, target_bin)),
+            "adversarial": get_loss("hinge_generator")(self._judge(fakes, target_bin)),
             "classifier": self.classifier_loss(
                 classifier_logit(self.classifier, viewed), target_posterior
             ),
@@ -297,7 +308,7 @@ class ExplainerModule(pl.LightningModule):
         if hp.weight_redraw > 0:
             drawn = rendered.drawn
             losses["redraw"] = get_loss("hinge_generator")(
-                self.discriminator(drawn, target_bin)
+                self._judge(drawn, target_bin)
             ) + self.classifier_loss(classifier_logit(self.classifier, drawn), target_posterior)
         if rendered.mask is not None:
             losses["mask"] = get_loss("mask_area")(rendered.mask)

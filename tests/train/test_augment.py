@@ -1,6 +1,8 @@
+import pytest
 import torch
 
-from cfgen.train.augment import RandomViews, _shift
+from cfgen.errors import ConfigError
+from cfgen.train.augment import DiscriminatorViews, RandomViews, _shift
 
 
 def test_no_jitter_is_the_identity():
@@ -35,3 +37,74 @@ def test_noise_has_the_asked_spread_and_gradients_flow():
     torch.testing.assert_close(out.std(), torch.tensor(0.1), atol=5e-3, rtol=0)
     RandomViews(shift=1.0, blur=1.0, noise=0.1)(x).sum().backward()
     torch.testing.assert_close(x.grad.sum(), torch.tensor(float(x.numel())), rtol=1e-3, atol=0)
+
+
+# --- the discriminator's views (DiffAugment) --------------------------------------------------
+
+
+def shifted(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """`image` (C, H, W) moved by (dy, dx) whole pixels, zeros coming in: written out."""
+    out = torch.zeros_like(image)
+    _, height, width = image.shape
+    for y in range(height):
+        for x in range(width):
+            if 0 <= y - dy < height and 0 <= x - dx < width:
+                out[:, y, x] = image[:, y - dy, x - dx]
+    return out
+
+
+def test_no_discriminator_views_is_the_identity():
+    x = torch.rand(2, 3, 8, 8)
+    assert DiscriminatorViews("").names == []
+    assert DiscriminatorViews(" , ").names == []
+    torch.testing.assert_close(DiscriminatorViews("")(x), x)
+
+
+def test_an_unknown_discriminator_view_is_refused_with_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown discriminator view\(s\) \['flip'\].*cutout"):
+        DiscriminatorViews("translation,flip")
+
+
+def test_translation_moves_each_image_by_its_own_whole_pixel_offset_within_an_eighth():
+    torch.manual_seed(0)
+    images = torch.rand(12, 2, 16, 16) + 1.0  # no zeros of its own: zeros are what came in
+    moved = DiscriminatorViews("translation")(images)
+    reach = 2  # 16 / 8
+    offsets = []
+    for image, out in zip(images, moved, strict=True):
+        found = [
+            (dy, dx)
+            for dy in range(-reach, reach + 1)
+            for dx in range(-reach, reach + 1)
+            if torch.equal(out, shifted(image, dy, dx))
+        ]
+        assert len(found) == 1, "each view is exactly one whole-pixel shift within reach"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 3  # each image its own draw
+
+
+def test_cutout_zeroes_one_square_of_half_the_side_and_passes_gradients_elsewhere():
+    torch.manual_seed(0)
+    images = torch.ones(64, 3, 16, 16, requires_grad=True)
+    out = DiscriminatorViews("cutout")(images)
+    cut = out[:, 0] == 0
+    assert bool((cut == (out == 0).all(dim=1)).all()), "every channel is cut at the same place"
+    for hole in cut:
+        rows, cols = hole.any(dim=1).nonzero(), hole.any(dim=0).nonzero()
+        assert len(rows) <= 8 and len(cols) <= 8
+        box = hole[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert bool(box.all()), "the cut-out is one solid rectangle"
+    sizes = cut.sum(dim=(1, 2))
+    assert int(sizes.max()) == 64 and int(sizes.min()) < 64  # whole squares and clipped ones
+    out.sum().backward()
+    torch.testing.assert_close(images.grad, (~cut)[:, None].float().expand(-1, 3, -1, -1))
+
+
+def test_colour_keeps_a_grey_image_flat_and_moves_its_brightness_by_at_most_a_half():
+    torch.manual_seed(0)
+    grey = torch.full((32, 3, 8, 8), 0.2)
+    out = DiscriminatorViews("colour")(grey)
+    per_image = out.flatten(1)
+    torch.testing.assert_close(per_image, per_image[:, :1].expand_as(per_image))
+    shift = per_image[:, 0] - 0.2
+    assert float(shift.abs().max()) <= 0.5 and float(shift.std()) > 0.1

@@ -193,6 +193,39 @@ def test_a_zero_weight_leaves_its_term_out(tmp_path, monkeypatch, left_out):
     assert not torch.allclose(hand_sum, hand_sum + WEIGHTS[left_out] * expected[left_out])
 
 
+# --- discriminator views: D judges views of real and generated images alike -----------------
+
+
+def view(x: torch.Tensor) -> torch.Tensor:
+    """A fixed stand-in for the random views: halves, mirrors and lifts each image."""
+    return 0.5 * x.flip(-1) + 0.1
+
+
+def test_the_discriminator_judges_views_of_the_real_and_the_generated_images(tmp_path, monkeypatch):
+    module = tiny_module(tmp_path, WEIGHTS, discriminator_views="translation,cutout")
+    assert module.discriminator_views.names == ["translation", "cutout"]
+    monkeypatch.setattr(module, "discriminator_views", view)
+    images, posteriors, source, target, logged, totals = run_step(
+        tmp_path, monkeypatch, WEIGHTS, module=module
+    )
+    plain = expected_terms(images, posteriors, source, target)
+    fakes = generate(images, target)
+    expected = plain | {
+        "discriminator": torch.relu(1 - critic(view(images), source)).mean()
+        + torch.relu(1 + critic(view(fakes), target)).mean(),
+        "adversarial": -critic(view(fakes), target).mean(),
+    }
+    for name, value in expected.items():
+        torch.testing.assert_close(logged[f"loss/{name}"], value, msg=name)
+    torch.testing.assert_close(totals[0], expected["discriminator"])
+    torch.testing.assert_close(
+        totals[-1], sum(weight * expected[name] for name, weight in WEIGHTS.items())
+    )
+    # The case tells views from none: D's terms differ, the black box's do not.
+    for name in ("discriminator", "adversarial"):
+        assert abs(float(expected[name] - plain[name])) > 1e-3, name
+
+
 # --- weight_redraw: the blend's classifier term moves the mask, not what is drawn ----------
 
 
