@@ -47,6 +47,7 @@ OFFICIAL = [
     "--model.weight_redraw", "0",
     "--model.view_shift", "0", "--model.view_blur", "0", "--model.view_noise", "0",
     "--model.classifier_loss", "classifier_cross_entropy", "--model.discriminator_views", "",
+    "--model.generator_norm", "batch",
 ]  # fmt: skip
 BLEND = ["--model.generator_output", "blend", "--model.weight_mask", "1.0"]
 DIFFERENCE = ["--model.generator_output", "difference"]
@@ -80,6 +81,10 @@ ROWS: dict[str, tuple[list[str], str]] = {
     ),
     "redraw_mask4_area01": ([*BLEND, *REDRAW, *MASK4, *AREA01], "redraw_mask4, mask area 0.1"),
     "difference": (DIFFERENCE, "x + G(x, c) - G(x, c_x): the redraw's change added to the query"),
+    "official_group": (
+        ["--model.generator_norm", "group"],
+        "official, conditional group norm instead of batch norm",
+    ),
     "official_dviews": (DVIEWS, "official, D judges translated and cut-out views (DiffAugment)"),
     "difference_redraw": (
         [*DIFFERENCE, *REDRAW],

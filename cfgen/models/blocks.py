@@ -1,12 +1,15 @@
 """Building blocks shared by the explainer's generator and discriminator.
 
-- `ConditionalBatchNorm2d`: batch norm whose scale and shift are looked up from the target bin,
-  so one network can render every bin (METHOD.md §1).
+- `ConditionalBatchNorm2d`: a normalisation whose scale and shift are looked up from the target
+  bin, so one network can render every bin (METHOD.md §1); batch norm (official) or, with
+  `norm="group"`, group norm (`NORMS`).
 - `GeneratorBlock`: a pre-activation residual block with conditional BN that can halve
   (`resample="down"`), double (`"up"`) or keep the resolution.
 - `DiscriminatorBlock`: a spectrally-normalised residual block (no normalisation layers, as in
   SN-GAN / the official discriminator), optionally halving the resolution.
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -15,16 +18,37 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from cfgen.errors import ConfigError
 
+NORMS = ("batch", "group")
+GROUPS = 8  # group norm: channels per group = channels / gcd(channels, 8)
+
+
+def normalisation(kind: str, channels: int, affine: bool) -> nn.Module:
+    """The generator's normalisation layer of `kind` (`NORMS`) for `channels`.
+
+    - `batch` (official): batch statistics in training, running averages at inference. Every
+      image's output then depends on the other images of its batch during training, and the
+      training step's passes (the edit, the cycle on generated images, the identity) each have
+      statistics of their own, while inference has one running average of all of them.
+    - `group`: each image normalised over groups of channels on its own (Wu & He, 2018): the
+      same computation in training and at inference, whatever the batch.
+    """
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, affine=affine)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(channels, GROUPS), channels, affine=affine)
+    raise ConfigError(f"unknown generator norm {kind!r}; choose one of {list(NORMS)}")
+
 
 class ConditionalBatchNorm2d(nn.Module):
-    """BN with a learned (gamma, beta) per class: (N, C, H, W), (N,) long -> (N, C, H, W).
+    """A norm with a learned (gamma, beta) per class: (N, C, H, W), (N,) long -> (N, C, H, W).
 
-    Gamma starts at 1 and beta at 0 for every class, so training starts from plain BN.
+    Batch norm unless `norm="group"`. Gamma starts at 1 and beta at 0 for every class, so
+    training starts from the plain norm.
     """
 
-    def __init__(self, channels: int, n_classes: int) -> None:
+    def __init__(self, channels: int, n_classes: int, norm: str = "batch") -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.norm = normalisation(norm, channels, affine=False)
         self.gamma = nn.Embedding(n_classes, channels)
         self.beta = nn.Embedding(n_classes, channels)
         nn.init.ones_(self.gamma.weight)
@@ -55,14 +79,21 @@ class GeneratorBlock(nn.Module):
     the generator against convolving at the input resolution, which matters on a CPU.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, n_classes: int, resample: str) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        n_classes: int,
+        resample: str,
+        norm: str = "batch",
+    ) -> None:
         super().__init__()
         if resample not in RESAMPLE_MODES:
             raise ValueError(f"resample must be one of {RESAMPLE_MODES}, got {resample!r}")
         self.resample = resample
-        self.norm1 = ConditionalBatchNorm2d(in_channels, n_classes)
+        self.norm1 = ConditionalBatchNorm2d(in_channels, n_classes, norm)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = ConditionalBatchNorm2d(out_channels, n_classes)
+        self.norm2 = ConditionalBatchNorm2d(out_channels, n_classes, norm)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.shortcut = (
             nn.Conv2d(in_channels, out_channels, 1)

@@ -20,6 +20,9 @@ in `benchmarks/README.md` chooses between them):
   `reference`);
 - `edit_downsample`: the head's output is low-passed (average-pooled by this factor and
   upsampled bilinearly) before it is combined with the query: a smooth edit, no pixel noise;
+- `norm`: `batch` (official conditional batch norm) or `group` (conditional group norm: each
+  image normalised on its own, the same computation in training and at inference; see
+  `cfgen.models.blocks.normalisation`);
 - `mask_downsample` (`blend` only): the same for the mask channel alone, so that the blend
   chooses regions of the generator's redraw rather than single pixels, while what is drawn keeps
   the head's resolution.
@@ -33,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cfgen.errors import ConfigError
-from cfgen.models.blocks import GeneratorBlock, channel_widths, levels_for
+from cfgen.models.blocks import GeneratorBlock, channel_widths, levels_for, normalisation
 
 
 class Rendered(NamedTuple):
@@ -94,6 +97,7 @@ class Generator(nn.Module):
         output: str = "image",
         edit_downsample: int = 1,
         mask_downsample: int = 1,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         if output not in OUTPUTS:
@@ -112,18 +116,20 @@ class Generator(nn.Module):
         self.output = output
         self.edit_downsample = edit_downsample
         self.mask_downsample = mask_downsample
+        self.norm = norm
         levels = levels_for(image_size, embedding_size)
         widths = channel_widths(levels, base_width, max_width)
         self.stem = nn.Conv2d(channels, widths[0], 3, padding=1)
         self.down = nn.ModuleList(
-            GeneratorBlock(widths[i], widths[i + 1], n_bins, "down") for i in range(levels)
+            GeneratorBlock(widths[i], widths[i + 1], n_bins, "down", norm) for i in range(levels)
         )
         self.up = nn.ModuleList(
-            GeneratorBlock(widths[i + 1], widths[i], n_bins, "up") for i in reversed(range(levels))
+            GeneratorBlock(widths[i + 1], widths[i], n_bins, "up", norm)
+            for i in reversed(range(levels))
         )
         extra_channels, self._combine = OUTPUTS[output]
         self.head = nn.Sequential(
-            nn.BatchNorm2d(widths[0]),
+            normalisation(norm, widths[0], affine=True),
             nn.ReLU(),
             nn.Conv2d(widths[0], channels + extra_channels, 3, padding=1),
         )

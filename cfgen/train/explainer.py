@@ -94,6 +94,7 @@ class ExplainerModule(pl.LightningModule):
         generator_output: str = "image",
         edit_downsample: int = 1,
         mask_downsample: int = 1,
+        generator_norm: str = "batch",
         discriminator_width: int = 32,
         discriminator_max_width: int = 256,
         projection: str = "ordinal",
@@ -141,6 +142,7 @@ class ExplainerModule(pl.LightningModule):
             "output": generator_output,
             "edit_downsample": edit_downsample,
             "mask_downsample": mask_downsample,
+            "norm": generator_norm,
         }
         self.generator = Generator(**self.generator_config)
         self.discriminator = Discriminator(

@@ -182,3 +182,32 @@ def test_unknown_output_and_bad_downsample_are_refused():
         Generator(image_size=16, output="blend", mask_downsample=3)
     with pytest.raises(ConfigError, match="needs the blend output"):
         Generator(image_size=16, mask_downsample=2)
+
+
+# --- generator_norm: batch (official) or group --------------------------------------------
+
+
+def test_group_norm_renders_each_image_on_its_own_and_the_same_in_training_and_at_inference():
+    torch.manual_seed(0)
+    queries = torch.rand(6, 3, 16, 16) * 2 - 1
+    bins = torch.tensor([0, 3, 9, 1, 5, 7])
+    for norm, independent in (("group", True), ("batch", False)):
+        torch.manual_seed(1)
+        generator = Generator(16, n_bins=10, base_width=8, max_width=16, norm=norm).train()
+        together = generator(queries, bins)[:2]
+        alone = generator(queries[:2], bins[:2])
+        # Training mode: group norm's output for the first two queries does not depend on the
+        # other four; batch norm's does (the case tells the two apart).
+        assert torch.allclose(together, alone, atol=1e-5) == independent, norm
+        if independent:
+            torch.testing.assert_close(generator.eval()(queries, bins)[:2], together)
+
+
+def test_group_norm_has_no_running_statistics_and_an_unknown_norm_is_refused():
+    group = Generator(16, n_bins=10, base_width=8, max_width=16, norm="group")
+    assert list(group.buffers()) == []
+    assert len(list(Generator(16, n_bins=10, base_width=8, max_width=16).buffers())) > 0
+    with pytest.raises(ConfigError, match=r"unknown generator norm 'layer'.*'group'"):
+        Generator(16, n_bins=10, norm="layer")
+    with pytest.raises(ConfigError, match="unknown generator norm"):
+        ConditionalBatchNorm2d(8, 10, norm="instance")
