@@ -81,6 +81,10 @@ ROWS: dict[str, tuple[list[str], str]] = {
     ),
     "redraw_mask4_area01": ([*BLEND, *REDRAW, *MASK4, *AREA01], "redraw_mask4, mask area 0.1"),
     "difference": (DIFFERENCE, "x + G(x, c) - G(x, c_x): the redraw's change added to the query"),
+    "official_running": (
+        ["--model.bn_statistics", "running"],
+        "official, rendering with the running batch-norm averages (the default before 2026-12-03)",
+    ),
     "official_group": (
         ["--model.generator_norm", "group"],
         "official, conditional group norm instead of batch norm",

@@ -35,6 +35,13 @@ real or generated, in D's step and in G's adversarial terms, is a fresh random v
 (`cfgen.train.augment.DiscriminatorViews`, DiffAugment), so that D cannot learn a small training
 set by heart. Off by default.
 
+Batch-norm statistics (`bn_statistics`): with `edit` (default), before every validation and
+before the export the EMA generator's running statistics are recomputed over the edit pass (real
+queries at random target bins, batch statistics, as in training's edit) of the last
+`standing_images` training images (`cfgen.train.explainer_steps.standing_statistics`; BigGAN's
+"standing statistics", SWA's `update_bn`); `running` keeps the averages training left. Why and
+what it changes: benchmarks/README.md, "Batch norm's statistics".
+
 Validation: `validation_step` renders the validation queries (`data.val_queries` images, one
 batch) at every bin with the EMA generator and logs `val/compat_mae`, `val/flip_rate`,
 `val/monotonicity` and `val/identity_l1`, figures that need only the black box, so a
@@ -48,6 +55,7 @@ Defaults are the official hyper-parameters; `configs/explainer/*.yaml` override 
 """
 
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +74,20 @@ from cfgen.models.blackbox import classifier_fingerprint, load_blackbox
 from cfgen.models.discriminator import Discriminator
 from cfgen.models.generator import Generator, Rendered
 from cfgen.train.augment import DiscriminatorViews, RandomViews
-from cfgen.train.explainer_steps import classifier_logit, generator_steps_done, warmup_ema
+from cfgen.train.explainer_steps import (
+    classifier_logit,
+    generator_steps_done,
+    standing_statistics,
+    warmup_ema,
+)
 
 BUNDLE_NAME = "explainer.pt"
 CLASSIFIER_KEYS = ("classifier", "allow_classifier_mismatch")
 SAMPLE_SIZE = 16  # strips kept from each validation for the monitor's figure
+# Where the rendering generator's batch-norm statistics come from: `edit`, recomputed over the
+# edit pass of the last training batches (`standing_statistics`); `running`, the running
+# averages training left (official: every pass of the training step, by the raw weights).
+BN_STATISTICS = ("edit", "running")
 
 
 class ExplainerModule(pl.LightningModule):
@@ -121,6 +138,8 @@ class ExplainerModule(pl.LightningModule):
         beta2: float = 0.9,
         ema_decay: float = 0.999,
         channels_last: bool = True,
+        bn_statistics: str = "edit",
+        standing_images: int = 1024,
     ) -> None:
         super().__init__()
         # The classifier is an input, not a hyper-parameter: kept out of the checkpoint's
@@ -170,6 +189,13 @@ class ExplainerModule(pl.LightningModule):
                 "weight_redraw trains the redraw of a blend or difference generator: set "
                 "generator_output: blend or difference"
             )
+        if bn_statistics not in BN_STATISTICS:
+            raise ConfigError(
+                f"unknown bn_statistics {bn_statistics!r}; choose one of {list(BN_STATISTICS)}"
+            )
+        # The last training batches (images, their bins), >= standing_images images, from which
+        # the EMA generator's batch-norm statistics are recomputed (`bn_statistics: edit`).
+        self.recent_batches: deque[tuple[torch.Tensor, torch.Tensor]] = deque()
         if bin_target_kind not in BIN_TARGETS:
             raise ConfigError(
                 f"unknown bin_target_kind {bin_target_kind!r}; choose one of {sorted(BIN_TARGETS)}"
@@ -201,6 +227,7 @@ class ExplainerModule(pl.LightningModule):
 
     def on_validation_start(self) -> None:
         self._prepare_classifier()
+        self.standing_statistics()
 
     def _prepare_classifier(self) -> None:
         self.classifier.to(self.device)
@@ -222,6 +249,7 @@ class ExplainerModule(pl.LightningModule):
         if self.hparams.weight_redraw > 0:  # D judges the redraws too: they are trained as fakes
             fake_images = torch.cat([fake_images, fakes.drawn.detach()])
             fake_bins = torch.cat([target_bin, target_bin])
+        self._remember(images, source_bin)
         losses = self._discriminator_step(images, source_bin, fake_images, fake_bins)
         if generator_turn:
             context = batch.get("context")
@@ -230,6 +258,34 @@ class ExplainerModule(pl.LightningModule):
             )
             self._update_ema()
         self.log_dict({f"loss/{name}": value for name, value in losses.items()}, prog_bar=False)
+
+    def _remember(self, images: torch.Tensor, source_bin: torch.Tensor) -> None:
+        """Keep the batch for `standing_statistics`: the last batches, >= standing_images images."""
+        if self.hparams.bn_statistics != "edit":
+            return
+        self.recent_batches.append((images.detach(), source_bin.detach()))
+        kept = sum(len(batch) for batch, _ in self.recent_batches)
+        while kept - len(self.recent_batches[0][0]) >= self.hparams.standing_images:
+            kept -= len(self.recent_batches.popleft()[0])
+
+    def standing_statistics(self) -> bool:
+        """Recompute the EMA generator's batch-norm statistics over the edit pass of the last
+        training batches at random target bins (`bn_statistics: edit`); False when there is
+        nothing to recompute (no batch norm, no batch seen yet, or `bn_statistics: running`).
+        The target bins come from a generator of their own: training's random stream is
+        untouched."""
+        if self.hparams.bn_statistics != "edit" or not self.recent_batches:
+            return False
+        draws = torch.Generator().manual_seed(0)
+        batches = [
+            (images, bins, torch.randint(self.hparams.n_bins, bins.shape, generator=draws).to(bins))
+            for images, bins in self.recent_batches
+        ]
+        done = standing_statistics(self.ema_generator, batches)
+        if done and torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.ema.buffers():  # every process renders with rank 0's
+                torch.distributed.broadcast(buffer, src=0)
+        return done
 
     def _update_ema(self) -> None:
         self.ema.update_parameters(self.generator)
@@ -382,6 +438,11 @@ class ExplainerModule(pl.LightningModule):
     # --- checkpoints and export ---------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A checkpoint renders as the export does: the EMA generator's statistics recomputed
+        # from the last batches (every process saves, so every process recomputes).
+        if self.standing_statistics():
+            for name, buffer in self.ema.module.named_buffers():
+                checkpoint["state_dict"][f"ema.module.{name}"] = buffer.detach().clone()
         for name, tensor in self.state_dict().items():
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise TrainingDivergedError(
@@ -430,6 +491,7 @@ class ExplainerModule(pl.LightningModule):
         )
 
     def on_fit_end(self) -> None:
+        self.standing_statistics()
         if self.trainer.is_global_zero:
             path = self.export(Path(self.trainer.default_root_dir) / BUNDLE_NAME)
             print(f"explainer saved to {path}", file=sys.stderr)

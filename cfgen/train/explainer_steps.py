@@ -4,10 +4,12 @@
   the float32 posterior saturates;
 - `generator_steps_done` / `optimizer_steps`: the one conversion between generator steps and
   Lightning's optimiser steps (n_critic discriminator steps + 1 generator step each);
-- `warmup_ema`: the averaging rule of the EMA generator (`torch.optim.swa_utils.AveragedModel`).
+- `warmup_ema`: the averaging rule of the EMA generator (`torch.optim.swa_utils.AveragedModel`);
+- `standing_statistics`: batch-norm statistics of the edit pass, recomputed for the weights that
+  will render (what `torch.optim.swa_utils.update_bn` does for a model of one input).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -59,3 +61,44 @@ def warmup_ema(decay: float) -> Callable[[list, list, torch.Tensor], None]:
                 mean.copy_(value)
 
     return average
+
+
+@torch.no_grad()
+def standing_statistics(
+    generator: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+) -> bool:
+    """Recompute the running statistics of `generator`'s batch norms as the cumulative average
+    over the edit pass `generator.render(images, target_bin, source_bin)` of each
+    `(images, source_bin, target_bin)` of `batches`, in training mode (batch statistics, as in
+    the training step's edit). The generator's mode and the norms' momenta are restored.
+
+    Why: training updates the running averages in every pass of its step (the edit, the cycle
+    on generated images, the identity), each with statistics of its own, and by the raw weights,
+    not the averaged ones that render; inference renders real queries at target bins only
+    (benchmarks/README.md, "Batch norm's statistics"). Returns False (nothing done) when the
+    generator has no batch norm or `batches` is empty.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    batches = list(batches)
+    if not norms or not batches:
+        return False
+    saved = [(norm.running_mean.clone(), norm.running_var.clone()) for norm in norms]
+    momenta = [norm.momentum for norm in norms]
+    training = generator.training
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches
+    generator.train()
+    try:
+        for images, source_bin, target_bin in batches:
+            generator.render(images, target_bin, source_bin)
+    except BaseException:
+        for norm, (mean, var) in zip(norms, saved, strict=True):  # never half-recomputed
+            norm.running_mean.copy_(mean)
+            norm.running_var.copy_(var)
+        raise
+    finally:
+        generator.train(training)
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+    return True

@@ -1,5 +1,6 @@
 """A few real training steps through the CLI, on 16 px synthetic faces and a tiny explainer."""
 
+import copy
 import csv
 import json
 import math
@@ -8,15 +9,22 @@ import shutil
 
 import pytest
 import torch
+from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from cfgen.errors import CheckpointError, ConfigError, TrainingDivergedError
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import file_sha256, load_bundle, safe_torch_load
 from cfgen.losses import LOSSES
+from cfgen.models.generator import Generator
 from cfgen.train.explainer import ExplainerModule
 from cfgen.train.explainer_cli import cli_main
-from cfgen.train.explainer_steps import generator_steps_done, optimizer_steps, warmup_ema
+from cfgen.train.explainer_steps import (
+    generator_steps_done,
+    optimizer_steps,
+    standing_statistics,
+    warmup_ema,
+)
 from tests.helpers import write_classifier_bundle
 
 TINY = [
@@ -180,6 +188,7 @@ def test_every_generator_option_trains_and_exports_what_it_trained(tmp_path, tra
     options += ["--model.weight_mask_tv", "0.1", "--model.weight_mask_binary", "0.5"]
     options += ["--model.view_shift", "1.0", "--model.mask_downsample", "4"]
     options += ["--model.weight_redraw", "1.0"]
+    options += ["--model.discriminator_views", "translation,cutout,colour"]
     options += ["--model.view_blur", "1.0", "--model.view_noise", "0.05"]
     options += ["--model.classifier_loss", "classifier_logit_l1"]
     assert fit(run_dir, classifier, 4, *options) == 0
@@ -216,3 +225,66 @@ def test_the_context_loss_reads_the_region_masks_of_the_data(tmp_path, trained):
     assert values and all(value > 0 for value in values)
     with pytest.raises(ConfigError, match="set data.context_region"):
         fit(tmp_path / "other", classifier, 2, "--model.weight_context", "1.0")
+
+
+# --- batch-norm statistics of the rendering generator ------------------------------------------
+
+
+def test_standing_statistics_make_inference_render_as_the_training_edit_did():
+    torch.manual_seed(0)
+    generator = Generator(16, n_bins=10, base_width=4, max_width=8)
+    images = torch.rand(64, 3, 16, 16) * 2 - 1
+    source, target = torch.randint(10, (64,)), torch.randint(10, (64,))
+    with torch.no_grad():
+        edit = generator.train().render(images, target, source).image  # batch statistics
+    with torch.no_grad():
+        before = generator.eval()(images, target)
+    assert float((before - edit).abs().max()) > 0.05  # the case tells the statistics apart
+    momenta = [m.momentum for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert standing_statistics(generator, [(images, source, target)])
+    assert not generator.training  # its mode and the norms' momenta are restored
+    assert [m.momentum for m in generator.modules() if isinstance(m, nn.BatchNorm2d)] == momenta
+    # One batch: the running statistics are that batch's (up to the unbiased variance, n/(n-1)
+    # with n >= 1024 values per channel, compounded over the layers).
+    with torch.no_grad():
+        after = generator(images, target)
+    assert float((after - edit).abs().max()) < 1e-2
+    assert float((after - edit).abs().mean()) < 0.02 * float((before - edit).abs().mean())
+    grouped = Generator(16, n_bins=10, base_width=4, max_width=8, norm="group")
+    assert not standing_statistics(grouped, [(images, source, target)])  # nothing to recompute
+    assert not standing_statistics(generator, [])
+
+
+def test_the_module_recomputes_the_ema_statistics_from_its_last_batches_not_training_draws(
+    tmp_path,
+):
+    classifier = write_classifier_bundle(tmp_path / "classifier.pt", size=16)
+    widths = {"generator_width": 4, "generator_max_width": 8}
+    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
+    module = ExplainerModule(
+        str(classifier), image_size=16, n_critic=1, standing_images=20, **widths
+    )
+    assert not module.standing_statistics()  # no batch seen yet: the statistics are kept
+    for size in (8, 8, 8, 8):
+        images = torch.rand(size, 3, 16, 16) * 2 - 1
+        module._remember(images, torch.randint(10, (size,)))
+    # The last batches holding >= 20 images: three of 8; the first was dropped.
+    assert [len(images) for images, _ in module.recent_batches] == [8, 8, 8]
+    expected = copy.deepcopy(module.ema_generator)
+    draws = torch.Generator().manual_seed(0)
+    batches = [
+        (x, c, torch.randint(10, c.shape, generator=draws)) for x, c in module.recent_batches
+    ]
+    standing_statistics(expected, batches)
+    state = torch.get_rng_state()
+    assert module.standing_statistics()
+    assert torch.equal(torch.get_rng_state(), state)  # training's random stream is untouched
+    for (name, mine), theirs in zip(
+        module.ema_generator.named_buffers(), expected.buffers(), strict=True
+    ):
+        torch.testing.assert_close(mine, theirs, msg=name)
+    running = ExplainerModule(str(classifier), image_size=16, bn_statistics="running", **widths)
+    running._remember(images, torch.randint(10, (8,)))
+    assert not running.recent_batches and not running.standing_statistics()
+    with pytest.raises(ConfigError, match="unknown bn_statistics 'batch'"):
+        ExplainerModule(str(classifier), image_size=16, bn_statistics="batch", **widths)
