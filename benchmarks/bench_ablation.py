@@ -169,6 +169,23 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def scoring_context(args: argparse.Namespace):
+    """The evaluation's data module and context (queries, reference, oracle, judge) for the
+    `--classifier`, `--oracle`, `--judge`, `--folder`, `--n_queries` and `--n_real` of `args`."""
+    data = EvalData() if args.folder is None else EvalData(source="folder", root=str(args.folder))
+    config = SuiteConfig(
+        explainer="",
+        oracle=args.oracle,
+        judge=args.judge,
+        data=data,
+        n_queries=args.n_queries,
+        n_real=args.n_real,
+        logger="none",
+    )
+    module = data_module(config, args.classifier, classifier_facts(args.classifier)["image_size"])
+    return module, build_context(config, load_blackbox(args.classifier), module)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--classifier", required=True)
@@ -198,18 +215,7 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     if args.folder is None and args.oracle is None:
         parser.error("--oracle is needed on the synthetic world (or give --folder)")
-    data = EvalData() if args.folder is None else EvalData(source="folder", root=str(args.folder))
-    config = SuiteConfig(
-        explainer="",
-        oracle=args.oracle,
-        judge=args.judge,
-        data=data,
-        n_queries=args.n_queries,
-        n_real=args.n_real,
-        logger="none",
-    )
-    module = data_module(config, args.classifier, classifier_facts(args.classifier)["image_size"])
-    context = build_context(config, load_blackbox(args.classifier), module)
+    _, context = scoring_context(args)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     results["_meta"] = {
         "command": " ".join(sys.argv),

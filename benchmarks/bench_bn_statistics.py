@@ -34,15 +34,14 @@ import torch
 from torch import nn
 
 from cfgen.bins import posterior_to_bin
-from cfgen.evaluate.loading import EvalData, SuiteConfig, _take, build_context, data_module
+from cfgen.evaluate.loading import _take
 from cfgen.evaluate.suite import score_counterfactual
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.figures import strip_figure
-from cfgen.models.blackbox import classifier_facts, load_blackbox
 from cfgen.train.explainer_steps import standing_statistics
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_ablation import COLUMNS, METRICS  # noqa: E402
+from bench_ablation import COLUMNS, METRICS, scoring_context  # noqa: E402
 
 WAYS = ("as trained", "edit pass", "all passes")
 BATCH = 32  # the CPU config's training batch
@@ -99,20 +98,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--strips", type=Path)
     args = parser.parse_args()
-    data = EvalData() if args.folder is None else EvalData(source="folder", root=args.folder)
-    config = SuiteConfig(
-        explainer="",
-        oracle=args.oracle,
-        judge=args.judge,
-        data=data,
-        n_queries=args.n_queries,
-        n_real=args.n_real,
-        logger="none",
-    )
-    size = classifier_facts(args.classifier)["image_size"]
-    module = data_module(config, args.classifier, size)
-    classifier = load_blackbox(args.classifier)
-    context = build_context(config, classifier, module)
+    module, context = scoring_context(args)
+    classifier = context.classifier
     images, _ = _take(module.train_dataset, 1024)
     if len(images) < 1024 and context.real_images is not None:
         images = context.real_images[:1024]

@@ -142,6 +142,15 @@ MUTATIONS = [
         (LOSS_ASSEMBLY,),
     ),
     Mutation(
+        "standing-statistics-at-the-own-bins",
+        "the EMA generator's batch-norm statistics are recomputed at the queries' own bins, not "
+        "at random target bins as the edit pass renders",
+        EXPLAINER,
+        "torch.randint(self.hparams.n_bins, bins.shape, generator=draws).to(bins)",
+        "bins",
+        ("tests/train/test_explainer.py",),
+    ),
+    Mutation(
         "blackbox-reads-column-0",
         "the black box always reads output column 0 (a published port's bug)",
         "cfgen/models/blackbox.py",
