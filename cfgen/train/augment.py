@@ -77,9 +77,8 @@ def _translate(images: torch.Tensor, ratio: float = 1 / 8) -> torch.Tensor:
     device = images.device
     dy = torch.randint(-reach_y, reach_y + 1, (n, 1, 1), device=device)
     dx = torch.randint(-reach_x, reach_x + 1, (n, 1, 1), device=device)
-    rows = (
-        torch.arange(height, device=device)[None, :, None] - dy
-    )  # output (y, x) reads (y-dy, x-dx)
+    # Output pixel (y, x) reads input pixel (y - dy, x - dx).
+    rows = torch.arange(height, device=device)[None, :, None] - dy
     cols = torch.arange(width, device=device)[None, None, :] - dx
     # A one-pixel ring of zeros around each image: every read from outside lands on it.
     padded = F.pad(images, (1, 1, 1, 1))

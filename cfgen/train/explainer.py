@@ -35,11 +35,12 @@ real or generated, in D's step and in G's adversarial terms, is a fresh random v
 (`cfgen.train.augment.DiscriminatorViews`, DiffAugment), so that D cannot learn a small training
 set by heart. Off by default.
 
-Batch-norm statistics (`bn_statistics`): with `edit` (default), before every validation and
-before the export the EMA generator's running statistics are recomputed over the edit pass (real
-queries at random target bins, batch statistics, as in training's edit) of the last
-`standing_images` training images (`cfgen.train.explainer_steps.standing_statistics`; BigGAN's
-"standing statistics", SWA's `update_bn`); `running` keeps the averages training left. Why and
+Batch-norm statistics (`bn_statistics`): with `edit` (default), before every validation,
+checkpoint and the export (once per training batch at most) the EMA generator's running
+statistics are recomputed over the edit pass (real queries at random target bins, batch
+statistics, as in training's edit) of the last `standing_images` training images
+(`cfgen.train.explainer_steps.standing_statistics`; BigGAN's "standing statistics", SWA's
+`update_bn`); `running` keeps the averages training left. Why and
 what it changes: benchmarks/README.md, "Batch norm's statistics".
 
 Validation: `validation_step` renders the validation queries (`data.val_queries` images, one
@@ -196,6 +197,7 @@ class ExplainerModule(pl.LightningModule):
         # The last training batches (images, their bins), >= standing_images images, from which
         # the EMA generator's batch-norm statistics are recomputed (`bn_statistics: edit`).
         self.recent_batches: deque[tuple[torch.Tensor, torch.Tensor]] = deque()
+        self._statistics_current = False  # recomputed since the last training batch
         if bin_target_kind not in BIN_TARGETS:
             raise ConfigError(
                 f"unknown bin_target_kind {bin_target_kind!r}; choose one of {sorted(BIN_TARGETS)}"
@@ -264,6 +266,7 @@ class ExplainerModule(pl.LightningModule):
         if self.hparams.bn_statistics != "edit":
             return
         self.recent_batches.append((images.detach(), source_bin.detach()))
+        self._statistics_current = False
         kept = sum(len(batch) for batch, _ in self.recent_batches)
         while kept - len(self.recent_batches[0][0]) >= self.hparams.standing_images:
             kept -= len(self.recent_batches.popleft()[0])
@@ -276,12 +279,15 @@ class ExplainerModule(pl.LightningModule):
         untouched."""
         if self.hparams.bn_statistics != "edit" or not self.recent_batches:
             return False
+        if self._statistics_current:  # no training batch since the last recomputation
+            return True
         draws = torch.Generator().manual_seed(0)
         batches = [
             (images, bins, torch.randint(self.hparams.n_bins, bins.shape, generator=draws).to(bins))
             for images, bins in self.recent_batches
         ]
         done = standing_statistics(self.ema_generator, batches)
+        self._statistics_current = done
         if done and torch.distributed.is_available() and torch.distributed.is_initialized():
             for buffer in self.ema.buffers():  # every process renders with rank 0's
                 torch.distributed.broadcast(buffer, src=0)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from cfgen.models.blackbox import BlackBox
 
@@ -63,14 +64,27 @@ def warmup_ema(decay: float) -> Callable[[list, list, torch.Tensor], None]:
     return average
 
 
-@torch.no_grad()
+class _EditPass(nn.Module):
+    """`generator` called on one `(images, source_bin, target_bin)` batch, as
+    `torch.optim.swa_utils.update_bn` calls a model on one input: the edit pass."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        images, source_bin, target_bin = batch
+        return self.generator.render(images, target_bin, source_bin).image
+
+
 def standing_statistics(
     generator: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 ) -> bool:
     """Recompute the running statistics of `generator`'s batch norms as the cumulative average
     over the edit pass `generator.render(images, target_bin, source_bin)` of each
     `(images, source_bin, target_bin)` of `batches`, in training mode (batch statistics, as in
-    the training step's edit). The generator's mode and the norms' momenta are restored.
+    the training step's edit), with `torch.optim.swa_utils.update_bn` (which restores the
+    generator's mode and the norms' momenta).
 
     Why: training updates the running averages in every pass of its step (the edit, the cycle
     on generated images, the identity), each with statistics of its own, and by the raw weights,
@@ -78,27 +92,11 @@ def standing_statistics(
     (benchmarks/README.md, "Batch norm's statistics"). Returns False (nothing done) when the
     generator has no batch norm or `batches` is empty.
     """
-    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     batches = list(batches)
-    if not norms or not batches:
+    norms = (m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    if not batches or next(norms, None) is None:
         return False
-    saved = [(norm.running_mean.clone(), norm.running_var.clone()) for norm in norms]
-    momenta = [norm.momentum for norm in norms]
-    training = generator.training
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average over the batches
-    generator.train()
-    try:
-        for images, source_bin, target_bin in batches:
-            generator.render(images, target_bin, source_bin)
-    except BaseException:
-        for norm, (mean, var) in zip(norms, saved, strict=True):  # never half-recomputed
-            norm.running_mean.copy_(mean)
-            norm.running_var.copy_(var)
-        raise
-    finally:
-        generator.train(training)
-        for norm, momentum in zip(norms, momenta, strict=True):
-            norm.momentum = momentum
+    # update_bn reads the first element of a list as the model's input: one batch per list.
+    # The wrapper starts in the generator's mode: update_bn restores the mode it found.
+    update_bn([[batch] for batch in batches], _EditPass(generator).train(generator.training))
     return True
