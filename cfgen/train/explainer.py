@@ -190,6 +190,11 @@ class ExplainerModule(pl.LightningModule):
                 "weight_redraw trains the redraw of a blend or difference generator: set "
                 "generator_output: blend or difference"
             )
+        if standing_images < 1:
+            raise ConfigError(
+                f"standing_images must be >= 1 (training images the batch-norm statistics are "
+                f"recomputed from), got {standing_images}"
+            )
         if bn_statistics not in BN_STATISTICS:
             raise ConfigError(
                 f"unknown bn_statistics {bn_statistics!r}; choose one of {list(BN_STATISTICS)}"

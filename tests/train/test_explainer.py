@@ -294,3 +294,5 @@ def test_the_module_recomputes_the_ema_statistics_from_its_last_batches_not_trai
     assert not running.recent_batches and not running.standing_statistics()
     with pytest.raises(ConfigError, match="unknown bn_statistics 'batch'"):
         ExplainerModule(str(classifier), image_size=16, bn_statistics="batch", **widths)
+    with pytest.raises(ConfigError, match="standing_images must be >= 1.*got 0"):
+        ExplainerModule(str(classifier), image_size=16, standing_images=0, **widths)
