@@ -90,6 +90,10 @@ ROWS: dict[str, tuple[list[str], str]] = {
         "official, conditional group norm instead of batch norm",
     ),
     "official_dviews": (DVIEWS, "official, D judges translated and cut-out views (DiffAugment)"),
+    "official_batch16": (
+        ["--data.batch_size", "16"],
+        "official, batches of 16 instead of 32 (half the work per generator step)",
+    ),
     "difference_redraw": (
         [*DIFFERENCE, *REDRAW],
         "difference, the redraw also trained as the official image",
