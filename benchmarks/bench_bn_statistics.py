@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from cfgen.bins import posterior_to_bin
 from cfgen.evaluate.loading import _take
@@ -59,17 +60,23 @@ def recompute(generator: nn.Module, classifier, images: torch.Tensor, way: str) 
         batches.append((chunk, own, torch.randint(generator.n_bins, own.shape, generator=draws)))
     if way == "edit pass":
         standing_statistics(generator, batches)
-        return
-    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # a cumulative average over every batch below
-    generator.train()
-    for chunk, own, target in batches:
-        fakes = generator.render(chunk, target, own).image
-        generator.render(fakes, own)  # the cycle
-        generator.render(chunk, own)  # the identity
-    generator.eval()
+    else:  # the same cumulative average (update_bn) over the three passes of each batch
+        update_bn([[batch] for batch in batches], _AllPasses(generator).train(generator.training))
+
+
+class _AllPasses(nn.Module):
+    """`generator` on one `(images, source_bin, target_bin)` batch as a training step renders it:
+    the edit, the cycle of its images and the identity (one input, as `update_bn` calls it)."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        images, own, target = batch
+        fakes = self.generator.render(images, target, own).image
+        self.generator.render(fakes, own)  # the cycle
+        return self.generator.render(images, own).image  # the identity
 
 
 def write_strip(folder: Path, path: str, way: str, strip, queries: torch.Tensor) -> None:
