@@ -43,6 +43,10 @@ statistics, as in training's edit) of the last `standing_images` training images
 `update_bn`); `running` keeps the averages training left. Why and
 what it changes: benchmarks/README.md, "Batch norm's statistics".
 
+Learning rates (`lr_decay`): constant (0, the official) or, for a share `lr_decay` of the run at
+its end, falling linearly to 0 (CycleGAN's schedule), both optimisers' `LambdaLR` stepped once per
+generator step; the run's length must then be known (`--generator_steps`).
+
 Validation: `validation_step` renders the validation queries (`data.val_queries` images, one
 batch) at every bin with the EMA generator and logs `val/compat_mae`, `val/flip_rate`,
 `val/monotonicity` and `val/identity_l1`, figures that need only the black box, so a
@@ -78,6 +82,7 @@ from cfgen.train.augment import DiscriminatorViews, RandomViews
 from cfgen.train.explainer_steps import (
     classifier_logit,
     generator_steps_done,
+    linear_decay,
     standing_statistics,
     warmup_ema,
 )
@@ -137,6 +142,7 @@ class ExplainerModule(pl.LightningModule):
         lr_discriminator: float = 2e-4,
         beta1: float = 0.0,
         beta2: float = 0.9,
+        lr_decay: float = 0.0,
         ema_decay: float = 0.999,
         channels_last: bool = True,
         bn_statistics: str = "edit",
@@ -190,6 +196,11 @@ class ExplainerModule(pl.LightningModule):
                 "weight_redraw trains the redraw of a blend or difference generator: set "
                 "generator_output: blend or difference"
             )
+        if not 0.0 <= lr_decay <= 1.0:
+            raise ConfigError(
+                f"lr_decay is the share of the run over which the learning rates fall to 0: "
+                f"give a value in [0, 1], got {lr_decay}"
+            )
         if standing_images < 1:
             raise ConfigError(
                 f"standing_images must be >= 1 (training images the batch-norm statistics are "
@@ -220,14 +231,28 @@ class ExplainerModule(pl.LightningModule):
 
     # --- optimisation -------------------------------------------------------------------
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self) -> Any:
         betas = (self.hparams.beta1, self.hparams.beta2)
-        return [
+        optimizers = [
             torch.optim.Adam(self.generator.parameters(), self.hparams.lr_generator, betas=betas),
             torch.optim.Adam(
                 self.discriminator.parameters(), self.hparams.lr_discriminator, betas=betas
             ),
         ]
+        if self.hparams.lr_decay == 0:
+            return optimizers
+        # Stepped once per generator step (`_generator_step`); Lightning checkpoints their
+        # state, so a resumed run continues the schedule.
+        max_steps = self.trainer.max_steps
+        if max_steps is None or max_steps <= 0:
+            raise ConfigError(
+                "lr_decay needs the run's length: give --generator_steps (or --trainer.max_steps)"
+            )
+        factor = linear_decay(
+            generator_steps_done(max_steps, self.hparams.n_critic), self.hparams.lr_decay
+        )
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
+        return optimizers, schedulers
 
     def on_fit_start(self) -> None:
         self._prepare_classifier()
@@ -386,6 +411,8 @@ class ExplainerModule(pl.LightningModule):
         total = sum(getattr(hp, f"weight_{name}") * value for name, value in losses.items())
         losses["generator"] = total
         self._step("generator", losses, total)
+        for scheduler in self.lr_schedulers() or []:
+            scheduler.step()
         return {name: value.detach() for name, value in losses.items()}
 
     def _step(self, which: str, losses: dict[str, torch.Tensor], total: torch.Tensor) -> None:

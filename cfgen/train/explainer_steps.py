@@ -47,6 +47,20 @@ def optimizer_steps(generator_steps: int, n_critic: int) -> int:
     return generator_steps * (n_critic + 1)
 
 
+def linear_decay(total_steps: int, fraction: float) -> Callable[[int], float]:
+    """`LambdaLR` factor of a run of `total_steps` (generator steps): 1 until the last
+    `fraction` of the run, then linear to 0 at its end (CycleGAN's schedule); 1 throughout when
+    `fraction` is 0."""
+    start = total_steps * (1.0 - fraction)
+
+    def factor(step: int) -> float:
+        if fraction <= 0 or step < start:
+            return 1.0
+        return max(0.0, (total_steps - step) / (total_steps - start))
+
+    return factor
+
+
 def warmup_ema(decay: float) -> Callable[[list, list, torch.Tensor], None]:
     """`AveragedModel` multi_avg_fn: average <- d * average + (1 - d) * model, in place, with
     d = min(decay, (1 + k) / (10 + k)) after k updates, so that early on the average is not

@@ -22,6 +22,7 @@ from cfgen.train.explainer import ExplainerModule
 from cfgen.train.explainer_cli import cli_main
 from cfgen.train.explainer_steps import (
     generator_steps_done,
+    linear_decay,
     optimizer_steps,
     standing_statistics,
     warmup_ema,
@@ -179,6 +180,24 @@ def test_generator_steps_set_the_length_of_a_run(tmp_path, trained):
     assert checkpoint["global_step"] == optimizer_steps(3, 2) == 9
     with pytest.raises(ConfigError, match="give only one"):
         cli_main([*argv, "--generator_steps", "3", "--trainer.max_steps", "9"])
+
+
+def test_lr_decay_falls_linearly_to_zero_over_the_end_of_the_run(tmp_path, trained):
+    factor = linear_decay(10, 0.5)
+    expected = [1.0] * 6 + [0.8, 0.6, 0.4, 0.2, 0.0]
+    assert [factor(step) for step in range(11)] == pytest.approx(expected)
+    assert [linear_decay(10, 0.0)(step) for step in (0, 10)] == [1.0, 1.0]
+    _, classifier = trained
+    run_dir = tmp_path / "run"
+    assert fit(run_dir, classifier, 8, "--model.lr_decay", "0.5") == 0  # 4 generator steps
+    checkpoint = safe_torch_load(run_dir / "checkpoints" / "last.ckpt")
+    # both optimisers stepped with the generator: at the end of the run their rates are 0
+    assert [state["last_epoch"] for state in checkpoint["lr_schedulers"]] == [4, 4]
+    states = checkpoint["optimizer_states"]
+    rates = [group["lr"] for state in states for group in state["param_groups"]]
+    assert rates == [0.0, 0.0]
+    with pytest.raises(ConfigError, match="lr_decay"):
+        fit(tmp_path / "other", classifier, 8, "--model.lr_decay", "1.5")
 
 
 def test_every_generator_option_trains_and_exports_what_it_trained(tmp_path, trained):
