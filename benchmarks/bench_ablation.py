@@ -57,6 +57,11 @@ BINARY = ["--model.weight_mask_binary", "1.0"]
 LOW2 = ["--model.edit_downsample", "2"]
 AREA01 = ["--model.weight_mask", "0.1"]  # a tenth of the blend's area penalty
 DVIEWS = ["--model.discriminator_views", "translation,cutout"]  # DiffAugment for D
+# The CPU config's 16 -> 128 channels halved, in the generator and the discriminator.
+NARROW = [
+    "--model.generator_width", "8", "--model.generator_max_width", "64",
+    "--model.discriminator_width", "8", "--model.discriminator_max_width", "64",
+]  # fmt: skip
 VIEWS = ["--model.view_shift", "1.0", "--model.view_blur", "0.7", "--model.view_noise", "0.03"]
 # Row name -> (options on top of OFFICIAL, what the row changes).
 ROWS: dict[str, tuple[list[str], str]] = {
@@ -94,6 +99,27 @@ ROWS: dict[str, tuple[list[str], str]] = {
         ["--data.batch_size", "16"],
         "official, batches of 16 instead of 32 (half the work per generator step)",
     ),
+    "official_logit_l1": (
+        ["--model.classifier_loss", "classifier_logit_l1"],
+        "official, classifier term L1 on logits (MedIA follow-up) instead of cross-entropy",
+    ),
+    "official_cls3": (
+        ["--model.weight_classifier", "3.0"],
+        "official, classifier term weighted 3 instead of 1",
+    ),
+    "blend_low2_area01_cls3": (
+        [*BLEND, *LOW2, *AREA01, "--model.weight_classifier", "3.0"],
+        "blend_low2_area01, classifier term weighted 3 instead of 1",
+    ),
+    "official_decay": (
+        ["--model.lr_decay", "0.5"],
+        "official, learning rates fall linearly to 0 over the second half of the run",
+    ),
+    "blend_low2_area01_decay": (
+        [*BLEND, *LOW2, *AREA01, "--model.lr_decay", "0.5"],
+        "blend_low2_area01, learning rates fall linearly to 0 over the second half",
+    ),
+    "official_narrow": (NARROW, "official, generator and discriminator at half the channels"),
     "difference_redraw": (
         [*DIFFERENCE, *REDRAW],
         "difference, the redraw also trained as the official image",

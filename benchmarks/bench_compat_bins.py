@@ -1,0 +1,79 @@
+"""Where an explainer's compat MAE comes from: per target bin, bias against scatter, and by how
+far the target bin lies from the query's own.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_compat_bins.py \
+        --classifier runs/base/classifier/classifier.pt --oracle runs/base/oracle/oracle.pt \
+        --judge runs/base/judge/classifier.pt --n_queries 300 \
+        runs/ablation_synth_700/official/explainer.pt \
+        runs/ablation_synth_700/blend_low2_area01/explainer.pt
+
+Makes each explainer's strips of the same held-out queries as `bench_ablation.py`
+(`scoring_context`, the evaluation's `make_strips`) and prints, per explainer: the compat MAE
+(the evaluation's figure), the mean |f(x_c) - centre of c| in each target bin, the mean signed
+error in each bin (bias: the mean of the achieved posteriors misses the target; scatter: the
+queries spread around it), the error at the query's own bin (where the query's own posterior
+already lies anywhere in the bin) and the error by |c - c_x| in bins. Writes nothing.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from cfgen.bins import bin_target, posterior_to_bin
+from cfgen.evaluate.shift import compatibility_mae
+from cfgen.evaluate.suite import make_strips
+from cfgen.explain.progressive import ProgressiveExaggeration
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_ablation import scoring_context  # noqa: E402
+
+
+def breakdown(posteriors, target_bins, query_posteriors, n_bins: int) -> dict[str, object]:
+    """The error table of one strip's posteriors (S, N) at `target_bins` (S,)."""
+    signed = posteriors - bin_target(target_bins, n_bins, "centre").to(posteriors)[:, None]
+    error = signed.abs()
+    distance = (target_bins[:, None] - posterior_to_bin(query_posteriors, n_bins)[None]).abs()
+    return {
+        "compat_mae": compatibility_mae(posteriors, target_bins, n_bins),
+        "per_bin": error.mean(dim=1).tolist(),
+        "bias": signed.mean(dim=1).tolist(),
+        "scatter": signed.std(dim=1, unbiased=False).tolist(),
+        "by_distance": [error[distance == d].mean().item() for d in range(n_bins)],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("explainers", nargs="+", type=Path)
+    parser.add_argument("--classifier", required=True)
+    parser.add_argument("--oracle")
+    parser.add_argument("--judge", required=True)
+    parser.add_argument("--folder", type=Path)
+    parser.add_argument("--n_queries", type=int, default=500)
+    parser.add_argument("--n_real", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    _, context = scoring_context(args)
+    n_bins = context.n_bins
+    head = " | ".join(str(b) for b in range(n_bins))
+    print(f"| explainer | figure | {head} |\n|" + " --- |" * (n_bins + 2))
+    for path in args.explainers:
+        strip = make_strips(ProgressiveExaggeration.from_checkpoint(path), context)
+        table = breakdown(strip.posteriors, strip.target_bins, strip.query_posteriors, n_bins)
+        name = f"`{path.parent.name}` (compat {table['compat_mae']:.3f})"
+        for figure, label in (
+            ("per_bin", "MAE at bin c"),
+            ("bias", "mean signed error at c"),
+            ("scatter", "std of the error at c"),
+            ("by_distance", "MAE at abs(c - c_x) ="),
+        ):
+            cells = " | ".join(f"{value:+.3f}" if figure == "bias" else f"{value:.3f}"
+                               for value in table[figure])  # fmt: skip
+            print(f"| {name} | {label} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
