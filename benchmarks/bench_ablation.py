@@ -119,6 +119,10 @@ ROWS: dict[str, tuple[list[str], str]] = {
         [*BLEND, *LOW2, *AREA01, "--model.lr_decay", "0.5"],
         "blend_low2_area01, learning rates fall linearly to 0 over the second half",
     ),
+    "official_decay25": (
+        ["--model.lr_decay", "0.25"],
+        "official, learning rates fall linearly to 0 over the last quarter of the run",
+    ),
     "official_narrow": (NARROW, "official, generator and discriminator at half the channels"),
     "difference_redraw": (
         [*DIFFERENCE, *REDRAW],
