@@ -203,6 +203,20 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def add_scoring_arguments(parser: argparse.ArgumentParser, n_queries: int) -> None:
+    """The options `scoring_context` reads, shared by the benches that score explainers."""
+    parser.add_argument("--classifier", required=True)
+    parser.add_argument("--oracle", help="the factor oracle (synthetic world; not with --folder)")
+    parser.add_argument("--judge", required=True)
+    parser.add_argument(
+        "--folder", type=Path,
+        help="train and score on this image folder (`cfgen data digits`) instead of the "
+        "synthetic world: the classifier's target, test split, no oracle",
+    )  # fmt: skip
+    parser.add_argument("--n_queries", type=int, default=n_queries)
+    parser.add_argument("--n_real", type=int, default=2000)
+
+
 def scoring_context(args: argparse.Namespace):
     """The evaluation's data module and context (queries, reference, oracle, judge) for the
     `--classifier`, `--oracle`, `--judge`, `--folder`, `--n_queries` and `--n_real` of `args`."""
@@ -222,22 +236,13 @@ def scoring_context(args: argparse.Namespace):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--classifier", required=True)
-    parser.add_argument("--oracle", help="the factor oracle (synthetic world; not with --folder)")
-    parser.add_argument("--judge", required=True)
+    add_scoring_arguments(parser, n_queries=500)
     parser.add_argument("--generator_steps", type=int, default=800)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n_queries", type=int, default=500)
-    parser.add_argument("--n_real", type=int, default=2000)
     parser.add_argument("--shown", type=int, default=6)
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    parser.add_argument(
-        "--folder", type=Path,
-        help="train and score on this image folder (`cfgen data digits`) instead of the "
-        "synthetic world: the classifier's target, test split, no oracle",
-    )  # fmt: skip
     parser.add_argument(
         "--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")),
         help="torch threads (default: OMP_NUM_THREADS, else 1)",

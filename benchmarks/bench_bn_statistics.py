@@ -42,7 +42,7 @@ from cfgen.figures import strip_figure
 from cfgen.train.explainer_steps import standing_statistics
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_ablation import COLUMNS, METRICS, scoring_context  # noqa: E402
+from bench_ablation import COLUMNS, METRICS, add_scoring_arguments, scoring_context  # noqa: E402
 
 WAYS = ("as trained", "edit pass", "all passes")
 BATCH = 32  # the CPU config's training batch
@@ -96,12 +96,7 @@ def write_strip(folder: Path, path: str, way: str, strip, queries: torch.Tensor)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--explainer", nargs="+", required=True)
-    parser.add_argument("--classifier", required=True)
-    parser.add_argument("--oracle")
-    parser.add_argument("--judge", required=True)
-    parser.add_argument("--folder")
-    parser.add_argument("--n_queries", type=int, default=300)
-    parser.add_argument("--n_real", type=int, default=2000)
+    add_scoring_arguments(parser, n_queries=300)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--strips", type=Path)
     args = parser.parse_args()

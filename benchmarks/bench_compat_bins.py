@@ -27,7 +27,7 @@ from cfgen.evaluate.suite import make_strips
 from cfgen.explain.progressive import ProgressiveExaggeration
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_ablation import scoring_context  # noqa: E402
+from bench_ablation import add_scoring_arguments, scoring_context  # noqa: E402
 
 
 def breakdown(posteriors, target_bins, query_posteriors, n_bins: int) -> dict[str, object]:
@@ -47,12 +47,7 @@ def breakdown(posteriors, target_bins, query_posteriors, n_bins: int) -> dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("explainers", nargs="+", type=Path)
-    parser.add_argument("--classifier", required=True)
-    parser.add_argument("--oracle")
-    parser.add_argument("--judge", required=True)
-    parser.add_argument("--folder", type=Path)
-    parser.add_argument("--n_queries", type=int, default=500)
-    parser.add_argument("--n_real", type=int, default=2000)
+    add_scoring_arguments(parser, n_queries=500)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
