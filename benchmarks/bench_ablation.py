@@ -124,6 +124,7 @@ ROWS: dict[str, tuple[list[str], str]] = {
         "official, learning rates fall linearly to 0 over the last quarter of the run",
     ),
     "official_narrow": (NARROW, "official, generator and discriminator at half the channels"),
+    "official_narrow_d": (NARROW[4:], "official, the discriminator alone at half the channels"),
     "difference_redraw": (
         [*DIFFERENCE, *REDRAW],
         "difference, the redraw also trained as the official image",
