@@ -13,6 +13,11 @@ Makes each explainer's strips of the same held-out queries as `bench_ablation.py
 error in each bin (bias: the mean of the achieved posteriors misses the target; scatter: the
 queries spread around it), the error at the query's own bin (where the query's own posterior
 already lies anywhere in the bin) and the error by |c - c_x| in bins. Writes nothing.
+
+`--live` scores, beside each exported explainer (the EMA generator), the live generator of the
+same run (`<run>/checkpoints/last.ckpt`), both with the edit-pass batch-norm statistics
+recomputed on the same 1,024 real images (`bench_bn_statistics.recompute`): is the scatter the
+average's doing?
 """
 
 import argparse
@@ -25,9 +30,11 @@ from cfgen.bins import bin_target, posterior_to_bin
 from cfgen.evaluate.shift import compatibility_mae
 from cfgen.evaluate.suite import make_strips
 from cfgen.explain.progressive import ProgressiveExaggeration
+from cfgen.io import safe_torch_load
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ablation import add_scoring_arguments, scoring_context  # noqa: E402
+from bench_bn_statistics import recompute  # noqa: E402
 
 
 def breakdown(posteriors, target_bins, query_posteriors, n_bins: int) -> dict[str, object]:
@@ -44,11 +51,31 @@ def breakdown(posteriors, target_bins, query_posteriors, n_bins: int) -> dict[st
     }
 
 
+def generators(path: Path, live: bool, context) -> list[tuple[str, ProgressiveExaggeration]]:
+    """The exported explainer of `path`, and with `live` the same with its run's live generator
+    weights, both with recomputed edit-pass statistics."""
+    name = f"`{path.parent.name}`"
+    if not live:
+        return [(name, ProgressiveExaggeration.from_checkpoint(path))]
+    found = []
+    weights = safe_torch_load(path.parent / "checkpoints" / "last.ckpt")["state_dict"]
+    for which in ("EMA", "live"):
+        explainer = ProgressiveExaggeration.from_checkpoint(path)
+        if which == "live":
+            prefix = "generator."
+            state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+            explainer.generator.load_state_dict(state)
+        recompute(explainer.generator, context.classifier, context.real_images[:1024], "edit pass")
+        found.append((f"{name} {which}", explainer))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("explainers", nargs="+", type=Path)
     add_scoring_arguments(parser, n_queries=500)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--live", action="store_true", help="also the run's live generator")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     _, context = scoring_context(args)
@@ -56,18 +83,19 @@ def main() -> None:
     head = " | ".join(str(b) for b in range(n_bins))
     print(f"| explainer | figure | {head} |\n|" + " --- |" * (n_bins + 2))
     for path in args.explainers:
-        strip = make_strips(ProgressiveExaggeration.from_checkpoint(path), context)
-        table = breakdown(strip.posteriors, strip.target_bins, strip.query_posteriors, n_bins)
-        name = f"`{path.parent.name}` (compat {table['compat_mae']:.3f})"
-        for figure, label in (
-            ("per_bin", "MAE at bin c"),
-            ("bias", "mean signed error at c"),
-            ("scatter", "std of the error at c"),
-            ("by_distance", "MAE at abs(c - c_x) ="),
-        ):
-            cells = " | ".join(f"{value:+.3f}" if figure == "bias" else f"{value:.3f}"
-                               for value in table[figure])  # fmt: skip
-            print(f"| {name} | {label} | {cells} |")
+        for name, explainer in generators(path, args.live, context):
+            strip = make_strips(explainer, context)
+            table = breakdown(strip.posteriors, strip.target_bins, strip.query_posteriors, n_bins)
+            name = f"{name} (compat {table['compat_mae']:.3f})"
+            for figure, label in (
+                ("per_bin", "MAE at bin c"),
+                ("bias", "mean signed error at c"),
+                ("scatter", "std of the error at c"),
+                ("by_distance", "MAE at abs(c - c_x) ="),
+            ):
+                cells = " | ".join(f"{value:+.3f}" if figure == "bias" else f"{value:.3f}"
+                                   for value in table[figure])  # fmt: skip
+                print(f"| {name} | {label} | {cells} |")
 
 
 if __name__ == "__main__":
