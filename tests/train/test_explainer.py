@@ -198,6 +198,10 @@ def test_lr_decay_falls_linearly_to_zero_over_the_end_of_the_run(tmp_path, train
     assert rates == [0.0, 0.0]
     with pytest.raises(ConfigError, match="lr_decay"):
         fit(tmp_path / "other", classifier, 8, "--model.lr_decay", "1.5")
+    # a run measured in epochs has no known end to decay towards
+    epochs = ("--trainer.max_epochs", "1", "--model.lr_decay", "0.5")
+    with pytest.raises(ConfigError, match="lr_decay needs the run's length"):
+        fit(tmp_path / "epochs", classifier, -1, *epochs)
 
 
 def test_every_generator_option_trains_and_exports_what_it_trained(tmp_path, trained):
