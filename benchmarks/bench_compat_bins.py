@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from cfgen.bins import bin_target, posterior_to_bin
-from cfgen.evaluate.shift import compatibility_mae
+from cfgen.bins import posterior_to_bin
+from cfgen.evaluate.shift import compatibility_curve, compatibility_mae
 from cfgen.evaluate.suite import make_strips
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import safe_torch_load
@@ -39,14 +39,14 @@ from bench_bn_statistics import recompute  # noqa: E402
 
 def breakdown(posteriors, target_bins, query_posteriors, n_bins: int) -> dict[str, object]:
     """The error table of one strip's posteriors (S, N) at `target_bins` (S,)."""
-    signed = posteriors - bin_target(target_bins, n_bins, "centre").to(posteriors)[:, None]
-    error = signed.abs()
+    curve = compatibility_curve(posteriors, target_bins, n_bins)  # the report's curve
+    error = (posteriors - curve["target"].to(posteriors)[:, None]).abs()
     distance = (target_bins[:, None] - posterior_to_bin(query_posteriors, n_bins)[None]).abs()
     return {
         "compat_mae": compatibility_mae(posteriors, target_bins, n_bins),
         "per_bin": error.mean(dim=1).tolist(),
-        "bias": signed.mean(dim=1).tolist(),
-        "scatter": signed.std(dim=1, unbiased=False).tolist(),
+        "bias": (curve["achieved_mean"] - curve["target"].to(posteriors)).tolist(),
+        "scatter": curve["achieved_std"].tolist(),
         "by_distance": [error[distance == d].mean().item() for d in range(n_bins)],
     }
 
