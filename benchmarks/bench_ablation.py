@@ -32,7 +32,7 @@ import torch
 
 from cfgen.evaluate.loading import EvalData, SuiteConfig, build_context, data_module
 from cfgen.evaluate.suite import score_counterfactual
-from cfgen.explain.progressive import ProgressiveExaggeration
+from cfgen.explain.progressive import PLACEMENT_STEPS, ProgressiveExaggeration
 from cfgen.figures import strip_figure
 from cfgen.models.blackbox import classifier_facts, load_blackbox
 from cfgen.train.explainer_cli import cli_main
@@ -141,6 +141,7 @@ COLUMNS = {
     "oracle flip": ("validity", "oracle_flip"),
     "judge flip": ("judge", "judge_flip_rate"),
     "compat MAE": ("shift", "compat_mae"),
+    "compat as drawn": ("shift", "compat_mae_as_drawn"),
     "monotonicity": ("shift", "monotonicity"),
     "FID": ("realism", "fid_overall"),
     "sFID": ("realism", "sfid"),
@@ -168,7 +169,9 @@ def train(row: str, args: argparse.Namespace) -> dict[str, float]:
 
 
 def score(row: str, args: argparse.Namespace, context) -> dict:
-    explainer = ProgressiveExaggeration.from_checkpoint(args.out / row / "explainer.pt")
+    explainer = ProgressiveExaggeration.from_checkpoint(
+        args.out / row / "explainer.pt", placement_steps=args.placement_steps
+    )
     entry, strip = score_counterfactual(explainer, context, METRICS)
     shown = strip.select(slice(0, args.shown))
     png = strip_figure(
@@ -242,6 +245,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shown", type=int, default=6)
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument(
+        "--placement_steps", type=int, default=PLACEMENT_STEPS,
+        help="score PE with this many placement bisections (0: frames as drawn)",
+    )  # fmt: skip
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument(
@@ -264,6 +271,7 @@ def main() -> None:
         "generator_steps": args.generator_steps,
         "seed": args.seed,
         "n_queries": args.n_queries,
+        "placement_steps": args.placement_steps,
         "machine": platform.platform(),
         "torch": torch.__version__,
     }

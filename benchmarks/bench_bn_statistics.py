@@ -109,7 +109,8 @@ def main() -> None:
     results = {}
     for path in args.explainer:
         for way in WAYS:
-            explainer = ProgressiveExaggeration.from_checkpoint(path)
+            # Frames as drawn: the statistics change the generator, placement would hide it.
+            explainer = ProgressiveExaggeration.from_checkpoint(path, placement_steps=0)
             if way != "as trained":
                 recompute(explainer.generator, classifier, images, way)
             entry, strip = score_counterfactual(explainer, context, METRICS)

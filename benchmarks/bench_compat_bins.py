@@ -53,14 +53,15 @@ def breakdown(posteriors, target_bins, query_posteriors, n_bins: int) -> dict[st
 
 def generators(path: Path, live: bool, context) -> list[tuple[str, ProgressiveExaggeration]]:
     """The exported explainer of `path`, and with `live` the same with its run's live generator
-    weights, both with recomputed edit-pass statistics."""
+    weights, both with recomputed edit-pass statistics; frames as drawn (no placement): the
+    breakdown is of the generator's own error."""
     name = f"`{path.parent.name}`"
     if not live:
-        return [(name, ProgressiveExaggeration.from_checkpoint(path))]
+        return [(name, ProgressiveExaggeration.from_checkpoint(path, placement_steps=0))]
     found = []
     weights = safe_torch_load(path.parent / "checkpoints" / "last.ckpt")["state_dict"]
     for which in ("EMA", "live"):
-        explainer = ProgressiveExaggeration.from_checkpoint(path)
+        explainer = ProgressiveExaggeration.from_checkpoint(path, placement_steps=0)
         if which == "live":
             prefix = "generator."
             state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}

@@ -91,7 +91,8 @@ def main() -> None:
     explainer = ProgressiveExaggeration(module.ema_generator, module.classifier)
     queries = torch.rand(args.queries, 3, size, size) * 2 - 1
     wall, cpu = timed(lambda: explainer.exaggerate(queries), 3, warmup=1)
-    print(f"generation: {args.queries / wall:.0f} strips/s of {explainer.n_bins} frames "
+    print(f"generation: {args.queries / wall:.0f} strips/s of {explainer.n_bins} frames, "
+          f"placement_steps {explainer.placement_steps} "
           f"({wall:.2f} s per {args.queries} queries, {cpu:.2f} s CPU time)")  # fmt: skip
 
 

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cfgen.data.inputs import open_input  # noqa: E402
-from cfgen.explain.progressive import ProgressiveExaggeration  # noqa: E402
+from cfgen.explain.progressive import PLACEMENT_STEPS, ProgressiveExaggeration  # noqa: E402
 
 
 def random_explainer(work: Path, size: int) -> Path:
@@ -75,9 +75,11 @@ def image_folder(work: Path, n: int, size: int) -> Path:
     return folder
 
 
-def model_seconds(checkpoint: Path, spec: str, n: int, batch_size: int) -> float:
+def model_seconds(checkpoint: Path, spec: str, n: int, batch_size: int, placement: int) -> float:
     """Wall seconds of `exaggerate` over the queries, loaded beforehand."""
-    explainer = ProgressiveExaggeration.from_checkpoint(checkpoint, batch_size=batch_size)
+    explainer = ProgressiveExaggeration.from_checkpoint(
+        checkpoint, batch_size=batch_size, placement_steps=placement
+    )
     generator = explainer.generator
     queries = open_input(spec, n, generator.image_size, generator.channels)
     batches = [batch.images for batch in queries.batches(batch_size)]
@@ -88,10 +90,11 @@ def model_seconds(checkpoint: Path, spec: str, n: int, batch_size: int) -> float
     return time.perf_counter() - start
 
 
-def command_run(checkpoint: Path, spec: str, n: int, batch_size: int, out: Path):
+def command_run(checkpoint: Path, spec: str, n: int, batch_size: int, placement: int, out: Path):
     """Wall seconds and peak RSS (MiB) of one `cfgen generate` child process."""
     command = [sys.executable, "-m", "cfgen.cli", "generate", "--checkpoint", str(checkpoint)]
     command += ["--input", spec, "--n", str(n), "--batch-size", str(batch_size)]
+    command += ["--placement-steps", str(placement)]
     command += ["--out", str(out)]
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
     start = time.perf_counter()
@@ -113,6 +116,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--cases", nargs="+", default=["synthetic:32", "folder:32", "synthetic:64"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_generate"))
+    parser.add_argument(
+        "--placement-steps", type=int, default=PLACEMENT_STEPS,
+        help="the explainer's placement bisections, in the model and the command alike",
+    )  # fmt: skip
     args = parser.parse_args()
     trained = args.checkpoint or next(
         iter(sorted(glob.glob("runs/demo/explainer-*/explainer.pt"))), None
@@ -122,6 +129,7 @@ def main() -> None:
         trained = Path(trained)
         trained_size = ProgressiveExaggeration.from_checkpoint(trained).generator.image_size
     print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, "
+          f"placement_steps {args.placement_steps}, "
           f"load at start {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"{'case':<14} {'queries':>7} {'explainer':<9} {'model s':>14} {'command s':>10} "
           f"{'ratio':>6} {'ms/query':>9} {'peak RSS MiB':>13}")  # fmt: skip
@@ -135,11 +143,12 @@ def main() -> None:
             spec = (
                 "synthetic:test" if kind == "synthetic" else str(image_folder(args.work, n, size))
             )
-            before = model_seconds(checkpoint, spec, n, args.batch_size)
+            placement = args.placement_steps
+            before = model_seconds(checkpoint, spec, n, args.batch_size, placement)
             out = args.work / f"out_{kind}_{size}"
             shutil.rmtree(out, ignore_errors=True)  # the benchmark's own folder: a fresh one
-            seconds, peak = command_run(checkpoint, spec, n, args.batch_size, out)
-            after = model_seconds(checkpoint, spec, n, args.batch_size)
+            seconds, peak = command_run(checkpoint, spec, n, args.batch_size, placement, out)
+            after = model_seconds(checkpoint, spec, n, args.batch_size, placement)
             model = (before + after) / 2
             model_text = f"{model:.1f} ({before:.0f}/{after:.0f})"
             row = f"{case:<14} {n:>7} {which:<9} {model_text:>14} {seconds:>10.1f}"

@@ -25,7 +25,11 @@ from cfgen.evaluate.bias import BiasConfig
 from cfgen.evaluate.judges import attribute_reading
 from cfgen.evaluate.scoring import COUNTERFACTUAL_SCORES, SALIENCY_SCORES, EvalContext
 from cfgen.explain.base import Classifier, CounterfactualExplainer, Explainer
-from cfgen.explain.progressive import ProgressiveExaggeration, load_explainer_bundle
+from cfgen.explain.progressive import (
+    PLACEMENT_STEPS,
+    ProgressiveExaggeration,
+    load_explainer_bundle,
+)
 from cfgen.explain.registry import build_explainer, is_counterfactual
 from cfgen.models.blackbox import classifier_facts
 
@@ -79,9 +83,11 @@ class EvalData:
 class SuiteConfig:
     """What `cfgen evaluate` runs. YAML files in `configs/evaluate/` override these defaults.
 
-    explainer: the PE bundle (`explainer.pt`); classifier: the black box (default: the one the
-    explainer recorded); data: the images (`EvalData`; default the synthetic world); oracle: a
-    factor oracle (synthetic world) or an attribute oracle (`cfgen oracle fit`) for validity,
+    explainer: the PE bundle (`explainer.pt`); placement_steps: bisections that place a frame
+    drawn outside its bin (`ProgressiveExaggeration`; 0: frames as drawn, the generator alone);
+    classifier: the black box (default: the one the explainer recorded); data: the images
+    (`EvalData`; default the synthetic world); oracle: a factor oracle (synthetic world) or an
+    attribute oracle (`cfgen oracle fit`) for validity,
     preservation, realism features and the bias experiment; judge: a second classifier of the
     same attribute, trained independently (anything `cfgen.models.blackbox.load_blackbox`
     loads; its explained output is `judge_target`, default the classifier's target). Queries:
@@ -95,6 +101,7 @@ class SuiteConfig:
     """
 
     explainer: str
+    placement_steps: int = PLACEMENT_STEPS
     oracle: str | None = None
     classifier: str | None = None
     judge: str | None = None
@@ -186,8 +193,12 @@ def _load_judge(config: SuiteConfig, classifier: Classifier, image_size: int) ->
     return load_blackbox(config.judge, target=target)
 
 
-def _explainer(path: str, classifier: str | None = None) -> ProgressiveExaggeration:
-    return ProgressiveExaggeration.from_checkpoint(path, classifier=classifier)
+def _explainer(
+    path: str, placement_steps: int, classifier: str | None = None
+) -> ProgressiveExaggeration:
+    return ProgressiveExaggeration.from_checkpoint(
+        path, classifier=classifier, placement_steps=placement_steps
+    )
 
 
 def _methods(config: SuiteConfig, classifier: Classifier) -> tuple[dict, dict]:
@@ -336,7 +347,7 @@ def load_inputs(config: SuiteConfig) -> SuiteInputs:
     """Everything `run_suite` needs, from the files `config` names."""
     config.check()
     # A classifier file is checked against the one the explainer recorded (sha256).
-    explainer = _explainer(config.explainer, config.classifier)
+    explainer = _explainer(config.explainer, config.placement_steps, config.classifier)
     classifier = explainer.classifier
     if config.n_bins not in (None, explainer.n_bins):
         raise ConfigError(
@@ -353,6 +364,6 @@ def load_inputs(config: SuiteConfig) -> SuiteInputs:
     if config.bias.biased_explainer is not None:
         unbiased = explainer
         if config.bias.unbiased_explainer is not None:
-            unbiased = _explainer(config.bias.unbiased_explainer)
-        bias = (_explainer(config.bias.biased_explainer), unbiased)
+            unbiased = _explainer(config.bias.unbiased_explainer, config.placement_steps)
+        bias = (_explainer(config.bias.biased_explainer, config.placement_steps), unbiased)
     return SuiteInputs(context, {"pe": explainer, **adversarial}, saliency, bias)

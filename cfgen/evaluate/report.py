@@ -23,6 +23,7 @@ from cfgen.io import atomic_write_bytes, atomic_write_text
 COUNTERFACTUAL_COLUMNS = [
     ("flip rate", "shift", "flip_rate"),
     ("compat MAE", "shift", "compat_mae"),
+    ("compat as drawn", "shift", "compat_mae_as_drawn"),
     ("monotonicity", "shift", "monotonicity"),
     ("oracle flip", "validity", "oracle_flip"),
     ("judge flip", "judge", "judge_flip_rate"),
@@ -215,7 +216,8 @@ LEGEND = (
     "flip rate seen by a second classifier of the same attribute, trained independently. "
     "identity L1: mean |x - I(x, c_x)|, what the method changes when asked for the query's own "
     "posterior. sFID: FID of counterfactuals against the queries, split so that none is "
-    "compared with its own query."
+    "compared with its own query. compat as drawn: PE's compat MAE before the frames the "
+    "generator draws outside their bin are placed by f (placement_steps; '–' when off)."
 )
 
 

@@ -37,6 +37,7 @@ from cfgen.evaluate.scoring import (
     curve,
     far_end,
 )
+from cfgen.evaluate.shift import compatibility_mae
 from cfgen.explain.base import CounterfactualExplainer, Explainer
 from cfgen.explain.strip import Strip
 from cfgen.io import atomic_write_bytes, atomic_write_json, prepare_output_dir
@@ -132,10 +133,23 @@ def score_counterfactual(
     strip, seconds = _timed(lambda: make_strips(method, context))
     scored, identity_seconds = _with_identity(method, context, metrics)
     entry = _score(COUNTERFACTUAL_SCORES, metrics, scored, strip)
+    if "shift" in entry["metrics"] and getattr(method, "placement_steps", 0) > 0:
+        entry["metrics"]["shift"].update(_as_drawn(method, context, strip))
     if scored.identity is not None:
         entry["metric_seconds"]["identity_images"] = identity_seconds
     entry.update(kind="counterfactual", seconds=seconds, curve=curve(context, strip))
     return entry, strip
+
+
+def _as_drawn(method, context: EvalContext, placed: Strip) -> dict[str, float]:
+    """What placing the frames by f did (`ProgressiveExaggeration.placement_steps`): the
+    compat MAE of the frames as the generator draws them, and the share of frames placed."""
+    drawn = make_strips(method.as_drawn(), context)
+    target = drawn.target_bins.to(drawn.posteriors)
+    return {
+        "compat_mae_as_drawn": compatibility_mae(drawn.posteriors, target, context.n_bins),
+        "placed_share": (placed.posteriors != drawn.posteriors).float().mean().item(),
+    }
 
 
 def _counterfactual_entry(

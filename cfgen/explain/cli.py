@@ -23,7 +23,7 @@ from rich.progress import Progress
 
 from cfgen.data.inputs import open_input
 from cfgen.explain.generate import generate_strips
-from cfgen.explain.progressive import ProgressiveExaggeration
+from cfgen.explain.progressive import PLACEMENT_STEPS, ProgressiveExaggeration
 from cfgen.io import prepare_output_dir
 
 
@@ -38,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--n", type=int, default=64, help="queries drawn from synthetic:SPLIT")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--placement-steps",
+        type=int,
+        default=PLACEMENT_STEPS,
+        help="bisections that place a frame the generator draws outside its bin, reading f "
+        f"(default {PLACEMENT_STEPS}; 0: every frame as drawn, one generator pass per bin)",
+    )
     parser.add_argument("--gif", action="store_true", help="also write gifs/<id>.gif per query")
     parser.add_argument(
         "--classifier", default=None, help="classifier file (default: the recorded one)"
@@ -63,6 +70,7 @@ def generate_main(argv: Sequence[str]) -> int:
         classifier=args.classifier,
         allow_classifier_mismatch=args.allow_classifier_mismatch,
         batch_size=args.batch_size,
+        placement_steps=args.placement_steps,
     ).to(args.device)
     size, channels = explainer.generator.image_size, explainer.generator.channels
     queries = open_input(args.input, args.n, size, channels)  # bad input fails before any write

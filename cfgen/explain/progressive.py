@@ -6,7 +6,10 @@
     relevance = explainer.explain(x)           # |x - x_c| towards the opposite decision
 
 One generator pass per bin for the whole batch: a strip of S steps costs S forward passes, where
-optimisation-based counterfactuals need hundreds of steps per image. The explainer is tied to the
+optimisation-based counterfactuals need hundreds of steps per image. A frame the generator draws
+outside its bin (f answers the same edit by a different amount from query to query) is then
+placed by f: a few bisections of the conditioning between two bins, on those frames only
+(`place_frames`, `placement_steps`; 0 turns it off). The explainer is tied to the
 classifier it was trained for: `from_checkpoint` loads the recorded one by default and refuses
 another (by sha256) unless `allow_classifier_mismatch=True`.
 """
@@ -17,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cfgen.bins import posterior_to_bin
+from cfgen.bins import bin_centre, posterior_to_bin
 from cfgen.errors import CheckpointError, ConfigError, DataError
 from cfgen.explain.base import Classifier, CounterfactualExplainer, Explainer, resolve_target
 from cfgen.explain.strip import Strip
@@ -26,6 +29,9 @@ from cfgen.models.blackbox import classifier_fingerprint, load_blackbox
 from cfgen.models.generator import Generator
 
 EXPLAINER_KIND = "explainer"
+# Bisections that place a frame the generator draws outside its bin (`place_frames`); 0 keeps
+# every frame as drawn. benchmarks/README.md "Placing the frames" measures 0, 2 and 3.
+PLACEMENT_STEPS = 3
 EMA_PREFIXES = ("ema.module.", "ema_generator.")
 
 
@@ -36,17 +42,35 @@ def generator_strip(
     queries: torch.Tensor,
     bins: torch.Tensor | int,
     batch_size: int = 256,
+    placement_steps: int = 0,
 ) -> Strip:
     """Strip of `queries` (N, C, H, W) at `bins` (S,) long (or all of range(bins) for an int).
 
     One batched generator pass per bin and chunk of `batch_size` queries; the generator is
-    used as it is (call `.eval()` first for inference).
+    used as it is (call `.eval()` first for inference). With `placement_steps` > 0 each frame
+    is placed by f (`place_frames`): about (1 + placement_steps) passes per bin.
     """
     bins = torch.arange(bins) if isinstance(bins, int) else torch.as_tensor(bins).long()
     # Convolutions run faster on channels-last inputs (CPU and GPU); results are the same.
     queries = queries.contiguous(memory_format=torch.channels_last)
     query_posteriors = torch.cat([classifier(chunk) for chunk in queries.split(batch_size)])
     pairs = list(zip(queries.split(batch_size), query_posteriors.split(batch_size), strict=True))
+    if placement_steps > 0:
+        bins = bins.to(queries.device)
+        placed = [
+            place_frames(
+                generator,
+                classifier,
+                chunk,
+                own,
+                bins[:, None].expand(-1, len(chunk)),
+                placement_steps,
+            )  # fmt: skip
+            for chunk, own in pairs
+        ]
+        images = torch.cat([frames for frames, _ in placed], dim=1)
+        posteriors = torch.cat([reached for _, reached in placed], dim=1)
+        return Strip(images, bins, posteriors, query_posteriors)
     images, posteriors = [], []
     for target in bins.tolist():
         chunks = [
@@ -56,6 +80,68 @@ def generator_strip(
         images.append(torch.cat(chunks))
         posteriors.append(torch.cat([classifier(chunk) for chunk in chunks]))
     return Strip(torch.stack(images), bins, torch.stack(posteriors), query_posteriors)
+
+
+@torch.no_grad()
+def place_frames(
+    generator: nn.Module,
+    classifier: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    own: torch.Tensor,
+    bins: torch.Tensor,
+    steps: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames of `x` (N, C, H, W) in target bins `bins` (S, N) long, each placed by f:
+    images (S, N, C, H, W) and their posteriors (S, N).
+
+    Each query is rendered at every whole bin (one pass per bin). A frame whose f already
+    lies in its target bin is kept as the generator drew it. Any other is searched for on
+    the generator's conditioning read as a dial (a fractional bin interpolates the
+    conditional-norm parameters of its two neighbours): the bin centre is bracketed on the
+    grid of whole bins (on its running maximum, so a dip does not end the search early) and
+    `steps` bisections of the bracket follow, each one generator and one classifier pass for
+    all queries; of everything rendered, the frame whose f is nearest the centre is kept. f is
+    read as a black box (outputs only); a query whose f never reaches a bin keeps the frame
+    nearest it (the end of the strip).
+    """
+    n_bins = generator.n_bins
+    rendered = [
+        _generate(generator, x, torch.full((len(x),), level, device=x.device), own)
+        for level in range(n_bins)
+    ]
+    images = torch.stack(rendered)  # (L, N, C, H, W)
+    posteriors = torch.stack([classifier(image) for image in rendered])  # (L, N)
+    ceiling = posteriors.cummax(dim=0).values
+    columns = torch.arange(len(x), device=x.device)
+    frames, reached = [], []
+    for target_bins in bins:
+        centre = bin_centre(target_bins, n_bins)
+        drawn = posteriors[target_bins, columns]
+        placed = posterior_to_bin(drawn, n_bins) == target_bins
+        nearest = torch.where(placed, target_bins, (posteriors - centre).abs().argmin(dim=0))
+        best_image, best_posterior = images[nearest, columns], posteriors[nearest, columns]
+        low = ((ceiling <= centre).sum(dim=0) - 1).clamp(0, n_bins - 2).float()
+        high = low + 1
+        searched = ~placed
+        for _ in range(steps if bool(searched.any()) else 0):
+            middle = (low + high) / 2
+            image = _generate(generator, x[searched], middle[searched], _rows(own, searched))
+            posterior = classifier(image)
+            rows = searched.nonzero().squeeze(1)
+            closer = (posterior - centre[rows]).abs() < (best_posterior[rows] - centre[rows]).abs()
+            best_image[rows[closer]] = image[closer]
+            best_posterior[rows[closer]] = posterior[closer]
+            below = torch.zeros_like(searched)
+            below[rows] = posterior <= centre[rows]
+            low = torch.where(searched & below, middle, low)
+            high = torch.where(searched & ~below, middle, high)
+        frames.append(best_image)
+        reached.append(best_posterior)
+    return torch.stack(frames), torch.stack(reached)
+
+
+def _rows(values: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor | None:
+    return None if values is None else values[keep]
 
 
 def _takes_own_bins(generator: nn.Module) -> bool:
@@ -138,13 +224,30 @@ class ProgressiveExaggeration(CounterfactualExplainer):
         generator: maps images (N, C, H, W) and bins (N,) to images (N, C, H, W).
         classifier: the black box f: (N, C, H, W) -> (N,).
         batch_size: queries per generator pass (bounds memory for large inputs).
+        placement_steps: a frame the generator draws outside its target bin is placed by f
+            with this many bisections of its conditioning (`place_frames`); 0 keeps every
+            frame as drawn (one generator pass per bin).
     """
 
-    def __init__(self, generator: Generator, classifier: Classifier, batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        classifier: Classifier,
+        batch_size: int = 256,
+        placement_steps: int = PLACEMENT_STEPS,
+    ) -> None:
         super().__init__(classifier)
+        if isinstance(placement_steps, bool) or not isinstance(placement_steps, int):
+            raise ConfigError(f"placement_steps must be an integer >= 0, got {placement_steps!r}")
+        if placement_steps < 0:
+            raise ConfigError(
+                f"placement_steps must be >= 0 (0: every frame as the generator draws it), "
+                f"got {placement_steps}"
+            )
         self.generator = generator.eval().requires_grad_(False)
         self.n_bins = generator.n_bins
         self.batch_size = batch_size
+        self.placement_steps = placement_steps
 
     @classmethod
     def from_checkpoint(
@@ -153,6 +256,7 @@ class ProgressiveExaggeration(CounterfactualExplainer):
         classifier: Classifier | str | None = None,
         allow_classifier_mismatch: bool = False,
         batch_size: int = 256,
+        placement_steps: int = PLACEMENT_STEPS,
     ) -> "ProgressiveExaggeration":
         """Load `explainer.pt` (or a training `.ckpt`); the classifier defaults to the recorded one.
 
@@ -174,7 +278,11 @@ class ProgressiveExaggeration(CounterfactualExplainer):
             generator.load_state_dict(bundle["state_dict"])
         except RuntimeError as error:
             raise CheckpointError(f"{path} does not match its own config: {error}") from error
-        return cls(generator, classifier, batch_size)
+        return cls(generator, classifier, batch_size, placement_steps)
+
+    def as_drawn(self) -> "ProgressiveExaggeration":
+        """The same explainer with every frame as the generator draws it (no placement)."""
+        return ProgressiveExaggeration(self.generator, self.classifier, self.batch_size, 0)
 
     def to(self, device: torch.device | str) -> "ProgressiveExaggeration":
         """Move the generator (and the classifier, when it is a module) to `device`."""
@@ -201,18 +309,22 @@ class ProgressiveExaggeration(CounterfactualExplainer):
 
     @torch.no_grad()
     def counterfactual(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Each query rendered in the bin of its target posterior: (N, C, H, W), (N,) -> like x."""
+        """Each query rendered in the bin of its target posterior (placed by f with
+        `placement_steps`, `place_frames`): (N, C, H, W), (N,) -> like x."""
         self.check_images(x)
-        target_bin = posterior_to_bin(torch.as_tensor(target, device=x.device), self.n_bins)
-        target_bin = target_bin.expand(x.shape[0])
-        chunks = zip(x.split(self.batch_size), target_bin.split(self.batch_size), strict=True)
-        own = _takes_own_bins(self.generator)  # f(x) only for a generator that reads it
-        return torch.cat(
-            [
-                _generate(self.generator, images, bins, self.classifier(images) if own else None)
-                for images, bins in chunks
-            ]
-        )
+        target = torch.as_tensor(target, device=x.device).float().expand(x.shape[0])
+        chunks = zip(x.split(self.batch_size), target.split(self.batch_size), strict=True)
+        return torch.cat([self._counterfactual(images, wanted) for images, wanted in chunks])
+
+    def _counterfactual(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.placement_steps > 0:
+            frames, _ = place_frames(
+                self.generator, self.classifier, x, self.classifier(x),
+                posterior_to_bin(target, self.n_bins)[None], self.placement_steps,
+            )  # fmt: skip
+            return frames[0]
+        own = self.classifier(x) if _takes_own_bins(self.generator) else None
+        return _generate(self.generator, x, posterior_to_bin(target, self.n_bins), own)
 
     @torch.no_grad()
     def blend_mask(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -241,7 +353,9 @@ class ProgressiveExaggeration(CounterfactualExplainer):
         bins = torch.as_tensor(bins).long()
         if bins.numel() and not bool(((bins >= 0) & (bins < self.n_bins)).all()):
             raise ValueError(f"bins must lie in [0, {self.n_bins}); got {bins.tolist()}")
-        return generator_strip(self.generator, self.classifier, x, bins, self.batch_size)
+        return generator_strip(
+            self.generator, self.classifier, x, bins, self.batch_size, self.placement_steps
+        )
 
 
 class BlendMask(Explainer):

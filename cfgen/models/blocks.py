@@ -40,7 +40,8 @@ def normalisation(kind: str, channels: int, affine: bool) -> nn.Module:
 
 
 class ConditionalBatchNorm2d(nn.Module):
-    """A norm with a learned (gamma, beta) per class: (N, C, H, W), (N,) long -> (N, C, H, W).
+    """A norm with a learned (gamma, beta) per class: (N, C, H, W), (N,) long -> (N, C, H, W);
+    a float label between two classes interpolates their (gamma, beta) (`_lookup`).
 
     Batch norm unless `norm="group"`. Gamma starts at 1 and beta at 0 for every class, so
     training starts from the plain norm.
@@ -55,9 +56,21 @@ class ConditionalBatchNorm2d(nn.Module):
         nn.init.zeros_(self.beta.weight)
 
     def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        gamma = self.gamma(label)[:, :, None, None]
-        beta = self.beta(label)[:, :, None, None]
+        gamma = _lookup(self.gamma, label)[:, :, None, None]
+        beta = _lookup(self.beta, label)[:, :, None, None]
         return self.norm(x) * gamma + beta
+
+
+def _lookup(table: nn.Embedding, label: torch.Tensor) -> torch.Tensor:
+    """Rows of `table` for integer labels; for fractional ones (a float tensor), the linear
+    interpolation between the two neighbouring rows, so 2.25 is a quarter of the way from
+    class 2 to class 3 (labels clamped to [0, n_classes - 1])."""
+    if not label.is_floating_point():
+        return table(label)
+    label = label.clamp(0, table.num_embeddings - 1)
+    low = label.floor().long().clamp(max=table.num_embeddings - 2)
+    share = (label - low)[:, None].to(table.weight.dtype)
+    return table(low) * (1 - share) + table(low + 1) * share
 
 
 def _resample(x: torch.Tensor, resample: str) -> torch.Tensor:

@@ -3,9 +3,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cfgen.bins import bin_centre
+from cfgen.bins import bin_centre, posterior_to_bin
 from cfgen.errors import CheckpointError, ConfigError, DataError
+from cfgen.evaluate.scoring import EvalContext
 from cfgen.evaluate.shift import shift_summary
+from cfgen.evaluate.suite import score_counterfactual
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import save_bundle
 from cfgen.models.blackbox import BlackBox, load_blackbox
@@ -60,6 +62,94 @@ def test_exaggerate_is_one_strip_per_query_at_every_bin(exact):
     assert summary == pytest.approx(
         {"compat_mae": 0.0, "flip_rate": 1.0, "monotonicity": 1.0}, abs=1e-6
     )
+
+
+class DialGenerator(torch.nn.Module):
+    """A generator read as a dial: at (fractional) bin s it fills channel 0 so that
+    `ChannelMeanLogit`'s logit is gain * (s - 4.5), the gain set per query by its channel 1.
+    Whole bins then miss the bin centres by a query-dependent amount (as a trained generator
+    does where f is steep); the posterior is continuous and increasing in s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n_bins, self.image_size, self.channels = 10, SIZE, 3
+
+    def forward(self, x: torch.Tensor, target_bin: torch.Tensor) -> torch.Tensor:
+        gain = 0.4 + x[:, 1].mean(dim=(1, 2))  # by query: 0.4 at 0, 1.4 at 1
+        out = x.clone()
+        out[:, 0] = (gain * (target_bin.float() - 4.5) / 4.0)[:, None, None]
+        return out
+
+
+def test_placement_moves_only_the_frames_whole_bins_miss_onto_their_bin_centres():
+    x = images(6)
+    # Gains 0.7 .. 1.4: every bin centre, 0.05 to 0.95, lies on every query's dial.
+    x[:, 1] = torch.linspace(0.3, 1, 6)[:, None, None]
+    dial = ProgressiveExaggeration(
+        DialGenerator(), BlackBox(ChannelMeanLogit()), batch_size=4, placement_steps=0
+    )
+    centres = bin_centre(torch.arange(10), 10)[:, None].expand(10, 6)
+    whole = dial.exaggerate(x)
+    missed = posterior_to_bin(whole.posteriors, 10) != torch.arange(10)[:, None]
+    assert 10 < int(missed.sum()) < 50
+    errors = []
+    for steps in (1, 3, 8):
+        dial.placement_steps = steps
+        strip = dial.exaggerate(x)
+        assert strip.images.shape == (10, 6, 3, SIZE, SIZE)
+        reread = posterior(strip.images.flatten(0, 1)).view(10, 6)
+        torch.testing.assert_close(strip.posteriors, reread)
+        torch.testing.assert_close(strip.images[~missed], whole.images[~missed])
+        torch.testing.assert_close(strip.images[:, :, 1:], whole.images[:, :, 1:])
+        errors.append((strip.posteriors - centres)[missed].abs().max().item())
+    # Each bisection halves the bracket: at 8 every missed frame is on its centre.
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.003
+    assert bool((posterior_to_bin(strip.posteriors, 10) == torch.arange(10)[:, None]).all())
+    summary = shift_summary(strip.posteriors, strip.target_bins, strip.query_posteriors, 10)
+    assert summary["monotonicity"] == pytest.approx(1.0)
+    assert (
+        summary["compat_mae"]
+        < 0.5
+        * shift_summary(whole.posteriors, whole.target_bins, whole.query_posteriors, 10)[
+            "compat_mae"
+        ]
+    )
+    # Selected bins are placed as in the whole strip; a counterfactual lands in its bin.
+    torch.testing.assert_close(dial.exaggerate(x, bins=[2, 7]).images, strip.images[[2, 7]])
+    wanted = torch.linspace(0.12, 0.88, 6)
+    reached = posterior(dial.counterfactual(x, wanted))
+    torch.testing.assert_close(posterior_to_bin(reached, 10), posterior_to_bin(wanted, 10))
+
+
+def test_the_evaluation_reports_compat_as_drawn_and_the_share_of_frames_placed():
+    x = images(6)
+    x[:, 1] = torch.linspace(0.3, 1, 6)[:, None, None]
+    classifier = BlackBox(ChannelMeanLogit())
+    dial = ProgressiveExaggeration(DialGenerator(), classifier, placement_steps=3)
+    context = EvalContext(classifier=classifier, queries=x, n_bins=10, batch_size=4)
+    shift = score_counterfactual(dial, context, ["shift"])[0]["metrics"]["shift"]
+    drawn = dial.as_drawn().exaggerate(x)
+    assert dial.as_drawn().placement_steps == 0 and dial.placement_steps == 3
+    expected = shift_summary(drawn.posteriors, drawn.target_bins, drawn.query_posteriors, 10)
+    assert shift["compat_mae_as_drawn"] == pytest.approx(expected["compat_mae"])
+    missed = posterior_to_bin(drawn.posteriors, 10) != torch.arange(10)[:, None]
+    assert shift["placed_share"] == pytest.approx(missed.float().mean().item())
+    assert shift["compat_mae"] < expected["compat_mae"]
+    off = score_counterfactual(dial.as_drawn(), context, ["shift"])[0]["metrics"]["shift"]
+    assert "compat_mae_as_drawn" not in off
+    with pytest.raises(ConfigError, match="placement_steps must be >= 0"):
+        ProgressiveExaggeration(DialGenerator(), classifier, placement_steps=-1)
+
+
+def test_placement_keeps_the_end_of_the_strip_for_a_centre_f_never_reaches():
+    x = images(3)
+    x[:, 1] = 0.0  # gain 0.4: f spans only sigmoid(+-1.8) = 0.14 .. 0.86
+    dial = ProgressiveExaggeration(DialGenerator(), BlackBox(ChannelMeanLogit()))
+    dial.placement_steps = 4
+    strip = dial.exaggerate(x)
+    for frame, end in ((0, 0), (-1, 9)):
+        torch.testing.assert_close(strip.images[frame], dial.generator(x, torch.full((3,), end)))
 
 
 def test_selected_bins_and_out_of_range_bins(exact):

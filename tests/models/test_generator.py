@@ -40,6 +40,23 @@ def test_conditional_batch_norm_uses_the_bin_of_each_sample():
     torch.testing.assert_close(out[2], torch.tensor([5.0, -5.0])[:, None, None].expand(2, 4, 4))
 
 
+def test_a_fractional_bin_interpolates_the_parameters_of_its_two_neighbours():
+    norm = ConditionalBatchNorm2d(2, n_classes=3)
+    with torch.no_grad():
+        norm.gamma.weight.copy_(torch.tensor([[1.0, 1.0], [2.0, 2.0], [0.0, 4.0]]))
+        norm.beta.weight.copy_(torch.tensor([[0.0, 0.0], [0.0, 0.0], [5.0, -5.0]]))
+    x = torch.randn(4, 2, 4, 4)
+    normalised = torch.nn.functional.batch_norm(x, None, None, training=True)
+    out = norm(x, torch.tensor([0.25, 1.5, 2.0, 7.0]))  # 7 is clamped to the last class
+    torch.testing.assert_close(out[0], 1.25 * normalised[0])
+    gamma, beta = torch.tensor([1.0, 3.0]), torch.tensor([2.5, -2.5])
+    torch.testing.assert_close(out[1], gamma[:, None, None] * normalised[1] + beta[:, None, None])
+    last = torch.tensor([0.0, 4.0])[:, None, None] * normalised[2:]
+    torch.testing.assert_close(out[2:], last + torch.tensor([5.0, -5.0])[:, None, None])
+    whole = torch.tensor([0, 1, 2, 2])
+    torch.testing.assert_close(norm(x, whole.float()), norm(x, whole))
+
+
 def test_the_bin_changes_the_output():
     generator = Generator(image_size=16, base_width=4, max_width=8).eval()
     with torch.no_grad():
