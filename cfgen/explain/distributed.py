@@ -122,7 +122,8 @@ class StripPredictionWriter(BasePredictionWriter):
         for number in sorted(parts):
             overview.add(*parts[number])
         ordered = [record for number in sorted(records) for record in records[number]]
-        write_summary(self.out, self.checkpoint, ordered, overview)
+        placement = pl_module.explainer.placement_steps
+        write_summary(self.out, self.checkpoint, ordered, overview, placement)
         self.written = len(ordered)
 
 

@@ -59,11 +59,14 @@ class Overview:
         )
 
 
-def write_summary(out: Path, checkpoint: str, records: list[dict], overview: Overview) -> None:
+def write_summary(
+    out: Path, checkpoint: str, records: list[dict], overview: Overview, placement_steps: int
+) -> None:
     """`overview.png`, then `strips.json` last: its presence means every strip is written."""
     if overview.queries:
         atomic_write_bytes(out / "overview.png", overview.png())
-    atomic_write_json(out / "strips.json", {"checkpoint": checkpoint, "queries": records})
+    summary = {"checkpoint": checkpoint, "placement_steps": placement_steps, "queries": records}
+    atomic_write_json(out / "strips.json", summary)
 
 
 def generate_strips(
@@ -91,5 +94,5 @@ def generate_strips(
             if on_batch is not None:
                 on_batch(len(batch.ids))
         records = writer.records()
-    write_summary(out, checkpoint, records, overview)
+    write_summary(out, checkpoint, records, overview, explainer.placement_steps)
     return len(records)

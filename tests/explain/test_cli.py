@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cfgen.errors import CfgenError, DataError
+from cfgen.errors import CfgenError, ConfigError, DataError
 from cfgen.explain.cli import generate_main
+from cfgen.explain.progressive import PLACEMENT_STEPS
 from tests.helpers import export_tiny_explainer
 
 
@@ -24,7 +25,9 @@ def test_generate_command_writes_strips_gifs_overview_and_json(checkpoint, tmp_p
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "3 strips written" in result.stdout
-    records = json.loads((out / "strips.json").read_text())["queries"]
+    summary = json.loads((out / "strips.json").read_text())
+    assert summary["placement_steps"] == PLACEMENT_STEPS
+    records = summary["queries"]
     assert [r["id"] for r in records] == ["test_000000", "test_000001", "test_000002"]
     assert all(r["target_bins"] == list(range(10)) and len(r["posteriors"]) == 10 for r in records)
     for record in records:
@@ -53,7 +56,8 @@ def test_grey_explainer_writes_grey_strips(tmp_path):
     checkpoint = export_tiny_explainer(tmp_path, size=16, channels=1)[0]
     out = tmp_path / "out"
     argv = ["--checkpoint", str(checkpoint), "--input", "synthetic:test", "--n", "2"]
-    assert generate_main([*argv, "--out", str(out), "--gif"]) == 0
+    assert generate_main([*argv, "--out", str(out), "--gif", "--placement-steps", "0"]) == 0
+    assert json.loads((out / "strips.json").read_text())["placement_steps"] == 0
     assert Image.open(out / "strips" / "test_000000.png").mode == "L"
     assert Image.open(out / "gifs" / "test_000000.gif").mode in ("L", "P")
 
@@ -66,6 +70,10 @@ def test_bad_inputs_are_refused(checkpoint, tmp_path):
         generate_main([*base, str(tmp_path / "o1"), "--input", str(empty)])
     with pytest.raises(DataError, match="neither a folder nor 'synthetic:SPLIT'"):
         generate_main([*base, str(tmp_path / "o2"), "--input", str(tmp_path / "missing")])
+    with pytest.raises(ConfigError, match="placement_steps must be >= 0"):
+        generate_main([*base, str(tmp_path / "o4"), "--input", "synthetic:test",
+                       "--placement-steps", "-2"])  # fmt: skip
+    assert not (tmp_path / "o4").exists()
     with pytest.raises(CfgenError, match="not found"):
         generate_main(["--checkpoint", str(tmp_path / "none.pt"), "--input", "synthetic:test",
                        "--out", str(tmp_path / "o3")])  # fmt: skip
