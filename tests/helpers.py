@@ -200,3 +200,9 @@ class TwoPartCode(torch.nn.Module):
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return torch.einsum("nk,khw->nhw", codes, self.parts).unsqueeze(1)
+
+
+def judged_like(shift: dict) -> dict:
+    """The judge group a judge that is the explained classifier itself must report: the shift
+    group's three figures under `judge_` names (PE's shift group also reports its placement)."""
+    return {f"judge_{key}": shift[key] for key in ("compat_mae", "flip_rate", "monotonicity")}
