@@ -5,11 +5,12 @@
         --judge runs/demo/judge-*/classifier.pt --generator_steps 1000 --out runs/ablation
     .venv/bin/python benchmarks/bench_ablation.py ... --rows official blend   # some rows only
 
-Every row trains `cfgen explainer fit --config configs/explainer/synthetic_smile.yaml` with the
-row's options on top of the official generator (`OFFICIAL`), for the same number of generator
-steps and the same seed, one row at a time, then scores the exported explainer with the
-project's evaluation (`cfgen.evaluate.suite.score_counterfactual`) on the same held-out test
-faces: classifier flip, oracle-judged flip, judge flip, compat MAE, monotonicity, FID and sFID
+Every row trains `cfgen explainer fit --config configs/explainer/synthetic_smile.yaml` (or the
+`--config` given, with `--overrides`) with the row's options on top of the official generator
+(`OFFICIAL`), at the classifier's image size, for the same number of generator steps and
+the same seed, one row at a time, then scores the exported explainer with the project's
+evaluation (`cfgen.evaluate.suite.score_counterfactual`) on the same held-out test faces:
+classifier flip, oracle-judged flip, judge flip, compat MAE, monotonicity, FID and sFID
 (oracle features), foreign drift, identity L1, relevance mass of |x - x_far| in the mouth, and
 the row's training time (wall and CPU seconds, in this process, with the 1-minute load at its
 start and end; `--threads`, default OMP_NUM_THREADS). No row's training reads the
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -155,14 +157,15 @@ COLUMNS = {
 def train(row: str, args: argparse.Namespace) -> dict[str, float]:
     """Train one row; returns its wall and CPU seconds."""
     options, _ = ROWS[row]
-    argv = ["fit", "--config", CONFIG, "--trainer.default_root_dir", str(args.out / row)]
+    argv = ["fit", "--config", args.config, "--trainer.default_root_dir", str(args.out / row)]
     argv += ["--model.classifier", args.classifier, "--generator_steps", str(args.generator_steps)]
     argv += ["--seed_everything", str(args.seed), "--logger", "csv"]
-    argv += ["--trainer.enable_progress_bar", "false", *OFFICIAL, *options]
+    argv += ["--trainer.enable_progress_bar", "false", *shlex.split(args.overrides)]
+    argv += [*OFFICIAL, *options]
     if args.folder is not None:
-        size = classifier_facts(args.classifier)["image_size"]
         argv += ["--data.source", "folder", "--data.root", str(args.folder)]
-        argv += ["--data.image_size", str(size)]
+    # The explainer is trained at the classifier's image size (a 64 px black box, say).
+    argv += ["--data.image_size", str(classifier_facts(args.classifier)["image_size"])]
     wall, cpu = time.perf_counter(), time.process_time()
     cli_main(argv)
     return {"train_wall_s": time.perf_counter() - wall, "train_cpu_s": time.process_time() - cpu}
@@ -249,6 +252,16 @@ def main() -> None:
         "--placement_steps", type=int, default=PLACEMENT_STEPS,
         help="score PE with this many placement bisections (0: frames as drawn)",
     )  # fmt: skip
+    parser.add_argument(
+        "--config", default=CONFIG,
+        help="the explainer config the rows start from (e.g. configs/explainer/"
+        "celeba_smile_64.yaml on a GPU, with --overrides '--data.source synthetic')",
+    )  # fmt: skip
+    parser.add_argument(
+        "--overrides", default="",
+        help="more arguments of `cfgen explainer fit`, applied before the rows' options "
+        "(one string, split as a shell would)",
+    )  # fmt: skip
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument(
@@ -263,9 +276,12 @@ def main() -> None:
     if args.folder is None and args.oracle is None:
         parser.error("--oracle is needed on the synthetic world (or give --folder)")
     _, context = scoring_context(args)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    except OSError:  # no git where it runs (a copy of the tree on a GPU machine)
+        commit = os.environ.get("CFGEN_COMMIT", "")
     results["_meta"] = {
-        "command": " ".join(sys.argv),
+        "command": shlex.join(sys.argv),
         "commit": commit.strip(),
         "threads": args.threads,
         "generator_steps": args.generator_steps,
@@ -274,6 +290,7 @@ def main() -> None:
         "placement_steps": args.placement_steps,
         "machine": platform.platform(),
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
     # One row at a time, trained then scored, the files rewritten after each: a run cut short
     # keeps the rows it finished.
