@@ -48,9 +48,8 @@ def _ranks(values: torch.Tensor) -> torch.Tensor:
     """Average ranks along dim 0 (ties share their mean rank), (S, N) -> (S, N)."""
     order = values.argsort(dim=0)
     ranks = torch.empty_like(values)
-    ranks.scatter_(
-        0, order, torch.arange(values.shape[0], dtype=values.dtype)[:, None].expand_as(values)
-    )
+    positions = torch.arange(values.shape[0], dtype=values.dtype, device=values.device)
+    ranks.scatter_(0, order, positions[:, None].expand_as(values))
     ties = (values[:, None, :] == values[None, :, :]).to(values.dtype)
     return (ties * ranks[None, :, :]).sum(dim=1) / ties.sum(dim=1)
 
@@ -61,7 +60,8 @@ def spearman_per_query(posteriors: torch.Tensor, target_bins: torch.Tensor) -> t
     A query whose posteriors are all equal has correlation 0 (nothing progresses).
     """
     posterior_ranks = _ranks(posteriors.double())
-    bin_ranks = _ranks(target_bins.double()[:, None].expand_as(posteriors))
+    # The bins may live on the CPU while a GPU strip's posteriors do not (training's validation).
+    bin_ranks = _ranks(target_bins.to(posteriors.device).double()[:, None].expand_as(posteriors))
     posterior_ranks = posterior_ranks - posterior_ranks.mean(dim=0)
     bin_ranks = bin_ranks - bin_ranks.mean(dim=0)
     covariance = (posterior_ranks * bin_ranks).sum(dim=0)
