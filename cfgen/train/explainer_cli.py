@@ -11,6 +11,7 @@ generator steps on that many validation images), `checkpoints/best.ckpt` (a `Mod
 `--best.monitor`, default `val/compat_mae`), and the discriminator-collapse stop.
 """
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,27 @@ class ExplainerCLI(CfgenCLI):
             last = monitors[0].history[-1]
             figures = ", ".join(f"{k[4:]} {v:.3f}" for k, v in last.items() if k.startswith("val/"))
             print(f"explainer after {last['step']} generator steps: {figures}")
+            warning = not_learned(last)
+            if warning:
+                print(warning, file=sys.stderr)
         print(f"explainer: {self.run_dir / BUNDLE_NAME}; run directory: {self.run_dir}")
+
+
+def not_learned(figures: dict[str, float]) -> str | None:
+    """A warning when the last validation's strips reach the opposite decision for fewer than
+    half of the queries (`val/flip_rate`), None otherwise: an explainer that has not learned to
+    exaggerate is exported all the same, and its strips would look like an explanation."""
+    flip = figures.get("val/flip_rate")
+    if flip is None or flip >= 0.5:
+        return None
+    identity = figures.get("val/identity_l1", float("nan"))
+    return (
+        f"warning: the explainer's strips cross the decision for only {flip:.0%} of the "
+        f"validation queries (identity L1 {identity:.3f}): it has not learned to exaggerate. "
+        "Train longer (--generator_steps), or lower the cycle, identity and embedding weights "
+        "against the classifier term (with --model.generator_output blend the official weights "
+        "of 100 can keep the mask closed, every strip the query: benchmarks/README.md, GPU)."
+    )
 
 
 def checkpoint_folder(run_dir: str) -> str:

@@ -19,7 +19,7 @@ from cfgen.losses import LOSSES
 from cfgen.models.blocks import ConditionalBatchNorm2d
 from cfgen.models.generator import Generator
 from cfgen.train.explainer import ExplainerModule
-from cfgen.train.explainer_cli import cli_main
+from cfgen.train.explainer_cli import cli_main, not_learned
 from cfgen.train.explainer_steps import (
     generator_steps_done,
     linear_decay,
@@ -169,6 +169,24 @@ def test_validation_logs_val_figures_and_keeps_the_best_checkpoint(trained, caps
     printed = capsys.readouterr().out
     value = float(re.search(r"val/compat_mae\s*│\s*([0-9.]+)", printed).group(1))
     assert value == pytest.approx(kept["val/compat_mae"], abs=1e-4)
+
+
+def test_an_explainer_that_has_not_learned_is_named_so():
+    # fewer than half of the strips cross the decision: a warning with the figures and the causes
+    warning = not_learned({"step": 500, "val/flip_rate": 0.0, "val/identity_l1": 0.0})
+    assert "only 0% of the validation queries" in warning
+    assert "identity L1 0.000" in warning and "--generator_steps" in warning
+    assert "only 49%" in not_learned({"val/flip_rate": 0.49})
+    assert not_learned({"val/flip_rate": 0.5, "val/identity_l1": 0.01}) is None
+    assert not_learned({"val/compat_mae": 0.1}) is None  # no flip figure: nothing to say
+
+
+def test_the_end_of_a_run_warns_exactly_when_its_last_validation_did_not_flip(tmp_path, capfd):
+    classifier = write_classifier_bundle(tmp_path / "classifier.pt", size=16)
+    # No classifier term: nothing pulls the strips across the decision.
+    assert fit(tmp_path / "run", classifier, 4, "--model.weight_classifier", "0") == 0
+    last = json.loads((tmp_path / "run" / "monitor.json").read_text())[-1]
+    assert ("has not learned" in capfd.readouterr().err) == (last["val/flip_rate"] < 0.5)
 
 
 def test_generator_steps_set_the_length_of_a_run(tmp_path, trained):
