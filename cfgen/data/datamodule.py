@@ -12,10 +12,11 @@ naming the choices. A value that contradicts the classifier's is refused.
 """
 
 from collections.abc import Callable
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from cfgen.data.chexpert import chexpert_splits
 from cfgen.data.columns import CLASS_SEPARATOR
@@ -97,6 +98,28 @@ def _chexpert(module: "AttributeDataModule") -> Splits:
     )
 
 
+# The halves of a training split do not depend on the data seed: a judge trained with other seeds
+# on the "second" half never sees an image of the classifier's "first".
+HALVES_SEED = 20261207
+
+
+class _Part(Subset):
+    """Some items of a dataset that still answers for its facts (attribute names, classes)."""
+
+    def __getattr__(self, name: str):
+        if name in ("dataset", "indices"):  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def training_half(dataset: Dataset, part: str) -> Dataset:
+    """The `part` ("first" or "second") half of a fixed random order of `dataset`'s items."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(HALVES_SEED))
+    middle = len(order) // 2
+    chosen = order[:middle] if part == "first" else order[middle:]
+    return _Part(dataset, sorted(chosen.tolist()))
+
+
 SOURCES: dict[str, Callable[["AttributeDataModule"], Splits]] = {
     "synthetic": _synthetic,
     "folder": _folder,
@@ -127,6 +150,10 @@ class AttributeDataModule(pl.LightningDataModule):
             the split of a folder without a split column).
         confound_factor, confound_strength: confound the synthetic training split.
         uncertain: CheXpert's uncertain labels: zeros, ones or ignore.
+        train_part: the training images used: "all", or the "first" / "second" half of a
+            fixed random order of the training split (the same halves whatever the seed), so
+            that two models (the explained classifier and a judge of it) train on disjoint
+            images of one folder.
     """
 
     def __init__(
@@ -147,6 +174,7 @@ class AttributeDataModule(pl.LightningDataModule):
         confound_factor: str | None = None,
         confound_strength: float = 0.0,
         uncertain: str = "zeros",
+        train_part: Literal["all", "first", "second"] = "all",
     ):
         super().__init__()
         if source not in SOURCES:
@@ -209,6 +237,8 @@ class AttributeDataModule(pl.LightningDataModule):
                     f"the {name} split of data source {self.hparams.source!r} is empty; "
                     "check the split column of the CSV or the sizes requested"
                 )
+        if self.hparams.train_part != "all":
+            splits = (training_half(splits[0], self.hparams.train_part), *splits[1:])
         self._splits = splits
         if self.target is not None:
             self.target_index  # noqa: B018 -- fail at setup, not at the first batch

@@ -39,6 +39,7 @@ from cfgen.io import save_bundle
 from cfgen.models.blackbox import ACTIVATIONS
 from cfgen.models.classifiers import build_classifier
 from cfgen.train.lightning_cli import CfgenCLI, run_cli
+from cfgen.train.robust import fgsm_random_start
 
 BUNDLE_NAME = "classifier.pt"
 ECE_BINS = 15
@@ -73,6 +74,9 @@ class ClassifierModule(pl.LightningModule):
         weight_decay: AdamW weight decay.
         pretrained: start from ImageNet weights if their file is in the torch cache.
         schedule: "cosine" decays the learning rate to 0 over training; "constant" keeps it.
+        adversarial_radius: > 0 trains on adversarial images within this L-infinity radius (in
+            the [-1, 1] units of the images; `cfgen.train.robust`, fast FGSM with a random
+            start): a robust classifier, the evaluation's robust judge. 0: plain training.
 
     The data facts (attribute names, target, image size, channels) are not arguments: they
     come from the datamodule in `setup`, or from `configure_data` when used without a Trainer.
@@ -85,8 +89,14 @@ class ClassifierModule(pl.LightningModule):
         weight_decay: float = 1e-4,
         pretrained: bool = False,
         schedule: Literal["cosine", "constant"] = "cosine",
+        adversarial_radius: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= adversarial_radius < 1.0:
+            raise ConfigError(
+                f"adversarial_radius is an L-infinity radius in [-1, 1] image units: give a "
+                f"value in [0, 1), e.g. 0.03; got {adversarial_radius}"
+            )
         self.save_hyperparameters()
         self.network: torch.nn.Module | None = None
         self.data_facts: dict[str, Any] = {}
@@ -171,9 +181,23 @@ class ClassifierModule(pl.LightningModule):
         return loss, posterior, labels[:, self.target_index]
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        if self.hparams.adversarial_radius > 0:
+            batch = {**batch, "image": self._adversarial(batch)}
         loss, _, _ = self._target_scores(batch)
         self.log("train/loss", loss, prog_bar=True)
         return loss
+
+    def _adversarial(self, batch: dict) -> torch.Tensor:
+        """The batch's images moved within `adversarial_radius` to raise the training loss."""
+        logits_loss = LOSSES[self.data_facts["activation"]]
+        labels = batch["labels"]
+        if self.label_columns is not None:
+            labels = labels[:, self.label_columns]
+        return fgsm_random_start(
+            lambda images: logits_loss(self(images), labels),
+            batch["image"],
+            self.hparams.adversarial_radius,
+        )
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
         loss, posterior, labels = self._target_scores(batch)
@@ -221,6 +245,7 @@ class ClassifierModule(pl.LightningModule):
             "num_outputs": len(facts["attribute_names"]),
             **facts,
             "output": "logits",
+            "adversarial_radius": self.hparams.adversarial_radius,
         }
 
     def export(self, path: str | Path) -> Path:
