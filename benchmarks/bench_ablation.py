@@ -32,8 +32,9 @@ from pathlib import Path
 
 import torch
 
-from cfgen.evaluate.loading import EvalData, SuiteConfig, build_context, data_module
-from cfgen.evaluate.suite import score_counterfactual
+from cfgen.evaluate.build import build_context, data_module
+from cfgen.evaluate.loading import EvalData, SuiteConfig
+from cfgen.evaluate.methods import score_counterfactual
 from cfgen.explain.progressive import PLACEMENT_STEPS, ProgressiveExaggeration
 from cfgen.figures import strip_figure
 from cfgen.models.blackbox import classifier_facts, load_blackbox

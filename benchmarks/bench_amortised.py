@@ -21,10 +21,11 @@ import time
 
 import torch
 
-from cfgen.evaluate.loading import load_inputs
+from cfgen.evaluate.context import EvalContext
+from cfgen.evaluate.loading import SuiteConfig, load_inputs
+from cfgen.evaluate.methods import make_strips
 from cfgen.evaluate.realism import fid
-from cfgen.evaluate.scoring import EvalContext, score_preservation, score_shift
-from cfgen.evaluate.suite import SuiteConfig, make_strips
+from cfgen.evaluate.scoring import score_preservation, score_shift
 from cfgen.explain.base import CounterfactualExplainer
 
 METHODS = ("pe", "pgd", "optimisation")

@@ -35,8 +35,8 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from cfgen.bins import posterior_to_bin
-from cfgen.evaluate.loading import _take
-from cfgen.evaluate.suite import score_counterfactual
+from cfgen.evaluate.build import take
+from cfgen.evaluate.methods import score_counterfactual
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.figures import strip_figure
 from cfgen.train.explainer_steps import standing_statistics
@@ -102,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     module, context = scoring_context(args)
     classifier = context.classifier
-    images, _ = _take(module.train_dataset, 1024)
+    images, _ = take(module.train_dataset, 1024)
     if len(images) < 1024 and context.real_images is not None:
         images = context.real_images[:1024]
     print(f"statistics recomputed on {len(images)} images", flush=True)

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from cfgen.bins import posterior_to_bin
+from cfgen.evaluate.methods import make_strips
 from cfgen.evaluate.shift import compatibility_curve, compatibility_mae
-from cfgen.evaluate.suite import make_strips
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import safe_torch_load
 

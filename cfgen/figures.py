@@ -51,28 +51,45 @@ def strip_figure(
     queries: np.ndarray,
     query_posteriors: np.ndarray,
     title: str = "",
+    truth: np.ndarray | None = None,
+    truth_gaps: np.ndarray | None = None,
 ) -> bytes:
     """One row per query: the query, then one frame per bin, each with the classifier's
-    posterior printed under it."""
-    steps, rows = strip.shape[:2]
+    posterior printed under it. With `truth` (S, K, C, H, W), each row is followed by the true
+    counterfactual of every frame, labelled with the frame's L1 distance to it (`truth_gaps`)."""
+    steps, queries_shown = strip.shape[:2]
+    per_query = 1 if truth is None else 2
+    rows = queries_shown * per_query
     height = rows * (FRAME_INCHES + 0.25)
     figure = Figure(figsize=((steps + 1) * FRAME_INCHES, height))
     axes = figure.subplots(rows, steps + 1, squeeze=False)
     # matplotlib's default top margin is a fraction of the height (12%): two inches of empty
     # band under the title of a 16-row figure. A fixed 0.3 inch holds the title, whatever the rows.
     figure.subplots_adjust(top=1 - 0.3 / height)
-    for row in range(rows):
-        frames = [(queries[row], f"query {query_posteriors[row]:.2f}")]
-        frames += [(strip[step, row], f"{posteriors[step, row]:.2f}") for step in range(steps)]
-        for column, (image, label) in enumerate(frames):
-            axis = axes[row, column]
-            axis.imshow(to_rgb(image), interpolation="nearest")
-            axis.set_xticks([])
-            axis.set_yticks([])
-            axis.set_xlabel(label, fontsize=8, labelpad=2)
+    for query in range(queries_shown):
+        frames = [(queries[query], f"query {query_posteriors[query]:.2f}")]
+        frames += [(strip[step, query], f"{posteriors[step, query]:.2f}") for step in range(steps)]
+        _draw_row(axes[query * per_query], frames)
+        if truth is not None:
+            labelled = [(truth[s, query], f"L1 {truth_gaps[s, query]:.3f}") for s in range(steps)]
+            _draw_row(axes[query * per_query + 1], labelled, "truth")
     if title:
         figure.suptitle(title, fontsize=10, y=1 - 0.1 / height, va="top")
     return _png(figure)
+
+
+def _draw_row(axes, frames: list, first_label: str | None = None) -> None:
+    """Images with a label under each; with `first_label`, the first axis holds only that text
+    (the rows of true counterfactuals, which have no query of their own)."""
+    if first_label is not None:
+        axes[0].text(0.5, 0.5, first_label, ha="center", va="center", fontsize=9)
+        axes[0].set_axis_off()
+        axes = axes[1:]
+    for axis, (image, label) in zip(axes, frames, strict=True):
+        axis.imshow(to_rgb(image), interpolation="nearest")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_xlabel(label, fontsize=8, labelpad=2)
 
 
 def maps_figure(

@@ -15,12 +15,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cfgen.evaluate.report import counterfactual_table, skipped_groups
+from cfgen.evaluate.tables import counterfactual_table, skipped_groups
 
 
 def headline(results: dict) -> Table:
     """Rich table of the counterfactual methods' headline figures (the report's first table)."""
-    columns, rows = counterfactual_table(results)
+    columns, rows = counterfactual_table(results, intervals=False)
     table = Table(title="headline figures (held-out queries)", box=box.SIMPLE_HEAD, pad_edge=False)
     for index, label in enumerate(columns):
         # Wide enough for every figure; headers wrap instead (a narrow terminal folds them).

@@ -164,7 +164,7 @@ def evaluate_args(runs, out: Path, *extra) -> list:
             "--oracle", runs["oracle"] / "oracle.pt",
             "--judge", runs["classifier"] / "classifier.pt",
             "--out", out, "--n_real", 8, "--baselines", "[gradient]", "--adversarial", "[fgsm]",
-            "--saliency_metrics", "[faithfulness, localisation]", "--logger", "none",
+            "--map_metrics", "[faithfulness, localisation]", "--logger", "none",
             *extra]  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Bias detection (METHOD.md §2): does the explainer reveal a confounded classifier?
+"""Bias detection: does the explainer reveal a confounded classifier?
 
 A classifier trained where the target (Smiling) goes with a confounder (glasses) may use the
 confounder. Its explainer then changes the confounder along the strip; the explainer of an
@@ -73,13 +73,25 @@ def bias_finding(biased: dict, unbiased: dict, confounder: str) -> tuple[bool, s
     )
 
 
-JUDGED = {"oracle_flip": "the oracle's reading of the target", "judge_flip_rate": "the judge"}
+JUDGED = {
+    "reading_flip": "the oracle's reading of the target",
+    "judge_flip_rate": "the judge",
+    "robust_flip_rate": "the robust judge",
+    "knn_flip_rate": "the nearest-neighbour judge",
+}
 
 
 def judged_sentence(biased: dict, unbiased: dict) -> str:
-    """How the independent judges follow each explainer's strips, as a clause of the finding
-    ("" when neither an oracle reading nor a judge scored them)."""
-    clauses = [
+    """How the true counterfactual and the judges follow each explainer's strips, as a clause of
+    the finding ("" when none of them scored the strips)."""
+    clauses = []
+    if "truth_far" in biased and "truth_far" in unbiased:
+        clauses.append(
+            f"the far frames lie {biased['truth_far']:.2f}x as far from the true counterfactual "
+            f"as the unedited query for the biased classifier ({unbiased['truth_far']:.2f}x "
+            "for the unbiased one)"
+        )
+    clauses += [
         f"{label} flips on {biased[key]:.0%} of the biased classifier's strips "
         f"({unbiased[key]:.0%} of the unbiased one's)"
         for key, label in JUDGED.items()

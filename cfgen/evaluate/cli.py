@@ -33,9 +33,9 @@ def parse_config(argv: Sequence[str]) -> SuiteConfig:
 
 
 def _print_summary(results: dict) -> None:
-    from cfgen.evaluate.report import counterfactual_table, skipped_groups
+    from cfgen.evaluate.tables import counterfactual_table, skipped_groups
 
-    columns, rows = counterfactual_table(results)
+    columns, rows = counterfactual_table(results, intervals=False)
     widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *rows, strict=True)]
     for row in [columns, *rows]:
         print("  ".join(f"{cell:>{width}}" for cell, width in zip(row, widths, strict=True)))

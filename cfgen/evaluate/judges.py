@@ -1,4 +1,4 @@
-"""Independent judges of counterfactuals (METHOD.md §6): did the strip change the cause?
+"""Independent judges of counterfactuals: did the strip change the cause?
 
 The explained classifier cannot judge its own counterfactuals: a generator trained through its
 gradient can move it with changes that nothing else reads as the attribute. These judges look
@@ -152,6 +152,11 @@ def identity_images(
     return torch.cat(batches)
 
 
+def identity_l1_per_query(queries: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+    """Mean absolute pixel change between x and I(x, c_x) per query, (N, C, H, W) each -> (N,)."""
+    return l1_distance(queries, identity)
+
+
 def identity_l1(queries: torch.Tensor, identity: torch.Tensor) -> float:
     """Mean absolute pixel change between x and I(x, c_x), both (N, C, H, W) in [-1, 1]."""
-    return l1_distance(queries, identity).mean().item()
+    return identity_l1_per_query(queries, identity).mean().item()

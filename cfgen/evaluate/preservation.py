@@ -1,4 +1,4 @@
-"""What a counterfactual keeps (METHOD.md §2), measured by an oracle: factor drift, MNAC, CD, FVA.
+"""What a counterfactual keeps, measured by an oracle: factor drift, MNAC, CD, FVA.
 
 The oracle is any callable `(N, C, H, W) -> (N, K)` with outputs in [0, 1]: on the synthetic world
 the `FactorOracle` (K generative factors, so a drift is a fraction of each factor's range), on real
@@ -80,20 +80,47 @@ def foreign_drift(
     return summary
 
 
-def mnac(
+def attributes_changed(
     oracle: Oracle,
+    readings: Sequence,
     counterfactuals: torch.Tensor,
     query: torch.Tensor,
-    target_index: int,
-    threshold: float = 0.5,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Number of binary attributes whose presence differs between each counterfactual and its
+    query, (N, C, H, W) pairs -> (N,).
+
+    readings: how the oracle reads each attribute to count (`cfgen.evaluate.judges.
+    AttributeReading`: an output column, a threshold, a direction), the explained one left out.
+    """
+    outputs, query_outputs = _paired_outputs(oracle, counterfactuals, query, batch_size)
+    outputs, query_outputs = outputs[0], query_outputs
+    changed = torch.zeros(query.shape[0], device=outputs.device)
+    for reading in readings:
+        column = reading.index
+        now = reading.orient(outputs[:, column]) > reading.threshold
+        before = reading.orient(query_outputs[:, column]) > reading.threshold
+        changed += (now != before).float()
+    return changed
+
+
+def mnac(
+    oracle: Oracle,
+    readings: Sequence,
+    counterfactuals: torch.Tensor,
+    query: torch.Tensor,
+    successful: torch.Tensor,
     batch_size: int = 256,
 ) -> float:
-    """Mean number of attributes changed: foreign attributes whose binarised oracle output
-    (> `threshold`) differs between a counterfactual and its query, averaged over all pairs."""
-    outputs, query_outputs = _paired_outputs(oracle, counterfactuals, query, batch_size)
-    flips = (outputs > threshold) != (query_outputs > threshold)
-    foreign = _foreign(outputs.shape[-1], target_index).to(flips.device)
-    return flips[..., foreign].sum(dim=-1).float().mean().item()
+    """MNAC as DiVE and ACE define it: the mean number of *other* binary attributes (as the
+    oracle reads them, `readings`) that change between query and counterfactual, over the
+    successful counterfactuals only (`successful` (N,) bool: the explained classifier's
+    decision flipped). NaN when none succeeded."""
+    if not bool(successful.any()):
+        return float("nan")
+    pick = successful.to(query.device)
+    changed = attributes_changed(oracle, readings, counterfactuals[pick], query[pick], batch_size)
+    return changed.mean().item()
 
 
 def attribute_correlation(attributes: torch.Tensor) -> torch.Tensor:

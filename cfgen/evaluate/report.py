@@ -8,118 +8,19 @@ report images (see `suite.run_suite`): it writes `report.md` with its figures be
 import base64
 import html
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from cfgen import figures
+from cfgen.evaluate.tables import (
+    GLOSSARY,
+    detail_table,
+    headline_tables,
+    skipped_groups,
+    timing_table,
+)
 from cfgen.io import atomic_write_bytes, atomic_write_text
-
-# Headline tables: (label, metric group, key) per column; the timing column is added from
-# `timing`. Counterfactual methods get their own table (what their images do, judged by the
-# classifier, the oracle, a second classifier, realism and preservation); every method's
-# relevance map (|x - x_far| for counterfactuals) is scored in the second.
-COUNTERFACTUAL_COLUMNS = [
-    ("flip rate", "shift", "flip_rate"),
-    ("compat MAE", "shift", "compat_mae"),
-    ("compat as drawn", "shift", "compat_mae_as_drawn"),
-    ("monotonicity", "shift", "monotonicity"),
-    ("oracle flip", "validity", "oracle_flip"),
-    ("judge flip", "judge", "judge_flip_rate"),
-    ("identity L1", "identity", "identity_l1"),
-    ("FID overall", "realism", "fid_overall"),
-    ("sFID", "realism", "sfid"),
-    ("foreign drift", "preservation", "foreign_drift"),
-    ("MNAC", "preservation", "mnac"),
-]
-MAP_COLUMNS = [
-    ("deletion AUC", "faithfulness", "deletion_auc"),
-    ("insertion AUC", "faithfulness", "insertion_auc"),
-    ("COUT", "faithfulness", "cout"),
-    ("relevance mass", "localisation", "relevance_mass"),
-    ("pointing game", "localisation", "pointing_game"),
-    ("max-sensitivity", "robustness", "max_sensitivity"),
-]
-
-
-def _format(value) -> str:
-    if isinstance(value, bool) or value is None:
-        return "–" if value is None else str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "–"
-        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
-    return str(value)
-
-
-def metric(entry: dict, group: str, key: str):
-    """A method entry's figure `group.key`, or None when it was not measured."""
-    return entry.get("metrics", {}).get(group, {}).get(key)
-
-
-def _table(results: dict, columns: list, kinds: set[str], with_kind: bool) -> tuple:
-    labels = ["method", *(["kind"] if with_kind else []), *(label for label, _, _ in columns)]
-    rows = []
-    for name, entry in results["methods"].items():
-        if entry.get("kind") not in kinds:
-            continue
-        row = [name, *([entry.get("kind", "")] if with_kind else [])]
-        row += [_format(metric(entry, group, key)) for _, group, key in columns]
-        row.append(_format(results.get("timing", {}).get(name, {}).get("ms_per_query")))
-        rows.append(row)
-    return [*labels, "ms / query"], rows
-
-
-def counterfactual_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    """Columns and rows (one per counterfactual method); '–' where not measured."""
-    return _table(results, COUNTERFACTUAL_COLUMNS, {"counterfactual"}, with_kind=False)
-
-
-def map_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    """Columns and rows (one per method, saliency or counterfactual) of the relevance maps."""
-    return _table(results, MAP_COLUMNS, {"counterfactual", "saliency"}, with_kind=True)
-
-
-def headline_tables(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """The report's headline tables by title: counterfactuals, then relevance maps."""
-    return {"Counterfactuals": counterfactual_table(results), "Relevance maps": map_table(results)}
-
-
-def skipped_groups(results: dict) -> dict[str, list[str]]:
-    """Every skipped metric group with its reason -> the methods it was skipped for."""
-    skipped: dict[str, list[str]] = {}
-    for name, entry in results["methods"].items():
-        for group, why in entry.get("skipped", {}).items():
-            skipped.setdefault(f"{group}: {why}", []).append(name)
-    return skipped
-
-
-def timing_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    """Per method: queries scored, seconds to explain them, ms per query, seconds of metrics."""
-    rows = []
-    for name, t in results.get("timing", {}).items():
-        entry = results["methods"].get(name, {})
-        metric_seconds = sum(entry.get("metric_seconds", {}).values())
-        queries = entry.get("n_queries", results.get("n_queries"))
-        rows.append(
-            [name, _format(queries), _format(t["seconds"]), _format(t["ms_per_query"])]
-            + [_format(metric_seconds)]
-        )
-    columns = ["method", "queries", "seconds", "ms / query", "metrics (s)"]
-    return columns, rows
-
-
-def detail_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    """Every figure measured: one row per (method, group.key), and every skipped group's reason."""
-    rows = []
-    for name, entry in results["methods"].items():
-        for group, values in entry.get("metrics", {}).items():
-            rows += [[name, f"{group}.{key}", _format(value)] for key, value in values.items()]
-        rows += [
-            [name, group, f"skipped: {why}"] for group, why in entry.get("skipped", {}).items()
-        ]
-    return ["method", "metric", "value"], rows
 
 
 def _markdown_table(columns: list[str], rows: list[list[str]]) -> str:
@@ -154,10 +55,18 @@ def make_figures(results: dict, images: dict[str, np.ndarray]) -> dict[str, tupl
             images["queries"],
             images["query_posteriors"],
             name,
+            images.get(f"truth_for/{name}"),
+            images.get(f"truth_gap/{name}"),
         )
         found[f"strip_{name}.png"] = (
             f"{name}: strips from target bin 0 to {len(images[f'strip/{name}']) - 1}, "
-            "the classifier's posterior under each frame",
+            "the classifier's posterior under each frame"
+            + (
+                "; under each row, the true counterfactual each frame is measured against and "
+                "the frame's L1 distance to it"
+                if f"truth_for/{name}" in images
+                else ""
+            ),
             strip_png,
         )
     far_ends = _far_ends(results, images)
@@ -204,21 +113,19 @@ def _tables(results: dict, part: str) -> list[tuple[str, tuple[list[str], list[l
 
 
 def _intro(results: dict) -> str:
-    n = results.get("n_queries", "?")
-    return f"{n} held-out queries; every method is scored on the same ones."
+    n, n_map = results.get("n_queries", "?"), results.get("n_map_queries", "?")
+    reference = results.get("cout_reference") or "none"
+    return (
+        f"Every counterfactual method is scored on the same {n} held-out queries, every "
+        f"relevance map on the same first {n_map}; brackets hold 95% bootstrap intervals over "
+        f"the queries. pe: the frames as the generator draws them; pe_placed: each frame drawn "
+        f"outside its bin placed by the explained classifier. truth: the true counterfactual "
+        f"(the query re-rendered with only the explained factor moved), what a perfect method "
+        f"scores. COUT inserts the far frames of: {reference}."
+    )
 
 
-# What the judge columns mean, under the counterfactual table.
-LEGEND = (
-    "flip rate, compat MAE, monotonicity: the explained classifier's posteriors along the strips. "
-    "oracle flip: share of strips whose far end crosses the explained attribute's threshold as "
-    "an independent oracle reads it (the true cause, where the data has one). judge flip: the "
-    "flip rate seen by a second classifier of the same attribute, trained independently. "
-    "identity L1: mean |x - I(x, c_x)|, what the method changes when asked for the query's own "
-    "posterior. sFID: FID of counterfactuals against the queries, split so that none is "
-    "compared with its own query. compat as drawn: PE's compat MAE before the frames the "
-    "generator draws outside their bin are placed by f (placement_steps; '–' when off)."
-)
+LEGEND = " ".join(f"{name}: {meaning}." for name, meaning in GLOSSARY.items())
 
 
 def _skipped_lines(results: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""Robustness of explanations (METHOD.md §3b): max-sensitivity, infidelity, randomisation check.
+"""Robustness of explanations: max-sensitivity, infidelity, and the randomisation check.
 
 All take the explanation as a callable `explain(x, target) -> (N, C, H, W)` (any explainer's
 `.explain`), or, for the randomisation check, a factory that builds one from a classifier (a
@@ -54,8 +54,10 @@ def max_sensitivity(
     """
 
     def explanation(inputs: tuple[torch.Tensor], target=None) -> tuple[torch.Tensor]:
-        # captum hands the inputs over as a 1-tuple and wants the maps the same way.
+        # captum hands the inputs over as a 1-tuple and wants the maps the same way. Perturbed
+        # images stay images: clamped to [-1, 1] (PE refuses anything outside it).
         (images,) = inputs
+        images = images.clamp(-1.0, 1.0)
         return (explain(images, _per_query_target(target, images.shape[0])),)
 
     kwargs = {} if target is None else {"target": target}

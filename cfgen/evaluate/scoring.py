@@ -1,150 +1,43 @@
-"""Metric groups the evaluation suite calls by name, on the same held-out queries for every method.
+"""What a counterfactual method's images do: the metric groups of the counterfactual table.
 
-Two kinds of method are scored:
-- counterfactual methods (PE, adversarial) give a `Strip`; their relevance map is |x - x_far|,
-  x_far the strip's far end opposite to the query's decision;
-- saliency methods give a relevance map (N, C, H, W) and an `explain` callable.
+Each group is a function `(context, strip) -> dict[str, float | Figure]` registered by name in
+`COUNTERFACTUAL_SCORES`; the suite's config lists the names to run. A strip holds S frames for
+each of the N queries; the *far frame* of a query is the strip end opposite to the classifier's
+decision on it. The figures are read by judges of several kinds, so that a change only the
+explained classifier reads does not pass for the attribute:
 
-Each metric group is a function `(context, output) -> dict[str, float]` registered by name in
-`COUNTERFACTUAL_SCORES` or `SALIENCY_SCORES`; the suite's config lists the names to run. The metrics
-themselves live in `shift.py`, `realism.py`, `preservation.py`, `judges.py`, `faithfulness.py`,
-`localisation.py` and `robustness.py`: this file only adapts them to the suite's inputs.
+- `shift`: the explained classifier (flip rate, compatibility MAE, monotonicity);
+- `validity`: the oracle's *reading* of the explained attribute (a network regressing the
+  synthetic world's factors, or an attribute classifier of a folder);
+- `judge`, `robust_judge`: a second classifier of the attribute trained like the explained one,
+  and one trained adversarially on other images;
+- `neighbours`: the labels of the nearest real training images in pixel space (no network), and
+  the far frames' distance to the nearest real image against the real queries' own;
+- `truth`: the distance to the true counterfactual (`cfgen.evaluate.truth`, synthetic world);
+- `identity`, `realism`, `preservation`, `closeness`, `lpips`: what the method keeps and how
+  real its images look.
 
+The relevance maps of every method (|x - x_far| here) are scored in `cfgen.evaluate.maps`. The
+metrics themselves live in `shift.py`, `truth.py`, `neighbours.py`, `realism.py`,
+`preservation.py`, `judges.py` and `closeness.py`; this file adapts them to the suite's inputs.
 Each image set is encoded once (torch-fidelity's staging): the real reference set and the
 queries once per context (`EvalContext.encoded`), a strip once per realism group.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 
 import torch
 
-from cfgen.errors import CfgenError
-from cfgen.evaluate import (
-    closeness,
-    faithfulness,
-    localisation,
-    preservation,
-    realism,
-    robustness,
-)
-from cfgen.evaluate.judges import AttributeReading, identity_l1, judge_shift, real_gap, validity
-from cfgen.evaluate.shift import compatibility_curve, shift_summary
-from cfgen.explain.base import resolve_target
+from cfgen.evaluate import closeness, preservation, realism
+from cfgen.evaluate.context import EvalContext, Figure, NoGroundTruth
+from cfgen.evaluate.intervals import bootstrap_loop
+from cfgen.evaluate.judges import identity_l1_per_query, real_gap
+from cfgen.evaluate.preservation import predict
+from cfgen.evaluate.shift import compatibility_errors, flips, spearman_per_query
+from cfgen.evaluate.truth import truth_distances
 from cfgen.explain.strip import Strip
 
-
-class NoGroundTruth(CfgenError):
-    """A metric group needs something this evaluation does not have (masks, an oracle)."""
-
-
-Classifier = Callable[[torch.Tensor], torch.Tensor]
-ExplainFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class EvalContext:
-    """Everything the metric groups share: the classifier, the queries and their ground truth.
-
-    queries: (N, C, H, W) in [-1, 1]; factors: (N, F) in [0, 1]; masks: (N, R, H, W) in [0, 1];
-    real_images / real_posteriors: (M, C, H, W) / (M,), the real reference set for realism;
-    real_labels: (M,) its ground truth of the explained attribute (0/1, NaN unknown).
-    `oracle` maps (N, C, H, W) -> (N, F) outputs named `factor_names`; `target_reading` says
-    which output reads the explained attribute and how (default: `target_factor`, present
-    above 0.5); `features` maps images to (N, D) for FID/KID; `judge` is a second black box for
-    the same attribute, (N, C, H, W) -> (N,). `identity`: the scored method's counterfactual of
-    each query at its own posterior, I(x, c_x), (N, C, H, W); the suite sets it per method.
-    """
-
-    classifier: Classifier
-    queries: torch.Tensor
-    n_bins: int = 10
-    factors: torch.Tensor | None = None
-    masks: torch.Tensor | None = None
-    factor_names: list[str] = field(default_factory=list)
-    region_names: list[str] = field(default_factory=list)
-    target_factor: str = "smile"
-    target_region: str | None = "mouth"
-    oracle: Classifier | None = None
-    target_reading: AttributeReading | None = None
-    features: torch.nn.Module | None = None
-    judge: Classifier | None = None
-    real_images: torch.Tensor | None = None
-    real_posteriors: torch.Tensor | None = None
-    real_labels: torch.Tensor | None = None
-    identity: torch.Tensor | None = None
-    robustness_queries: int = 16
-    batch_size: int = 64
-    # Filled while the suite runs: PE's far-end counterfactuals (for the COUT of saliency maps)
-    # and metric models built once (LPIPS).
-    reference_counterfactual: torch.Tensor | None = None
-    cache: dict = field(default_factory=dict)
-
-    @property
-    def target_factor_index(self) -> int:
-        return self.factor_names.index(self.target_factor)
-
-    @property
-    def reading(self) -> AttributeReading:
-        """How the oracle reads the explained attribute."""
-        if self.target_reading is not None:
-            return self.target_reading
-        if self.target_factor not in self.factor_names:
-            raise NoGroundTruth(
-                f"the oracle has no output {self.target_factor!r} (outputs: {self.factor_names})"
-            )
-        return AttributeReading(self.target_factor_index, self.target_factor)
-
-    def encoded(self, name: str) -> torch.Tensor:
-        """Features (M, D) of `real_images` or `queries`, extracted once and cached."""
-        images = getattr(self, name)
-        key = (name, len(images))  # `head` contexts share the cache and hold fewer queries
-        if key not in self.cache:
-            self.cache[key] = realism.encode(self.need("features"), images, self.batch_size)
-        return self.cache[key]
-
-    def target_region_masks(self) -> torch.Tensor:
-        """Ground-truth region of the explained factor, (N, H, W) in [0, 1]."""
-        if self.masks is None:
-            raise NoGroundTruth(
-                "the data has no region masks; localisation needs them (the synthetic world's)"
-            )
-        if self.target_region not in self.region_names:
-            raise NoGroundTruth(
-                f"no region mask named {self.target_region!r} for the queries (regions: "
-                f"{self.region_names}); localisation needs the explained factor's region"
-            )
-        return self.masks[:, self.region_names.index(self.target_region)].float()
-
-    def head(self, k: int) -> "EvalContext":
-        """The same context restricted to the first `k` queries (the cache is shared)."""
-        if k >= self.queries.shape[0]:
-            return self
-        first = slice(0, k)
-        sliced = {
-            name: getattr(self, name)[first]
-            for name in ("queries", "factors", "masks", "reference_counterfactual", "identity")
-            if getattr(self, name) is not None
-        }
-        return replace(self, **sliced)
-
-    def need(self, name: str):
-        """A model the metrics need (`oracle`, `features`, `judge`), or a clear skip reason."""
-        value = getattr(self, name)
-        if value is None:
-            option = "judge" if name == "judge" else "oracle"
-            raise NoGroundTruth(f"no {name} given: set `{option}` in the evaluation config")
-        return value
-
-
-@dataclass
-class SaliencyOutput:
-    """A saliency method's maps for the queries, (N, C, H, W), the callable that made them, and
-    its registry name (the randomisation check rebuilds the method on randomised classifiers)."""
-
-    maps: torch.Tensor
-    explain: ExplainFn
-    name: str | None = None
+Scores = dict[str, float | Figure]
 
 
 def far_end(strip: Strip) -> torch.Tensor:
@@ -154,7 +47,7 @@ def far_end(strip: Strip) -> torch.Tensor:
     image, a present one by its first: the same direction `flip_rate` scores.
     """
     goes_up = (strip.query_posteriors < 0.5).view(-1, *([1] * (strip.images.dim() - 2)))
-    return torch.where(goes_up, strip.images[-1], strip.images[0])
+    return torch.where(goes_up.to(strip.images.device), strip.images[-1], strip.images[0])
 
 
 def counterfactual_map(queries: torch.Tensor, strip: Strip) -> torch.Tensor:
@@ -162,22 +55,131 @@ def counterfactual_map(queries: torch.Tensor, strip: Strip) -> torch.Tensor:
     return (queries - far_end(strip)).abs()
 
 
-def score_shift(context: EvalContext, strip: Strip) -> dict[str, float]:
-    """Flip rate, compatibility MAE and monotonicity of the strip (`shift.py`)."""
-    return shift_summary(
-        strip.posteriors, strip.target_bins, strip.query_posteriors, context.n_bins
-    )
+def judged(
+    prefix: str,
+    posteriors: torch.Tensor,
+    query_posteriors: torch.Tensor,
+    target_bins: torch.Tensor,
+    n_bins: int,
+    threshold: float = 0.5,
+) -> Scores:
+    """Flip rate, compatibility MAE and monotonicity of a strip as one reader sees it.
+
+    posteriors: (S, N), the reader's posterior of every frame; query_posteriors: (N,). The flip
+    of each query is in the direction the reader itself reads on the query.
+    """
+    return {
+        f"{prefix}flip_rate": Figure.mean(flips(posteriors, query_posteriors, threshold).float()),
+        f"{prefix}compat_mae": Figure.mean(compatibility_errors(posteriors, target_bins, n_bins)),
+        f"{prefix}monotonicity": Figure.mean(spearman_per_query(posteriors, target_bins)),
+    }
+
+
+def score_shift(context: EvalContext, strip: Strip) -> Scores:
+    """The explained classifier's flip rate, compatibility MAE and monotonicity (`shift.py`)."""
+    return judged("", strip.posteriors, strip.query_posteriors, strip.target_bins, context.n_bins)
 
 
 def curve(context: EvalContext, strip: Strip) -> dict[str, list[float]]:
     """Target vs achieved posterior per bin, as lists for `results.json` and the report."""
+    from cfgen.evaluate.shift import compatibility_curve
+
     values = compatibility_curve(strip.posteriors, strip.target_bins, context.n_bins)
     return {key: value.tolist() for key, value in values.items()}
 
 
-def score_realism(context: EvalContext, strip: Strip) -> dict[str, float]:
+def _read(reader, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """A judge's posteriors of images (..., C, H, W) -> (...,)."""
+    return predict(reader, images, batch_size).float()
+
+
+def score_validity(context: EvalContext, strip: Strip) -> Scores:
+    """The oracle's reading of the explained attribute along the strip: `reading_flip` (the far
+    frame's reading across the attribute's threshold), `reading_spearman` (with the target bin),
+    `reading_change` (last frame minus first), next to the same change between real absent and
+    present images (`reading_change_real`) when the reference set has labels."""
+    oracle, reading = context.need("oracle"), context.reading
+    readings = reading(oracle, strip.images, context.batch_size)
+    query_readings = reading(oracle, context.queries, context.batch_size)
+    scores: Scores = {
+        "reading_flip": Figure.mean(flips(readings, query_readings, reading.threshold).float()),
+        "reading_spearman": Figure.mean(spearman_per_query(readings, strip.target_bins)),
+        "reading_change": Figure.mean(readings[-1] - readings[0]),
+    }
+    if context.real_images is not None and context.real_labels is not None:
+        key = ("real_reading", reading)
+        if key not in context.cache:
+            context.cache[key] = reading(oracle, context.real_images, context.batch_size)
+        scores["reading_change_real"] = real_gap(context.cache[key], context.real_labels)
+    return scores
+
+
+def _judge_group(name: str, prefix: str) -> Callable[[EvalContext, Strip], Scores]:
+    def score(context: EvalContext, strip: Strip) -> Scores:
+        judge = context.need(name)
+        posteriors = _read(judge, strip.images, context.batch_size)
+        query_posteriors = _read(judge, context.queries, context.batch_size)
+        return judged(prefix, posteriors, query_posteriors, strip.target_bins, context.n_bins)
+
+    score.__doc__ = f"The strips as the `{name}` of the same attribute sees them."
+    return score
+
+
+def score_neighbours(context: EvalContext, strip: Strip) -> Scores:
+    """The nearest-neighbour judge's flip rate, compat MAE and monotonicity (`knn_*`), and the
+    far frames' distance to the nearest real training image over the real queries' own
+    (`manifold_ratio`: 1 = as close to real images as real images are)."""
+    neighbours = context.need("neighbours")
+    scores = _judge_group("neighbours", "knn_")(context, strip)
+    far = neighbours.manifold_distance(far_end(strip))
+    real = neighbours.manifold_distance(context.queries)
+    scores["manifold_ratio"] = Figure.ratio(far, real)
+    return scores
+
+
+def score_truth(context: EvalContext, strip: Strip) -> Scores:
+    """Distance of the far and near frames to the true counterfactual over doing nothing, plain
+    and blurred, and the share of the far frame's error on the factor's region (`truth.py`)."""
+    truth = context.need("truth")
+    try:
+        region = context.target_region_masks()
+    except NoGroundTruth:
+        region = None
+    gaps = truth_distances(
+        strip.images,
+        context.queries,
+        strip.query_posteriors,
+        strip.target_bins,
+        truth,
+        context.n_bins,
+        region,
+    )
+    scores: Scores = {}
+    for name in ("far", "near", "far_blur", "near_blur"):
+        base, _, blur = name.partition("_")
+        query = gaps[f"{base}_query" + (f"_{blur}" if blur else "")]
+        scores[f"truth_{name}"] = Figure.ratio(gaps[name], query)
+    if "far_region" in gaps:
+        scores["truth_region_share"] = Figure.ratio(gaps["far_region"], gaps["far_error"])
+    return scores
+
+
+def _need_identity(context: EvalContext) -> torch.Tensor:
+    if context.identity is None:
+        raise NoGroundTruth("no identity images: the suite makes them from the scored method")
+    return context.identity
+
+
+def score_identity(context: EvalContext, strip: Strip) -> Scores:
+    """L1 between each query and the method's counterfactual at its own posterior, I(x, c_x)."""
+    distances = identity_l1_per_query(context.queries, _need_identity(context))
+    return {"identity_l1": Figure.mean(distances)}
+
+
+def score_realism(context: EvalContext, strip: Strip) -> Scores:
     """FID per bin, Present / Absent / Overall (PE's protocol), overall KID, and sFID of the far
-    ends against the queries (ACE's split protocol) (`realism.py`)."""
+    frames against the queries (ACE's split protocol) (`realism.py`). FID overall carries a
+    bootstrap interval over the queries."""
     if context.real_images is None or context.real_posteriors is None:
         raise NoGroundTruth("no real reference images: realism needs `n_real` > 0")
     real = context.encoded("real_images")
@@ -185,23 +187,40 @@ def score_realism(context: EvalContext, strip: Strip) -> dict[str, float]:
     by_bin = realism.realism_of_features(
         real, context.real_posteriors, fake, strip.target_bins, context.n_bins
     )
-    scores = {f"fid_{k}": v for k, v in by_bin.items() if not k.startswith("n_")}
+    scores: Scores = {f"fid_{k}": v for k, v in by_bin.items() if not k.startswith("n_")}
+    interval = bootstrap_loop(
+        lambda picks: realism.fid_of_features(real, fake[:, picks].reshape(-1, fake.shape[-1])),
+        fake.shape[1],
+        seed=context.seed,
+    )
+    scores["fid_overall"] = Figure(by_bin["overall"], interval=interval)
     scores["kid_overall"] = realism.kid_of_features(real, fake.reshape(-1, fake.shape[-1]))[0]
     goes_up = (strip.query_posteriors < 0.5).to(fake.device)[:, None]
     far = torch.where(goes_up, fake[-1], fake[0])
-    scores["sfid"] = realism.sfid(context.encoded("queries"), far)
+    scores["sfid"] = realism.sfid(context.encoded("queries"), far, seed=context.seed)
     return scores
 
 
-def score_preservation(context: EvalContext, strip: Strip) -> dict[str, float]:
-    """Oracle-measured: foreign factor drift along the strip; MNAC, CD and FVA of the far end."""
+def score_preservation(context: EvalContext, strip: Strip) -> Scores:
+    """Oracle-measured: foreign factor drift along the strip (per factor, and the mean over the
+    foreign ones per query); MNAC (`preservation.mnac`), CD and FVA of the far frames."""
     oracle, target = context.need("oracle"), context.target_factor_index
-    drift = preservation.factor_drift(oracle, strip.images, context.queries, context.batch_size)
-    foreign = preservation.foreign_drift(drift, target, context.factor_names)
+    outputs = predict(oracle, strip.images, context.batch_size).float()
+    query_outputs = predict(oracle, context.queries, context.batch_size).float()
+    change = (outputs - query_outputs[None]).abs()  # (S, N, K)
+    foreign = [k for k in range(change.shape[-1]) if k != target]
+    scores: Scores = {"foreign_drift": Figure.mean(change[..., foreign].mean(dim=(0, 2)))}
+    for k in foreign:
+        scores[f"drift_{context.factor_names[k]}"] = change[..., k].mean().item()
     far = far_end(strip)
-    scores = {"foreign_drift": foreign.pop("mean")}
-    scores.update({f"drift_{name}": value for name, value in foreign.items()})
-    scores["mnac"] = preservation.mnac(oracle, far, context.queries, target)
+    if context.attribute_readings:
+        # DiVE's and ACE's MNAC: binary attributes, successful counterfactuals only.
+        changed = preservation.attributes_changed(
+            oracle, context.attribute_readings, far, context.queries, context.batch_size
+        )
+        successful = flips(strip.posteriors, strip.query_posteriors).to(changed.device)
+        if bool(successful.any()):
+            scores["mnac"] = Figure.mean(changed[successful])
     if context.real_images is not None:
         try:
             scores["cd"] = preservation.correlation_difference(
@@ -216,11 +235,11 @@ def score_preservation(context: EvalContext, strip: Strip) -> dict[str, float]:
     return scores
 
 
-def score_closeness(context: EvalContext, strip: Strip) -> dict[str, float]:
+def score_closeness(context: EvalContext, strip: Strip) -> Scores:
     """L1 and SSIM between query and far end, overall and outside the explained factor's region."""
     far = far_end(strip)
-    scores = {
-        "l1": closeness.l1_distance(context.queries, far).mean().item(),
+    scores: Scores = {
+        "l1": Figure.mean(closeness.l1_distance(context.queries, far)),
         "ssim": closeness.ssim(context.queries, far).mean().item(),
     }
     try:
@@ -232,49 +251,13 @@ def score_closeness(context: EvalContext, strip: Strip) -> dict[str, float]:
     return scores
 
 
-def score_validity(context: EvalContext, strip: Strip) -> dict[str, float]:
-    """Oracle-judged validity (`judges.validity`): oracle flip, Spearman and change of the
-    explained attribute's reading along the strip, and the same change between real absent and
-    present images (`oracle_change_real`) when the reference set has labels."""
-    oracle, reading = context.need("oracle"), context.reading
-    scores = validity(
-        reading(oracle, strip.images, context.batch_size),
-        reading(oracle, context.queries, context.batch_size),
-        strip.target_bins,
-        reading.threshold,
-    )
-    if context.real_images is not None and context.real_labels is not None:
-        key = ("real_reading", reading)
-        if key not in context.cache:
-            context.cache[key] = reading(oracle, context.real_images, context.batch_size)
-        scores["oracle_change_real"] = real_gap(context.cache[key], context.real_labels)
-    return scores
-
-
-def score_judge(context: EvalContext, strip: Strip) -> dict[str, float]:
-    """The strips as an independently trained classifier of the same attribute sees them."""
-    judge = context.need("judge")
-    return judge_shift(judge, strip, context.queries, context.n_bins, context.batch_size)
-
-
-def _need_identity(context: EvalContext) -> torch.Tensor:
-    if context.identity is None:
-        raise NoGroundTruth("no identity images: the suite makes them from the scored method")
-    return context.identity
-
-
-def score_identity(context: EvalContext, strip: Strip) -> dict[str, float]:
-    """L1 between each query and the method's counterfactual at its own posterior, I(x, c_x)."""
-    return {"identity_l1": identity_l1(context.queries, _need_identity(context))}
-
-
-def score_lpips(context: EvalContext, strip: Strip) -> dict[str, float]:
+def score_lpips(context: EvalContext, strip: Strip) -> Scores:
     """LPIPS between query and far end, and between query and I(x, c_x) (`identity_lpips`);
     skipped with the file to place when the weights are absent."""
     if "lpips" not in context.cache:
         context.cache["lpips"] = closeness.build_lpips()
     metric = context.cache["lpips"]
-    scores = {
+    scores: Scores = {
         "lpips": closeness.lpips_distance(metric, context.queries, far_end(strip)).mean().item()
     }
     if context.identity is not None:
@@ -283,83 +266,16 @@ def score_lpips(context: EvalContext, strip: Strip) -> dict[str, float]:
     return scores
 
 
-def _faithfulness(context: EvalContext, maps: torch.Tensor, counterfactual) -> dict[str, float]:
-    classifier, queries = context.classifier, context.queries
-    scores = {
-        "deletion_auc": faithfulness.deletion_auc(classifier, queries, maps).mean().item(),
-        "insertion_auc": faithfulness.insertion_auc(classifier, queries, maps).mean().item(),
-    }
-    if counterfactual is not None:
-        scores["cout"] = faithfulness.cout(classifier, queries, counterfactual, maps).mean().item()
-    return scores
-
-
-@torch.no_grad()
-def score_counterfactual_faithfulness(context: EvalContext, strip: Strip) -> dict[str, float]:
-    """Deletion / insertion AUC of |x - x_far| and COUT of the far-end counterfactual."""
-    return _faithfulness(context, counterfactual_map(context.queries, strip), far_end(strip))
-
-
-@torch.no_grad()
-def score_saliency_faithfulness(context: EvalContext, output: SaliencyOutput) -> dict[str, float]:
-    """Deletion / insertion AUC of the map; COUT inserting PE's counterfactual in the map's order.
-
-    COUT needs a counterfactual to insert: saliency methods have none, so they order the pixels
-    of the reference (PE) counterfactual, which scores the ranking alone on the same scale.
-    """
-    return _faithfulness(context, output.maps, context.reference_counterfactual)
-
-
-def score_counterfactual_localisation(context: EvalContext, strip: Strip) -> dict[str, float]:
-    """Relevance mass and pointing game of |x - x_far| in the explained factor's region."""
-    maps = counterfactual_map(context.queries, strip)
-    return localisation.localisation_summary(maps, context.target_region_masks())
-
-
-def score_saliency_localisation(context: EvalContext, output: SaliencyOutput) -> dict[str, float]:
-    """Relevance mass and pointing game of |map| (signs differ between methods) in the region."""
-    return localisation.localisation_summary(output.maps.abs(), context.target_region_masks())
-
-
-def score_saliency_robustness(context: EvalContext, output: SaliencyOutput) -> dict[str, float]:
-    """Max-sensitivity, infidelity and the randomisation sanity check on the first
-    `robustness_queries` queries (`robustness.py`).
-
-    randomised_spearman_top / _all: rank correlation of |map| with the original after
-    re-initialising the classifier's output layer / every layer; near 0 = the map follows the
-    model, near 1 = it does not depend on what the model learnt.
-    """
-    queries = context.queries[: context.robustness_queries]
-    target = resolve_target(context.classifier, queries, None)
-    sensitivity = robustness.max_sensitivity(output.explain, queries, target)
-    infidelity = robustness.infidelity(context.classifier, output.explain, queries, target)
-    scores = {"max_sensitivity": sensitivity.mean().item(), "infidelity": infidelity.mean().item()}
-    if output.name is not None and isinstance(context.classifier, torch.nn.Module):
-        try:
-            rows = robustness.cascading_randomisation(
-                context.classifier, output.name, queries, target
-            )
-        except CfgenError:  # a classifier without randomisable layers: the check does not apply
-            return scores
-        scores["randomised_spearman_top"] = rows[0]["spearman"]
-        scores["randomised_spearman_all"] = rows[-1]["spearman"]
-    return scores
-
-
-COUNTERFACTUAL_SCORES: dict[str, Callable[[EvalContext, Strip], dict[str, float]]] = {
+COUNTERFACTUAL_SCORES: dict[str, Callable[[EvalContext, Strip], Scores]] = {
     "shift": score_shift,
+    "truth": score_truth,
     "validity": score_validity,
-    "judge": score_judge,
+    "judge": _judge_group("judge", "judge_"),
+    "robust_judge": _judge_group("robust_judge", "robust_"),
+    "neighbours": score_neighbours,
     "identity": score_identity,
     "realism": score_realism,
     "preservation": score_preservation,
     "closeness": score_closeness,
     "lpips": score_lpips,
-    "faithfulness": score_counterfactual_faithfulness,
-    "localisation": score_counterfactual_localisation,
-}
-SALIENCY_SCORES: dict[str, Callable[[EvalContext, SaliencyOutput], dict[str, float]]] = {
-    "faithfulness": score_saliency_faithfulness,
-    "localisation": score_saliency_localisation,
-    "robustness": score_saliency_robustness,
 }

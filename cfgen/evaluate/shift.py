@@ -1,4 +1,4 @@
-"""Probability shift along a strip (METHOD.md §2): compatibility, flip rate, monotonicity.
+"""Probability shift along a strip: compatibility, flip rate, monotonicity.
 
 All functions take the posteriors of a strip, (S, N): S target bins (in increasing order) for
 N queries, so they score any counterfactual method the same way.
@@ -23,25 +23,40 @@ def compatibility_curve(
     }
 
 
+def compatibility_errors(
+    posteriors: torch.Tensor, target_bins: torch.Tensor, n_bins: int, kind: str = "centre"
+) -> torch.Tensor:
+    """Mean |achieved - target posterior| over the bins, per query: (S, N) -> (N,)."""
+    target = bin_target(target_bins, n_bins, kind).to(posteriors)
+    return (posteriors - target[:, None]).abs().mean(dim=0)
+
+
 def compatibility_mae(
     posteriors: torch.Tensor, target_bins: torch.Tensor, n_bins: int, kind: str = "centre"
 ) -> float:
     """Mean |achieved - target posterior| over all bins and queries."""
-    target = bin_target(target_bins, n_bins, kind).to(posteriors)
-    return (posteriors - target[:, None]).abs().mean().item()
+    return compatibility_errors(posteriors, target_bins, n_bins, kind).mean().item()
 
 
-def flip_rate(
+def flips(
     posteriors: torch.Tensor, query_posteriors: torch.Tensor, threshold: float = 0.5
-) -> float:
-    """Share of queries whose far end of the strip crosses `threshold` in the asked direction.
+) -> torch.Tensor:
+    """Whether each query's far end of the strip crosses `threshold` in the asked direction,
+    (S, N), (N,) -> (N,) bool.
 
     A query below the threshold asks to go up (its last image must be above it); a query at or
     above asks to go down (its first image must be below it).
     """
     goes_up = query_posteriors < threshold
-    success = torch.where(goes_up, posteriors[-1] > threshold, posteriors[0] < threshold)
-    return success.float().mean().item()
+    return torch.where(goes_up, posteriors[-1] > threshold, posteriors[0] < threshold)
+
+
+def flip_rate(
+    posteriors: torch.Tensor, query_posteriors: torch.Tensor, threshold: float = 0.5
+) -> float:
+    """Share of queries whose far end of the strip crosses `threshold` in the asked direction
+    (`flips`)."""
+    return flips(posteriors, query_posteriors, threshold).float().mean().item()
 
 
 def _ranks(values: torch.Tensor) -> torch.Tensor:

@@ -5,16 +5,26 @@
 
 The orchestration: load (`cfgen.evaluate.loading`, which holds the config and builds the
 inputs) -> run -> write -> log. `run_suite(config, inputs)` does the work on already-built
-inputs (classifier, explainers, queries), so tests and notebooks can pass their own. A metric
-group that needs what the evaluation lacks (factors, region masks, an oracle, weights) is
-skipped with the reason; any other error stops the run. Outputs, all written atomically:
-`results.json` (figures, timing, config, versions), `report_images.npz` (the arrays the report
-draws) and the report itself (`report.md`, `report.html`). W&B logging comes last and may fail
-without losing anything.
+inputs (classifier, explainers, queries), so tests and notebooks can pass their own.
+
+Equal terms: the counterfactual table scores every counterfactual method on the same first
+`n` queries, n the largest number every one of them can afford (`max_queries`); the map table
+scores every method's relevance map (saliency maps, and |x - x_far| of every counterfactual
+method) on the same first `n_map` queries. Where the data can be re-rendered, the true
+counterfactual is scored as a method of its own (`truth`): what a perfect method reaches on
+every figure. Each method runs from a random state seeded by the config's seed and its name,
+so an evaluation repeats exactly whatever the order of its methods. Averaged figures carry 95%
+bootstrap intervals over the queries (`intervals` beside `metrics`).
+
+A metric group that needs what the evaluation lacks (factors, region masks, an oracle, weights)
+is skipped with the reason; any other error stops the run. Outputs, all written atomically:
+`results.json` (figures, intervals, timing, config, versions), `report_images.npz` (the arrays
+the report draws) and the report itself (`report.md`, `report.html`). W&B logging comes last and
+may fail without losing anything.
 """
 
+import copy
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -24,23 +34,27 @@ import torch
 from rich.progress import Progress
 
 import cfgen
-from cfgen.errors import ConfigError, WeightsMissingError
+from cfgen.errors import ConfigError
 from cfgen.evaluate.bias import bias_experiment, judged_sentence
-from cfgen.evaluate.judges import identity_images
+from cfgen.evaluate.context import EvalContext, SaliencyOutput
 from cfgen.evaluate.loading import SuiteConfig, SuiteInputs, load_inputs
-from cfgen.evaluate.scoring import (
-    COUNTERFACTUAL_SCORES,
-    SALIENCY_SCORES,
-    EvalContext,
-    NoGroundTruth,
-    SaliencyOutput,
-    curve,
-    far_end,
+from cfgen.evaluate.maps import MAP_SCORES, score_faithfulness
+from cfgen.evaluate.methods import (
+    make_maps,
+    make_strips,
+    score_counterfactual,
+    score_groups,
+    seed_method,
+    timed,
+    timing,
+    truth_strip,
 )
-from cfgen.evaluate.shift import compatibility_mae
-from cfgen.explain.base import CounterfactualExplainer, Explainer
+from cfgen.evaluate.scoring import COUNTERFACTUAL_SCORES, far_end
+from cfgen.evaluate.truth import nearest_true_frames
 from cfgen.explain.strip import Strip
 from cfgen.io import atomic_write_bytes, atomic_write_json, prepare_output_dir
+
+TRUTH = "truth"
 
 
 def versions() -> dict[str, str]:
@@ -58,191 +72,156 @@ def versions() -> dict[str, str]:
     }
 
 
-def _batched(fn: Callable[[torch.Tensor], object], x: torch.Tensor, size: int) -> list:
-    return [fn(x[start : start + size]) for start in range(0, x.shape[0], size)]
-
-
-def make_strips(method: CounterfactualExplainer, context: EvalContext) -> Strip:
-    """The method's strip for every query, in batches: (S, N, C, H, W)."""
-    batches = _batched(
-        lambda x: method.exaggerate(x, n_bins=context.n_bins), context.queries, context.batch_size
-    )
-    return Strip.concat(batches)
-
-
-def make_maps(method: Explainer, context: EvalContext) -> torch.Tensor:
-    """The method's relevance map for every query toward the flipped decision, (N, C, H, W)."""
-    return torch.cat(
-        _batched(lambda x: method.explain(x).detach(), context.queries, context.batch_size)
-    )
-
-
-IDENTITY_GROUPS = {"identity", "lpips"}
-
-
-def _with_identity(
-    method: CounterfactualExplainer, context: EvalContext, metrics: list[str]
-) -> tuple[EvalContext, float]:
-    """The context with the method's I(x, c_x) images when a group asks for them, and the time."""
-    if not IDENTITY_GROUPS & set(metrics):
-        return context, 0.0
-    identity, seconds = _timed(lambda: identity_images(method, context.queries, context.batch_size))
-    return replace(context, identity=identity), seconds
-
-
-# What a metric group may lack on some data: ground truth (factors, masks, an oracle, a judge,
-# a reference set) or weights that are not on the machine. Anything else fails the run.
-SKIPPED_FOR = (NoGroundTruth, WeightsMissingError)
-
-
-def _score(registry: dict, names: list[str], context: EvalContext, output) -> dict:
-    """Run the named metric groups; one that lacks its ground truth or weights is skipped."""
-    scores, skipped, seconds = {}, {}, {}
-    for name in names:
-        start = time.perf_counter()
-        try:
-            scores[name] = registry[name](context, output)
-        except SKIPPED_FOR as error:
-            skipped[name] = str(error)
-        seconds[name] = time.perf_counter() - start
-    return {"metrics": scores, "skipped": skipped, "metric_seconds": seconds}
-
-
-def _timed(fn: Callable[[], object]) -> tuple[object, float]:
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
-
-
-def _timing(seconds: float, n_queries: int) -> dict[str, float]:
-    return {"seconds": seconds, "ms_per_query": 1000.0 * seconds / n_queries}
-
-
-def score_counterfactual(
-    method: CounterfactualExplainer, context: EvalContext, metrics: list[str] | None = None
-) -> tuple[dict, Strip]:
-    """Score one counterfactual method on the context's queries, from Python.
-
-    Makes its strips (and its I(x, c_x) images when `identity` or `lpips` is asked), runs the
-    named groups of `COUNTERFACTUAL_SCORES` (default: all) and returns the entry that
-    `results.json` holds for a method (`metrics`, `skipped`, `metric_seconds`, `seconds`,
-    `curve`) and the strip. The context's encoded sets (real reference, queries) are cached in
-    it, so scoring many methods on one context encodes them once.
-    """
-    metrics = list(COUNTERFACTUAL_SCORES) if metrics is None else metrics
-    strip, seconds = _timed(lambda: make_strips(method, context))
-    scored, identity_seconds = _with_identity(method, context, metrics)
-    entry = _score(COUNTERFACTUAL_SCORES, metrics, scored, strip)
-    if "shift" in entry["metrics"] and getattr(method, "placement_steps", 0) > 0:
-        entry["metrics"]["shift"].update(_as_drawn(method, context, strip))
-    if scored.identity is not None:
-        entry["metric_seconds"]["identity_images"] = identity_seconds
-    entry.update(kind="counterfactual", seconds=seconds, curve=curve(context, strip))
-    return entry, strip
-
-
-def _as_drawn(method, context: EvalContext, placed: Strip) -> dict[str, float]:
-    """What placing the frames by f did (`ProgressiveExaggeration.placement_steps`): the
-    compat MAE of the frames as the generator draws them, and the share of frames placed."""
-    drawn = make_strips(method.as_drawn(), context)
-    target = drawn.target_bins.to(drawn.posteriors)
-    return {
-        "compat_mae_as_drawn": compatibility_mae(drawn.posteriors, target, context.n_bins),
-        "placed_share": (placed.posteriors != drawn.posteriors).float().mean().item(),
-    }
-
-
-def _counterfactual_entry(
-    config: SuiteConfig, method: CounterfactualExplainer, context: EvalContext
-) -> tuple[dict, float, Strip]:
-    entry, strip = score_counterfactual(method, context, config.counterfactual_metrics)
-    return entry, entry.pop("seconds"), strip
-
-
-def _methods_in_order(config: SuiteConfig, inputs: SuiteInputs) -> dict:
-    """Every method, the COUT reference first (saliency COUT inserts its counterfactuals).
-
-    The reference must be a counterfactual method scored on at least as many queries as every
-    saliency method whose faithfulness is scored.
-    """
-    counterfactual, saliency = inputs.counterfactual_methods, inputs.saliency_methods
-    reference = config.cout_reference
-    if reference is None or not saliency or "faithfulness" not in config.saliency_metrics:
-        return {**counterfactual, **saliency}
-    if reference not in counterfactual:
-        raise ConfigError(
-            f"cout_reference {reference!r} is not one of the counterfactual methods "
-            f"{sorted(counterfactual)}; name one of them, or null for no COUT of saliency maps"
-        )
+def table_sizes(config: SuiteConfig, inputs: SuiteInputs) -> tuple[int, int]:
+    """(n, n_map): the queries every counterfactual method, and every map, is scored on."""
     n = int(inputs.context.queries.shape[0])
-    limit = config.max_queries.get(reference, n)
-    short = sorted(name for name in saliency if config.max_queries.get(name, n) > limit)
-    if short:
-        raise ConfigError(
-            f"cout_reference {reference!r} is scored on {limit} queries (max_queries), fewer "
-            f"than {short}; raise max_queries[{reference}] or lower theirs"
-        )
-    ordered = {reference: counterfactual[reference]}
-    return {**ordered, **counterfactual, **saliency}
-
-
-def _saliency_entry(
-    config: SuiteConfig, name: str, method: Explainer, context: EvalContext
-) -> tuple[dict, float, torch.Tensor]:
-    maps, seconds = _timed(lambda: make_maps(method, context))
-    output = SaliencyOutput(maps=maps, explain=method.explain, name=name)
-    entry = _score(SALIENCY_SCORES, config.saliency_metrics, context, output)
-    return {**entry, "kind": "saliency"}, seconds, maps
+    limit = config.max_queries
+    counterfactual = min([n] + [limit.get(name, n) for name in inputs.counterfactual_methods])
+    mapped = [*inputs.counterfactual_methods, *inputs.saliency_methods]
+    n_map = min([counterfactual] + [limit.get(name, n) for name in mapped])
+    if counterfactual < 1 or n_map < 1:
+        raise ConfigError(f"max_queries must leave at least 1 query per table, got {limit}")
+    return counterfactual, n_map
 
 
 def run_suite(config: SuiteConfig, inputs: SuiteInputs) -> tuple[dict, dict[str, np.ndarray]]:
-    """Score every method on the same queries (slow ones on the first `max_queries[name]`).
-
-    Returns (results, report images).
-    """
+    """Score every method on equal terms (module docstring). Returns (results, report images)."""
     config.check()
-    queries, shown = inputs.context.queries, slice(0, config.report_queries)
-    n = int(queries.shape[0])
-    results: dict = {"methods": {}, "timing": {}, "n_queries": n}
-    images: dict[str, np.ndarray] = {"queries": queries[shown].numpy()}
+    n, n_map = table_sizes(config, inputs)
+    context = replace(inputs.context.head(n), seed=config.seed)
+    shown = slice(0, config.report_queries)
+    results: dict = {"methods": {}, "timing": {}, "n_queries": n, "n_map_queries": n_map}
+    images: dict[str, np.ndarray] = {"queries": context.queries[shown].numpy()}
     with torch.no_grad():
-        images["query_posteriors"] = inputs.context.classifier(queries[shown]).numpy()
-    methods = _methods_in_order(config, inputs)
+        images["query_posteriors"] = context.classifier(context.queries[shown]).numpy()
+    strips: dict[str, Strip] = {}
+    methods = dict(inputs.counterfactual_methods)
+    if context.truth is not None:
+        methods = {TRUTH: None, **methods}
     with Progress() as progress:
-        task = progress.add_task("evaluating", total=len(methods))
+        task = progress.add_task("evaluating", total=len(methods) + len(inputs.saliency_methods))
         for name, method in methods.items():
             progress.update(task, description=f"evaluating {name}")
-            context = inputs.context.head(config.max_queries.get(name, n))
-            if name in inputs.counterfactual_methods:
-                entry, seconds, strip = _counterfactual_entry(config, method, context)
-                if name == config.cout_reference:
-                    inputs.context.reference_counterfactual = far_end(strip)
-                images[f"strip/{name}"] = strip.images[:, shown].numpy()
-                images[f"posteriors/{name}"] = strip.posteriors[:, shown].numpy()
-            else:
-                entry, seconds, maps = _saliency_entry(config, name, method, context)
-                images[f"map/{name}"] = maps[shown].abs().sum(dim=1).numpy()
-            used = int(context.queries.shape[0])
-            results["methods"][name] = {**entry, "n_queries": used}
-            results["timing"][name] = _timing(seconds, used)
-            metric_seconds = sum(entry["metric_seconds"].values())
-            progress.console.print(
-                f"{name}: {seconds:.1f} s for {used} queries, metrics {metric_seconds:.1f} s"
+            seed_method(config.seed, name)
+            given = truth_strip(context) if method is None else None
+            entry, strip = score_counterfactual(
+                method, context, config.counterfactual_metrics, given
             )
+            strips[name] = strip
+            _record(results, name, entry, entry.pop("seconds"), n, progress)
+            _strip_images(images, name, strip.select(shown), context.head(config.report_queries))
             progress.advance(task)
+        _score_maps(config, inputs, context.head(n_map), strips, results, images, progress, task)
     if inputs.bias_explainers is not None:
-        results["bias"] = _run_bias(config, inputs)
+        results["bias"] = _run_bias(config, inputs, context)
     return results, images
+
+
+def _strip_images(images: dict, name: str, strip: Strip, context: EvalContext) -> None:
+    """The report's arrays of a method's shown strips, with the true counterfactual of every
+    frame and its distance where the data can be re-rendered."""
+    images[f"strip/{name}"] = strip.images.numpy()
+    images[f"posteriors/{name}"] = strip.posteriors.numpy()
+    if context.truth is not None:
+        truth, gaps = nearest_true_frames(
+            strip.images, context.truth, strip.target_bins, context.n_bins
+        )
+        images[f"truth_for/{name}"], images[f"truth_gap/{name}"] = truth.numpy(), gaps.numpy()
+
+
+def _record(results: dict, name: str, entry: dict, seconds: float, n: int, progress) -> None:
+    results["methods"][name] = {**entry, "n_queries": n}
+    results["timing"][name] = timing(seconds, n)
+    metric_seconds = sum(entry["metric_seconds"].values())
+    progress.console.print(
+        f"{name}: {seconds:.1f} s for {n} queries, metrics {metric_seconds:.1f} s"
+    )
+
+
+def cout_reference(config: SuiteConfig, context: EvalContext, strips: dict[str, Strip]):
+    """The far frames whose pixels COUT inserts for every map, and whose they are.
+
+    `config.cout_reference` names a counterfactual method, or "none" for no COUT; unset, the
+    true counterfactual where the data can be re-rendered, else the first counterfactual
+    baseline (never PE's own far frames, which would favour PE's map).
+    """
+    name = config.cout_reference
+    if name is None:
+        baselines = [key for key in strips if not key.startswith("pe")]
+        name = baselines[0] if baselines else "none"
+    if name == "none" or "faithfulness" not in config.map_metrics:
+        return None, None
+    if name not in strips:
+        raise ConfigError(
+            f"cout_reference {name!r} is not one of the counterfactual methods {sorted(strips)}; "
+            "name one of them, or 'none' for no COUT of the maps"
+        )
+    return name, far_end(strips[name].select(slice(0, context.queries.shape[0])))
+
+
+def _score_maps(config, inputs, context, strips, results, images, progress, task) -> None:
+    """The map table: every method's relevance map on the same `n_map` queries."""
+    reference_name, reference = cout_reference(config, context, strips)
+    context = replace(context, reference_counterfactual=reference)
+    results["cout_reference"] = reference_name
+    n_map = int(context.queries.shape[0])
+    for name, strip in strips.items():
+        method = inputs.counterfactual_methods.get(name)  # None: the true counterfactual
+        far = far_end(strip.select(slice(0, n_map)))
+        explain = None if method is None else method.explain
+        output = SaliencyOutput((context.queries - far).abs(), explain, rebuild=_rebuild(method))
+        names = [
+            group
+            for group in config.map_metrics
+            if group != "robustness" or (method is not None and name not in config.robustness_skip)
+        ]
+        _merge(results["methods"][name], _map_groups(names, context, output, far))
+    for name, method in inputs.saliency_methods.items():
+        progress.update(task, description=f"evaluating {name}")
+        seed_method(config.seed, name)
+        maps, seconds = timed(lambda method=method: make_maps(method, context))
+        output = SaliencyOutput(maps=maps, explain=method.explain, name=name)
+        entry = {**_map_groups(config.map_metrics, context, output), "kind": "saliency"}
+        _record(results, name, entry, seconds, n_map, progress)
+        images[f"map/{name}"] = maps[: config.report_queries].abs().sum(dim=1).numpy()
+        progress.advance(task)
+
+
+def _rebuild(method) -> Callable | None:
+    """How the randomisation check rebuilds a counterfactual method's map on another classifier:
+    the same method (PE: the same generator) reading the randomised classifier."""
+    if method is None:
+        return None
+
+    def explain_with(model: torch.nn.Module):
+        clone = copy.copy(method)
+        clone.classifier = model
+        return clone.explain
+
+    return explain_with
+
+
+def _map_groups(names: list[str], context, output: SaliencyOutput, own=None) -> dict:
+    registry = dict(MAP_SCORES)
+    registry["faithfulness"] = lambda ctx, out: score_faithfulness(ctx, out, own)
+    return score_groups(registry, names, context, output)
+
+
+def _merge(entry: dict, groups: dict) -> None:
+    """Add the map table's groups to a counterfactual method's entry."""
+    for key in ("metrics", "intervals", "skipped", "metric_seconds"):
+        entry[key].update(groups[key])
 
 
 # The groups that judge the bias experiment's strips: the explained (confounded) classifier is
 # not the suite's, so its own shift figures are not among them.
-BIAS_JUDGES = ["validity", "judge"]
+BIAS_JUDGES = ["truth", "validity", "judge", "robust_judge", "neighbours"]
 
 
-def _run_bias(config: SuiteConfig, inputs: SuiteInputs) -> dict:
-    """The bias experiment on the suite's queries (both explainers' strips of the same images)."""
-    context = inputs.context
+def _run_bias(config: SuiteConfig, inputs: SuiteInputs, context: EvalContext | None = None) -> dict:
+    """The bias experiment on the suite's queries (both explainers' strips of the same images);
+    `context` default: the inputs'."""
+    context = inputs.context if context is None else context
     if context.oracle is None:
         raise ConfigError("the bias experiment needs an oracle: set `oracle` in the config")
     biased, unbiased = (make_strips(method, context) for method in inputs.bias_explainers)
@@ -255,9 +234,9 @@ def _run_bias(config: SuiteConfig, inputs: SuiteInputs) -> dict:
         config.bias.confounder,
     )
     # Both explainers' strips judged as the main methods' are: does the target's cause (the
-    # oracle's reading) and an independent classifier of it follow the biased strips too?
+    # oracle's reading, the true counterfactual) and judges of other kinds follow them too?
     for name, strip in (("biased", biased), ("unbiased", unbiased)):
-        judged = _score(COUNTERFACTUAL_SCORES, BIAS_JUDGES, context, strip)
+        judged = score_groups(COUNTERFACTUAL_SCORES, BIAS_JUDGES, context, strip)
         result[name] |= {
             key: value for group in judged["metrics"].values() for key, value in group.items()
         }

@@ -7,10 +7,11 @@ failure here only prints a warning: `results.json` and the report are already on
 import logging
 from pathlib import Path
 
-from cfgen.evaluate.report import (
+from cfgen.evaluate.tables import (
     COUNTERFACTUAL_COLUMNS,
     MAP_COLUMNS,
     headline_tables,
+    interval,
     metric,
     timing_table,
 )
@@ -36,15 +37,21 @@ def _log_run(run, results: dict, paths: dict[str, Path]) -> None:
 
 
 def summary_figures(results: dict) -> dict[str, float | str]:
-    """The headline figures as W&B summary values, `<method>/<group>/<key>`, and the reason of
-    every skipped group, `<method>/skipped/<group>`."""
+    """The headline figures as W&B summary values, `<method>/<group>/<key>` (their 95% interval
+    as `<key>_low` / `<key>_high`), the number of queries, and the reason of every skipped
+    group, `<method>/skipped/<group>`."""
     summary: dict[str, float | str] = {}
     for name, entry in results["methods"].items():
+        summary[f"{name}/n_queries"] = entry.get("n_queries")
         columns = COUNTERFACTUAL_COLUMNS + MAP_COLUMNS
         for _, group, key in columns:
             value = metric(entry, group, key)
             if value is not None:
                 summary[f"{name}/{group}/{key}"] = value
+            bounds = interval(entry, group, key)
+            if bounds is not None:
+                summary[f"{name}/{group}/{key}_low"] = bounds[0]
+                summary[f"{name}/{group}/{key}_high"] = bounds[1]
         for group, why in entry.get("skipped", {}).items():
             summary[f"{name}/skipped/{group}"] = why
     return summary

@@ -3,8 +3,8 @@ import torch
 
 from cfgen.errors import ConfigError
 from cfgen.evaluate.bias import BiasConfig, bias_experiment, bias_finding, confounder_drift
+from cfgen.evaluate.context import EvalContext
 from cfgen.evaluate.loading import SuiteConfig, SuiteInputs
-from cfgen.evaluate.scoring import EvalContext
 from cfgen.evaluate.suite import _run_bias
 from cfgen.explain.strip import Strip
 from tests.helpers import ExactCounterfactual, RegionClassifier
@@ -107,8 +107,9 @@ def test_the_suite_judges_the_bias_experiments_strips_by_oracle_and_judge():
     # By construction: the unbiased strips move the smile across 0.5 (oracle and judge flip on
     # every strip); the biased ones change only the glasses (neither flips on any).
     assert result["detected"] is True
-    assert result["unbiased"]["oracle_flip"] == 1.0 and result["unbiased"]["judge_flip_rate"] == 1.0
-    assert result["biased"]["oracle_flip"] == 0.0 and result["biased"]["judge_flip_rate"] == 0.0
+    unbiased, biased = result["unbiased"], result["biased"]
+    assert unbiased["reading_flip"] == 1.0 and unbiased["judge_flip_rate"] == 1.0
+    assert biased["reading_flip"] == 0.0 and biased["judge_flip_rate"] == 0.0
     assert result["finding"].endswith(
         "; the oracle's reading of the target flips on 0% of the biased classifier's strips (100% "
         "of the unbiased one's), the judge flips on 0% of the biased classifier's strips (100% of "

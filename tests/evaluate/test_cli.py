@@ -82,16 +82,23 @@ def test_cfgen_evaluate_runs_end_to_end(tmp_path, model_files):
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert set(results["methods"]) == {"pe", "fgsm", "gradient"}
-    assert results["methods"]["pe"]["n_queries"] == 6
-    assert {"shift", "realism", "preservation", "localisation"} <= set(
+    # PE as drawn and placed, the true counterfactual of the synthetic world, the baselines.
+    assert set(results["methods"]) == {"truth", "pe", "pe_placed", "fgsm", "gradient"}
+    assert {entry["n_queries"] for entry in results["methods"].values()} == {6}
+    assert {"shift", "truth", "realism", "preservation", "localisation", "robustness"} <= set(
         results["methods"]["pe"]["metrics"]
     )
+    truth = results["methods"]["truth"]["metrics"]
+    assert truth["truth"]["truth_far"] == pytest.approx(0.0)  # its frames are the truth
+    assert truth["identity"]["identity_l1"] == pytest.approx(0.0)
+    assert results["cout_reference"] == "truth"
+    lower, upper = results["methods"]["pe"]["intervals"]["shift"]["flip_rate"]
+    assert lower <= results["methods"]["pe"]["metrics"]["shift"]["flip_rate"] <= upper
     assert "robustness" in results["methods"]["gradient"]["metrics"]
     assert results["bias"]["unbiased"]["drift"] == pytest.approx(results["bias"]["biased"]["drift"])
     # The biased explainer is PE's own bundle here: its strips are judged as PE's are.
     validity = results["methods"]["pe"]["metrics"]["validity"]
-    assert results["bias"]["biased"]["oracle_flip"] == pytest.approx(validity["oracle_flip"])
+    assert results["bias"]["biased"]["reading_flip"] == pytest.approx(validity["reading_flip"])
     assert "no judge given" in results["bias"]["biased"]["skipped"]["judge"]
     assert f"report:  {out / 'report.html'}" in done.stdout
     assert (out / "report_images.npz").is_file() and (out / "report.md").is_file()

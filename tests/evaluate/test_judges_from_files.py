@@ -42,7 +42,7 @@ def test_a_judge_file_that_is_the_explained_classifier_agrees_with_it(tmp_path, 
         metrics = results["methods"][name]["metrics"]
         shift, judge = metrics["shift"], metrics["judge"]
         assert judge == pytest.approx(judged_like(shift))
-        assert {"oracle_flip", "oracle_spearman", "oracle_change", "oracle_change_real"} <= set(
+        assert {"reading_flip", "reading_spearman", "reading_change", "reading_change_real"} <= set(
             metrics["validity"]
         )
         assert "sfid" in metrics["realism"]

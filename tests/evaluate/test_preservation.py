@@ -1,6 +1,9 @@
+import math
+
 import pytest
 import torch
 
+from cfgen.evaluate.judges import AttributeReading
 from cfgen.evaluate.preservation import (
     attribute_correlation,
     correlation_difference,
@@ -49,16 +52,25 @@ def test_foreign_drift_excludes_the_target_factor():
     assert set(foreign_drift(drift, target_index=1)) == {"factor_0", "factor_2", "mean"}
 
 
-def test_mnac_counts_flipped_foreign_attributes():
+def test_mnac_counts_flipped_other_attributes_of_successful_counterfactuals():
     query = _constant_images(torch.full((4, 3), -0.5))  # every attribute 0.25: absent
     counterfactual = query.clone()
-    counterfactual[:, 0] = 0.5  # the target flips: not counted
-    counterfactual[:2, 1] = 0.5  # one foreign attribute flips for half of the pairs
+    counterfactual[:, 0] = 0.5  # the target flips: not counted (not among the readings)
+    counterfactual[:2, 1] = 0.5  # one other attribute flips for half of the pairs
     counterfactual[0, 2] = 0.5  # a second one for a quarter
-    torch.testing.assert_close(mnac(channel_oracle, counterfactual, query, target_index=0), 0.75)
-    # Strips (S, N, ...) are scored over all S * N pairs.
-    strip = torch.stack([query, counterfactual])
-    torch.testing.assert_close(mnac(channel_oracle, strip, query, target_index=0), 0.375)
+    others = [AttributeReading(1, "b"), AttributeReading(2, "c")]
+    everyone = torch.ones(4, dtype=torch.bool)
+    torch.testing.assert_close(mnac(channel_oracle, others, counterfactual, query, everyone), 0.75)
+    # Only successful counterfactuals count (DiVE, ACE): the last two changed nothing else.
+    succeeded = torch.tensor([False, False, True, True])
+    torch.testing.assert_close(mnac(channel_oracle, others, counterfactual, query, succeeded), 0.0)
+    succeeded = torch.tensor([True, False, False, False])
+    torch.testing.assert_close(mnac(channel_oracle, others, counterfactual, query, succeeded), 2.0)
+    assert math.isnan(mnac(channel_oracle, others, counterfactual, query, ~everyone))
+    # An attribute present below its threshold is read mirrored: 0.25 -> 0.5 is "present" ->
+    # "absent", still one change.
+    mirrored = [AttributeReading(1, "b", present_above=False)]
+    torch.testing.assert_close(mnac(channel_oracle, mirrored, counterfactual, query, everyone), 0.5)
 
 
 def test_attribute_correlation_known_matrix():

@@ -4,7 +4,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from cfgen.evaluate.report import counterfactual_table, map_table, write_report
+from cfgen.evaluate.report import write_report
+from cfgen.evaluate.tables import counterfactual_table, map_table
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -35,16 +36,23 @@ def fake_results() -> tuple[dict, dict[str, np.ndarray]]:
     curve = {"target": [0.25, 0.75], "achieved_mean": [0.3, 0.7], "achieved_std": [0.05, 0.1]}
     results = {
         "n_queries": 3,
+        "n_map_queries": 2,
         "methods": {
             "pe": {
                 "kind": "counterfactual",
+                "n_queries": 3,
                 "metrics": {
                     "shift": {"flip_rate": 0.97, "compat_mae": 0.061, "monotonicity": 0.93}
                 },
+                "intervals": {"shift": {"flip_rate": [0.9, 1.0]}},
                 "skipped": {"preservation": "LPIPS weights missing: place alexnet.pth"},
                 "curve": curve,
             },
-            "gradient": {"kind": "saliency", "metrics": {"faithfulness": {"deletion_auc": 0.21}}},
+            "gradient": {
+                "kind": "saliency",
+                "n_queries": 2,
+                "metrics": {"faithfulness": {"deletion_auc": 0.21}},
+            },
         },
         "timing": {
             "pe": {"seconds": 1.5, "ms_per_query": 3.0},
@@ -75,11 +83,16 @@ def test_headline_tables_have_a_row_per_method_and_dashes_for_missing():
     columns, rows = counterfactual_table(fake_results()[0])
     assert [row[0] for row in rows] == ["pe"]
     pe = dict(zip(columns, rows[0], strict=True))
-    assert pe["flip rate"] == "0.97" and pe["FID overall"] == "–" and pe["ms / query"] == "3"
+    assert pe["flip"] == "0.97 [0.9, 1]" and pe["FID"] == "–" and pe["ms / query"] == "3"
+    assert pe["n"] == "3" and pe["compat MAE"] == "0.061"  # no interval: none recorded
+    columns, rows = counterfactual_table(fake_results()[0], intervals=False)
+    assert dict(zip(columns, rows[0], strict=True))["flip"] == "0.97"
     columns, rows = map_table(fake_results()[0])
     assert [row[0] for row in rows] == ["pe", "gradient"]
     gradient = dict(zip(columns, rows[1], strict=True))
     assert gradient["deletion AUC"] == "0.21" and gradient["kind"] == "saliency"
+    # Every row of the map table states the queries it was scored on: the same for all.
+    assert [row[columns.index("n")] for row in rows] == ["2", "2"]
 
 
 def test_html_is_self_contained_balanced_and_holds_every_table(tmp_path):
@@ -115,7 +128,7 @@ def test_report_without_optional_parts(tmp_path, drop):
         images = {k: v for k, v in images.items() if not k.startswith(("strip/", "posteriors/"))}
     paths = write_report(results, images, tmp_path)
     markdown = paths["markdown"].read_text()
-    assert "| method | flip rate | compat MAE |" in markdown
+    assert "| method | n | flip | compat MAE |" in markdown
     for name in ("compatibility.png", "maps.png"):
         assert (tmp_path / "figures" / name).is_file()
     assert ("Bias finding" in markdown) == (drop != "bias")

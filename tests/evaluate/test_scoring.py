@@ -3,8 +3,11 @@ import torch
 
 from cfgen.errors import WeightsMissingError
 from cfgen.evaluate import closeness, scoring
+from cfgen.evaluate.context import EvalContext, NoGroundTruth, SaliencyOutput, plain
+from cfgen.evaluate.judges import AttributeReading
+from cfgen.evaluate.maps import MAP_SCORES, score_faithfulness
+from cfgen.evaluate.preservation import attributes_changed
 from cfgen.evaluate.realism import FeatureExtractor
-from cfgen.evaluate.scoring import EvalContext, NoGroundTruth, SaliencyOutput
 from cfgen.explain.strip import Strip
 from tests.helpers import ExactCounterfactual, MaskSaliency, RegionClassifier
 
@@ -29,6 +32,7 @@ def context(n: int = 8) -> EvalContext:
         factor_names=["smile", "glasses"],
         region_names=["mouth", "rest"],
         oracle=oracle,
+        attribute_readings=[AttributeReading(1, "glasses")],
         features=FeatureExtractor(torch.nn.Flatten(), 3 * 8 * 8),
         real_images=real,
         real_posteriors=classifier(real),
@@ -61,13 +65,22 @@ def cout_by_hand(ctx: EvalContext) -> float:
     return cout.mean().item()
 
 
+def counterfactual_output(ctx: EvalContext, strip) -> SaliencyOutput:
+    """A counterfactual method's map |x - x_far| as the map table scores it."""
+    return SaliencyOutput(scoring.counterfactual_map(ctx.queries, strip), explain=None)
+
+
 def test_exact_counterfactual_changes_only_its_region():
     ctx = context()
     strip = ExactCounterfactual(ctx.classifier).exaggerate(ctx.queries)
     scores = {
-        name: scoring.COUNTERFACTUAL_SCORES[name](ctx, strip)
-        for name in ("preservation", "closeness", "localisation", "faithfulness")
+        name: plain(scoring.COUNTERFACTUAL_SCORES[name](ctx, strip))
+        for name in ("preservation", "closeness")
     }
+    output = counterfactual_output(ctx, strip)
+    scores["localisation"] = plain(MAP_SCORES["localisation"](ctx, output))
+    far = scoring.far_end(strip)
+    scores["faithfulness"] = plain(score_faithfulness(ctx, output, counterfactual=far))
     assert scores["preservation"]["drift_glasses"] == pytest.approx(0.0, abs=1e-6)
     assert scores["preservation"]["mnac"] == pytest.approx(0.0)
     # L1 by hand: |shift| on 9 of the 3 x 64 values of each image, shift = what moves the
@@ -84,7 +97,33 @@ def test_exact_counterfactual_changes_only_its_region():
     assert closeness["ssim"] < 0.99
     assert scores["localisation"]["relevance_mass"] == pytest.approx(1.0)
     assert scores["localisation"]["pointing_game"] == pytest.approx(1.0)
-    assert scores["faithfulness"]["cout"] == pytest.approx(cout_by_hand(ctx), rel=1e-5)
+    # Its own far frames inserted in its own order (no reference counterfactual is set).
+    assert "cout" not in scores["faithfulness"]
+    assert scores["faithfulness"]["cout_own"] == pytest.approx(cout_by_hand(ctx), rel=1e-5)
+
+
+def test_mnac_counts_other_attributes_of_successful_counterfactuals_only():
+    ctx = context(n=4)
+    glasses_on = ctx.queries.clone()
+    glasses_on[:, 1] = 1.0  # the oracle reads glasses from channel 1: present everywhere
+    ctx.queries[:, 1] = -1.0  # ... and absent on every query
+    strip = ExactCounterfactual(ctx.classifier).exaggerate(ctx.queries)
+    changed = attributes_changed(oracle, ctx.attribute_readings, glasses_on, ctx.queries)
+    torch.testing.assert_close(changed, torch.ones(4))
+    # A strip whose far frames add glasses to every query: MNAC 1 over the successful ones.
+    images = strip.images.clone()
+    images[:, :, 1] = 1.0
+    with_glasses = type(strip)(images, strip.target_bins, strip.posteriors, strip.query_posteriors)
+    scores = plain(scoring.COUNTERFACTUAL_SCORES["preservation"](ctx, with_glasses))
+    assert scores["mnac"] == pytest.approx(1.0)
+    # No successful counterfactual (the posteriors never cross): MNAC is not reported.
+    stuck = type(strip)(
+        images,
+        strip.target_bins,
+        strip.query_posteriors.expand_as(strip.posteriors),
+        strip.query_posteriors,
+    )
+    assert "mnac" not in scoring.COUNTERFACTUAL_SCORES["preservation"](ctx, stuck)
 
 
 def kid_of_identical_sets(features: torch.Tensor) -> float:
@@ -103,7 +142,7 @@ def test_realism_of_fakes_equal_to_the_reals_is_exact():
     ctx.queries = real  # one strip frame per real image, equal to it
     posteriors = ctx.classifier(real)
     strip = Strip(real[None], torch.tensor([4]), posteriors[None], posteriors)
-    scores = scoring.COUNTERFACTUAL_SCORES["realism"](ctx, strip)
+    scores = plain(scoring.COUNTERFACTUAL_SCORES["realism"](ctx, strip))
     # 0 up to the matrix square root of a rank-deficient covariance (192 features, 32 images).
     assert scores["fid_overall"] == pytest.approx(0.0, abs=1e-5)
     expected = kid_of_identical_sets(real.flatten(1).double())
@@ -111,7 +150,7 @@ def test_realism_of_fakes_equal_to_the_reals_is_exact():
     assert scores["kid_overall"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
     # A frame that differs from the reals is measurably further away.
     strip = Strip((real + 0.5)[None], torch.tensor([4]), posteriors[None], posteriors)
-    shifted = scoring.COUNTERFACTUAL_SCORES["realism"](ctx, strip)
+    shifted = plain(scoring.COUNTERFACTUAL_SCORES["realism"](ctx, strip))
     # The features are the pixels: the means differ by 0.5 in each of 192 dimensions and the
     # covariances are equal, so FID = 192 * 0.5^2.
     assert shifted["fid_overall"] == pytest.approx(192 * 0.25, rel=1e-6, abs=1e-5)
@@ -124,9 +163,9 @@ def test_saliency_groups_score_a_perfect_map_as_perfect():
     )
     method = MaskSaliency(ctx.classifier)
     output = SaliencyOutput(maps=method.explain(ctx.queries), explain=method.explain)
-    local = scoring.SALIENCY_SCORES["localisation"](ctx, output)
+    local = plain(MAP_SCORES["localisation"](ctx, output))
     assert local == {"relevance_mass": 1.0, "pointing_game": 1.0, "region_share": 9 / 64}
-    faithful = scoring.SALIENCY_SCORES["faithfulness"](ctx, output)
+    faithful = plain(MAP_SCORES["faithfulness"](ctx, output))
     assert set(faithful) == {"deletion_auc", "insertion_auc", "cout"}
     # The mask ranks the region's pixels first, as |x - x_far| does: the same COUT.
     assert faithful["cout"] == pytest.approx(cout_by_hand(ctx), rel=1e-5)
@@ -137,14 +176,19 @@ def test_missing_ground_truth_is_a_skip_reason():
     ctx.masks, ctx.oracle = None, None
     strip = ExactCounterfactual(ctx.classifier).exaggerate(ctx.queries)
     with pytest.raises(NoGroundTruth, match="masks"):
-        scoring.COUNTERFACTUAL_SCORES["localisation"](ctx, strip)
+        MAP_SCORES["localisation"](ctx, counterfactual_output(ctx, strip))
     with pytest.raises(NoGroundTruth, match="oracle"):
         scoring.COUNTERFACTUAL_SCORES["preservation"](ctx, strip)
     # Masks, but none of the explained factor's region: the reason names what there is.
     ctx = context()
     ctx.target_region = "hat"
     with pytest.raises(NoGroundTruth, match=r"no region mask named 'hat'.*regions: \["):
-        scoring.COUNTERFACTUAL_SCORES["localisation"](ctx, strip)
+        MAP_SCORES["localisation"](ctx, counterfactual_output(ctx, strip))
+    with pytest.raises(NoGroundTruth, match="synthetic world"):
+        scoring.COUNTERFACTUAL_SCORES["truth"](ctx, strip)
+    for judge in ("judge", "robust_judge", "neighbours"):
+        with pytest.raises(NoGroundTruth, match=judge.replace("_", " ")[:6]):
+            scoring.COUNTERFACTUAL_SCORES[judge](ctx, strip)
 
 
 def test_lpips_without_weights_names_the_file(monkeypatch, tmp_path):
@@ -166,7 +210,7 @@ def test_robustness_of_a_real_baseline_on_a_conv_net():
     ctx.robustness_queries = 3
     method = build_explainer("gradient", ctx.classifier)
     output = SaliencyOutput(method.explain(ctx.queries), method.explain, name="gradient")
-    scores = scoring.SALIENCY_SCORES["robustness"](ctx, output)
+    scores = MAP_SCORES["robustness"](ctx, output)
     assert set(scores) == {
         "max_sensitivity",
         "infidelity",
@@ -180,6 +224,6 @@ def test_a_map_that_ignores_the_input_has_zero_sensitivity():
     ctx = context()
     method = MaskSaliency(ctx.classifier)
     output = SaliencyOutput(method.explain(ctx.queries), method.explain, name=None)
-    scores = scoring.SALIENCY_SCORES["robustness"](ctx, output)
+    scores = MAP_SCORES["robustness"](ctx, output)
     assert scores["max_sensitivity"] == pytest.approx(0.0)
     assert set(scores) == {"max_sensitivity", "infidelity"}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy import linalg
 
+from cfgen.evaluate.context import EvalContext
 from cfgen.evaluate.realism import FeatureExtractor, fid_of_features, sfid
-from cfgen.evaluate.scoring import EvalContext
 from cfgen.evaluate.suite import SuiteConfig, SuiteInputs, run_suite
 from tests.helpers import ExactCounterfactual, RegionClassifier
 
@@ -91,7 +91,7 @@ def test_the_real_set_and_the_queries_are_encoded_once_for_every_method_and_bin(
         explainer="unused.pt",
         out=str(tmp_path),
         counterfactual_metrics=["realism"],
-        saliency_metrics=[],
+        map_metrics=[],
         logger="none",
     )
     results, _ = run_suite(config, SuiteInputs(context, methods, {}))

@@ -6,7 +6,8 @@ import torch
 
 from cfgen.errors import ConfigError, WeightsMissingError
 from cfgen.evaluate import scoring
-from cfgen.evaluate.scoring import EvalContext, counterfactual_map, far_end
+from cfgen.evaluate.context import EvalContext
+from cfgen.evaluate.scoring import counterfactual_map, far_end
 from cfgen.evaluate.suite import SuiteConfig, SuiteInputs, evaluate, run_suite
 from tests.helpers import ExactCounterfactual, MaskSaliency, RegionClassifier
 
@@ -27,7 +28,7 @@ def config(tmp_path, **changes) -> SuiteConfig:
         explainer="unused.pt",
         out=str(tmp_path / "eval"),
         counterfactual_metrics=["shift"],
-        saliency_metrics=[],
+        map_metrics=[],
         report_queries=2,
         logger="none",
     )
@@ -100,13 +101,47 @@ def test_wandb_failure_keeps_the_results(tmp_path, monkeypatch):
     assert (tmp_path / "eval" / "results.json").is_file()
 
 
-def test_slow_methods_are_scored_on_the_first_queries_only(tmp_path):
-    results, _ = run_suite(config(tmp_path, max_queries={"mask": 3}), make_inputs(6))
+def test_every_method_of_a_table_is_scored_on_the_queries_its_slowest_affords(tmp_path):
+    maps = ["localisation"]
+    inputs = make_inputs(6)
+    inputs.context.masks = torch.cat([inputs.context.classifier.mask] * 2, 1).expand(6, 2, 8, 8)
+    inputs.context.region_names = ["mouth", "rest"]
+    results, _ = run_suite(config(tmp_path, max_queries={"mask": 3}, map_metrics=maps), inputs)
+    # The slow saliency method sets the map table's n, the counterfactual table keeps all 6.
+    assert (results["n_queries"], results["n_map_queries"]) == (6, 3)
     assert results["methods"]["mask"]["n_queries"] == 3
     assert results["methods"]["exact"]["n_queries"] == 6
     assert results["timing"]["mask"]["ms_per_query"] == pytest.approx(
         1000 * results["timing"]["mask"]["seconds"] / 3
     )
+    # A slow counterfactual method lowers both tables for every method.
+    inputs.counterfactual_methods["slow"] = ExactCounterfactual(inputs.context.classifier)
+    results, _ = run_suite(config(tmp_path, max_queries={"slow": 4}, map_metrics=maps), inputs)
+    assert (results["n_queries"], results["n_map_queries"]) == (4, 4)
+    assert {entry["n_queries"] for entry in results["methods"].values()} == {4}
+
+
+class NoisySaliency(MaskSaliency):
+    """A map drawn from the global random stream: what LIME, SHAP and SmoothGrad do."""
+
+    def explain(self, x, target=None):
+        return torch.rand_like(x)
+
+
+def test_the_evaluation_is_seeded_per_method_whatever_their_order(tmp_path):
+    inputs = make_inputs(4)
+    classifier = inputs.context.classifier
+    inputs.saliency_methods = {
+        "noisy": NoisySaliency(classifier),
+        "other": NoisySaliency(classifier),
+    }
+    first, images = run_suite(config(tmp_path), inputs)
+    inputs.saliency_methods = dict(reversed(inputs.saliency_methods.items()))
+    again, images_again = run_suite(config(tmp_path), inputs)
+    np.testing.assert_array_equal(images["map/noisy"], images_again["map/noisy"])
+    assert not np.array_equal(images["map/noisy"], images["map/other"])
+    _, other_seed = run_suite(config(tmp_path, seed=1), inputs)
+    assert not np.array_equal(images["map/noisy"], other_seed["map/noisy"])
 
 
 class CountingFeatures(torch.nn.Module):
@@ -153,13 +188,15 @@ def test_saliency_cout_inserts_the_counterfactuals_of_the_method_the_config_name
         "still": Untouched(classifier),
         "exact": inputs.counterfactual_methods["exact"],
     }
-    options = dict(counterfactual_metrics=["faithfulness"], saliency_metrics=["faithfulness"])
+    options = dict(counterfactual_metrics=["shift"], map_metrics=["faithfulness"])
     by_reference = {}
     for reference in ("still", "exact"):
         results, _ = run_suite(config(tmp_path, cout_reference=reference, **options), inputs)
         by_reference[reference] = results["methods"]["mask"]["metrics"]["faithfulness"]["cout"]
         inputs.context.reference_counterfactual = None
-    exact = results["methods"]["exact"]["metrics"]["faithfulness"]["cout"]
+    exact = results["methods"]["exact"]["metrics"]["faithfulness"]["cout_own"]
+    # Every map, the counterfactual methods' too, inserts the reference's pixels.
+    assert results["methods"]["exact"]["metrics"]["faithfulness"]["cout"] == pytest.approx(exact)
     # The mask orders exactly the pixels the exact counterfactual changes: its COUT is the
     # exact method's own; inserting an unchanged query moves nothing: the curve stays at the
     # query's distance from the counterfactual class, -|2 f(x) - 1|.
@@ -168,9 +205,12 @@ def test_saliency_cout_inserts_the_counterfactuals_of_the_method_the_config_name
         stays = -(2 * classifier(inputs.context.queries) - 1).abs().mean().item()
     assert by_reference["still"] == pytest.approx(stays, abs=1e-5)
     assert abs(stays - exact) > 0.1
-    with pytest.raises(ConfigError, match="cout_reference 'pe' is not one of"):
-        run_suite(config(tmp_path, **options), inputs)
-    results, _ = run_suite(config(tmp_path, cout_reference=None, **options), inputs)
+    with pytest.raises(ConfigError, match="cout_reference 'pgd' is not one of"):
+        run_suite(config(tmp_path, cout_reference="pgd", **options), inputs)
+    # Unset: the first counterfactual method that is not PE's own (here "still").
+    results, _ = run_suite(config(tmp_path, **options), inputs)
+    assert results["cout_reference"] == "still"
+    results, _ = run_suite(config(tmp_path, cout_reference="none", **options), inputs)
     assert "cout" not in results["methods"]["mask"]["metrics"]["faithfulness"]
 
 

@@ -5,9 +5,9 @@ import torch
 
 from cfgen.bins import bin_centre, posterior_to_bin
 from cfgen.errors import CheckpointError, ConfigError, DataError
-from cfgen.evaluate.scoring import EvalContext
+from cfgen.evaluate.context import EvalContext
+from cfgen.evaluate.methods import score_counterfactual
 from cfgen.evaluate.shift import shift_summary
-from cfgen.evaluate.suite import score_counterfactual
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import save_bundle
 from cfgen.models.blackbox import BlackBox, load_blackbox
