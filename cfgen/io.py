@@ -16,7 +16,7 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -213,10 +213,13 @@ def load_bundle(path: PathLike, kind: str) -> dict:
     return bundle
 
 
-def prepare_output_dir(path: PathLike, overwrite: bool = False) -> Path:
-    """Create `path` for outputs; refuse a non-empty folder unless `overwrite` is set."""
+def prepare_output_dir(
+    path: PathLike, overwrite: bool = False, ignore: Collection[str] = ()
+) -> Path:
+    """Create `path` for outputs; refuse a non-empty folder (entries named in `ignore` aside)
+    unless `overwrite` is set."""
     path = make_output_dir(path)
-    if any(path.iterdir()) and not overwrite:
+    if not overwrite and any(entry.name not in ignore for entry in path.iterdir()):
         raise CfgenError(
             f"output folder {path} is not empty; choose another folder or pass --overwrite "
             "(existing files are then replaced one by one, never deleted)"
