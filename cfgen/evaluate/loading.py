@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from cfgen.data.datamodule import AttributeDataModule
 from cfgen.data.synthetic import FACTOR_REGION
-from cfgen.errors import ConfigError
+from cfgen.errors import ClassifierMismatchError, ConfigError
 from cfgen.evaluate.bias import BiasConfig
 from cfgen.evaluate.judges import attribute_reading
 from cfgen.evaluate.scoring import COUNTERFACTUAL_SCORES, SALIENCY_SCORES, EvalContext
@@ -85,7 +85,8 @@ class SuiteConfig:
 
     explainer: the PE bundle (`explainer.pt`); placement_steps: bisections that place a frame
     drawn outside its bin (`ProgressiveExaggeration`; 0: frames as drawn, the generator alone);
-    classifier: the black box (default: the one the explainer recorded); data: the images
+    classifier: the black box (default: the one the explainer recorded; another one only with
+    allow_classifier_mismatch); data: the images
     (`EvalData`; default the synthetic world); oracle: a factor oracle (synthetic world) or an
     attribute oracle (`cfgen oracle fit`) for validity,
     preservation, realism features and the bias experiment; judge: a second classifier of the
@@ -104,6 +105,7 @@ class SuiteConfig:
     placement_steps: int = PLACEMENT_STEPS
     oracle: str | None = None
     classifier: str | None = None
+    allow_classifier_mismatch: bool = False
     judge: str | None = None
     judge_target: str | None = None
     data: EvalData = field(default_factory=EvalData)
@@ -194,11 +196,19 @@ def _load_judge(config: SuiteConfig, classifier: Classifier, image_size: int) ->
 
 
 def _explainer(
-    path: str, placement_steps: int, classifier: str | None = None
+    path: str, placement_steps: int, classifier: str | None = None, allow_mismatch: bool = False
 ) -> ProgressiveExaggeration:
-    return ProgressiveExaggeration.from_checkpoint(
-        path, classifier=classifier, placement_steps=placement_steps
-    )
+    try:
+        return ProgressiveExaggeration.from_checkpoint(
+            path,
+            classifier=classifier,
+            allow_classifier_mismatch=allow_mismatch,
+            placement_steps=placement_steps,
+        )
+    except ClassifierMismatchError as error:
+        raise error.with_option(
+            "allow_classifier_mismatch: true (--allow_classifier_mismatch true)"
+        ) from None
 
 
 def _methods(config: SuiteConfig, classifier: Classifier) -> tuple[dict, dict]:
@@ -347,7 +357,12 @@ def load_inputs(config: SuiteConfig) -> SuiteInputs:
     """Everything `run_suite` needs, from the files `config` names."""
     config.check()
     # A classifier file is checked against the one the explainer recorded (sha256).
-    explainer = _explainer(config.explainer, config.placement_steps, config.classifier)
+    explainer = _explainer(
+        config.explainer,
+        config.placement_steps,
+        config.classifier,
+        config.allow_classifier_mismatch,
+    )
     classifier = explainer.classifier
     if config.n_bins not in (None, explainer.n_bins):
         raise ConfigError(
