@@ -82,7 +82,7 @@ def _unit_range(image: Image.Image, path: Path) -> Image.Image:
             f"image {path} holds values in {found}, outside what its mode {image.mode} means "
             f"({described}); rescale it to that range or save it as an 8- or 16-bit PNG"
         )
-    return Image.fromarray((values / full_scale).astype(np.float32), mode="F")
+    return Image.fromarray((values / full_scale).astype(np.float32))  # mode F
 
 
 def _decoded(path: Path, channels: int) -> Image.Image:

@@ -32,7 +32,7 @@ from cfgen.explain.generate import (
     OVERVIEW_QUERIES,
     Overview,
     describe_run,
-    left_to_do,
+    overview_of_a_resumed_run,
     write_summary,
 )
 from cfgen.explain.progressive import ProgressiveExaggeration
@@ -174,9 +174,13 @@ def predict_strips(explainer: ProgressiveExaggeration, args: Any) -> int | None:
 
 
 def _predict(explainer, queries, folder: StripFolder, args: Any) -> int | None:
-    todo = left_to_do(queries, folder)
-    skip = set(queries.ids) - set(todo.ids)
-    overview = not (folder.path / "overview.png").is_file()
+    skip = set(folder.done)
+    earlier = None
+    if rank_zero_only.rank == 0:
+        earlier = overview_of_a_resumed_run(explainer, queries, folder, args.batch_size)
+    if earlier is not None:
+        earlier.save(folder.path)
+    overview = not folder.done and not (folder.path / "overview.png").is_file()
     writer = StripPredictionWriter(
         folder, queries.ids, str(args.checkpoint), args.batch_size, args.gif, overview
     )

@@ -113,13 +113,20 @@ def describe_run(explainer: ProgressiveExaggeration, queries: QueryInput, gif: b
     }
 
 
-def left_to_do(queries: QueryInput, folder: StripFolder) -> QueryInput:
-    """The queries whose strips the folder lacks; the overview's too while it lacks one (a
-    resumed run draws it from them)."""
-    done = set(folder.done)
-    if not (folder.path / "overview.png").is_file():
-        done -= set(queries.ids[:OVERVIEW_QUERIES])
-    return queries.without(done)
+def overview_of_a_resumed_run(
+    explainer: ProgressiveExaggeration, queries: QueryInput, folder: StripFolder, batch_size: int
+) -> Overview | None:
+    """The overview a run being resumed still lacks, or None when there is one or the run is
+    new (it draws its own from its first batches). Drawn from the first queries again, without
+    writing their strips (at most `OVERVIEW_QUERIES` of them)."""
+    if not folder.done or (folder.path / "overview.png").is_file():
+        return None
+    first = queries.without(set(queries.ids[OVERVIEW_QUERIES:]))
+    overview = Overview(len(first))
+    device = next(explainer.generator.parameters()).device
+    for batch in first.batches(batch_size):
+        overview.add(batch.images, explainer.exaggerate(batch.images.to(device)))
+    return overview
 
 
 def generate_strips(
@@ -145,17 +152,22 @@ def generate_strips(
     device = next(explainer.generator.parameters()).device
     run = describe_run(explainer, queries, gif)
     with StripFolder.claim(out, run, overwrite=overwrite, resume=resume) as folder:
-        todo = left_to_do(queries, folder)
-        if on_batch is not None and len(todo) < len(queries):
+        todo = queries.without(folder.done)
+        if on_batch is not None and folder.done:
             on_batch(len(queries) - len(todo))  # made by the run this one finishes
-        overview = None if (folder.path / "overview.png").is_file() else Overview()
+        earlier = overview_of_a_resumed_run(explainer, queries, folder, batch_size)
+        if earlier is not None:
+            earlier.save(folder.path)
+        # A new run's overview is saved once its queries are made, for a resumed run to keep.
+        drawn = folder.done or (folder.path / "overview.png").is_file()
+        overview = None if drawn else Overview(min(OVERVIEW_QUERIES, len(queries)))
         with StripWriter(folder.path, gif=gif, on_written=folder.record) as writer:
             for batch in prefetched(todo.batches(batch_size)):
                 strip = explainer.exaggerate(batch.images.to(device))
                 writer.submit(batch, strip)
                 if overview is not None:
                     overview.add(batch.images, strip)
-                    if overview.full:  # a resumed run needs not make its queries again
+                    if overview.full:
                         overview.save(folder.path)
                 if on_batch is not None:
                     on_batch(len(batch.ids))
