@@ -21,6 +21,7 @@ A training module plugs in with `run_cli(ModelClass, DataModuleClass, argv, run_
 `after_test` hooks (see `cfgen.train.classifier`).
 """
 
+import inspect
 import signal
 import sys
 import warnings
@@ -34,7 +35,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from cfgen.errors import CfgenError, ConfigError, RunInterrupted
+from cfgen.errors import CfgenError, CheckpointError, ConfigError, RunInterrupted
 from cfgen.io import atomic_write_text, safe_torch_load
 from cfgen.loggers import LOGGER_NAMES, build_logger, finish_logger
 from cfgen.train.interrupt import RunCheckpoint, sigint_stops_training
@@ -176,7 +177,7 @@ class CfgenCLI(LightningCLI):
         # so a missing, corrupt or code-carrying one gets a clear CheckpointError.
         path = section.get("ckpt_path")
         if path and str(path).split(":")[0] not in _CKPT_KEYWORDS:
-            safe_torch_load(path)
+            _require_training_checkpoint(path, safe_torch_load(path), self.model_class)
         if path == "last":
             self._require_last_checkpoint(section)
         # `--ckpt_path` may come from anyone: never unpickle code, whatever the environment
@@ -281,3 +282,28 @@ def run_cli(
 def _public(hparams: Any) -> dict:
     """Hyper-parameters without Lightning's private entries (`_instantiator`)."""
     return {key: value for key, value in dict(hparams).items() if not key.startswith("_")}
+
+
+def _require_training_checkpoint(path: str, loaded: Any, model_class: type) -> None:
+    """Refuse a torch file Lightning cannot resume from (it would fail with a KeyError), and
+    the checkpoint of another kind of model (Lightning would apply its hyper-parameters to this
+    command's model, and fail on the first one that is not an argument of it)."""
+    if not (
+        isinstance(loaded, dict) and {"state_dict", "pytorch-lightning_version"} <= set(loaded)
+    ):
+        kind = "a cfgen model bundle" if isinstance(loaded, dict) and "format" in loaded else "it"
+        raise CheckpointError(
+            f"{path} is not a training checkpoint: {kind} holds no Lightning training state. "
+            "--ckpt_path takes a checkpoint a training run wrote (checkpoints/last.ckpt in its "
+            "run folder, or --ckpt_path last)"
+        )
+    parameters = inspect.signature(model_class.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    foreign = sorted(set(_public(loaded.get("hyper_parameters", {}))) - set(parameters))
+    if foreign:
+        raise CheckpointError(
+            f"{path} is the checkpoint of another kind of model: its settings {foreign[:4]} are "
+            f"not {model_class.__name__}'s. Resume it with the command that trained it, or leave "
+            "out --ckpt_path"
+        )
