@@ -2,10 +2,14 @@
 reads it (in-process; real processes are stopped in tests/test_generate_faults.py)."""
 
 import json
+import os
+import shlex
+import signal
 import time
 
 import pytest
 
+from cfgen.cli import main
 from cfgen.explain.cli import generate_main
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.explain.strip_folder import JOURNAL, RUN_FILE, StripFolder, journaled
@@ -105,6 +109,24 @@ def test_the_predict_loop_finishes_a_folder_the_streaming_path_left(
     assert not (out / "overview.png").exists()
     assert run(explainer, out, "--resume", "--devices", "1") == 0
     assert written(out) == written(tmp_path / "whole")
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_with_its_own_exit_code(explainer, tmp_path, capsys):
+    exaggerate = ProgressiveExaggeration.exaggerate
+
+    def terminated(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread, which runs this
+        return exaggerate(self, *args, **kwargs)
+
+    argv = ["--checkpoint", str(explainer), *ARGS, "--out", str(tmp_path / "out")]
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ProgressiveExaggeration, "exaggerate", terminated)
+        assert main(["generate", *argv]) == 143
+    err = capsys.readouterr().err
+    assert f"SIGTERM stopped cfgen generate: {tmp_path / 'out'} is incomplete (" in err
+    assert shlex.split(err.rsplit("to resume: ", 1)[1]) == ["cfgen", "generate", *argv, "--resume"]
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
 
 
 def test_overwrite_and_resume_exclude_each_other_in_the_api_too(tmp_path):
