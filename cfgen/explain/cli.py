@@ -79,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Device type -> how many torch finds (cuda: torch.cuda.device_count is 0 without a driver).
+DEVICE_CHECKS = {
+    "cpu": lambda: 1,
+    "cuda": lambda: torch.cuda.device_count() if torch.cuda.is_available() else 0,
+    "mps": lambda: int(torch.backends.mps.is_available()),
+}
+
+
 def device_of(name: str) -> torch.device:
     """The torch device `--device` names, refused when it is unknown or absent here."""
     try:
@@ -92,14 +100,6 @@ def device_of(name: str) -> torch.device:
         found = f"{count} {device.type} device(s)" if count else f"no {device.type} device"
         raise ConfigError(f"--device {name}: torch finds {found} on this machine; use --device cpu")
     return device
-
-
-# Device type -> how many torch finds (cuda: torch.cuda.device_count is 0 without a driver).
-DEVICE_CHECKS = {
-    "cpu": lambda: 1,
-    "cuda": lambda: torch.cuda.device_count() if torch.cuda.is_available() else 0,
-    "mps": lambda: int(torch.backends.mps.is_available()),
-}
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -142,13 +142,18 @@ def sigterm_interrupts() -> Iterator[None]:
 def _interrupted(out: str, stop: KeyboardInterrupt) -> RunInterrupted:
     """How far the stopped run got, and how to finish it."""
     name = "SIGTERM" if stop.args == ("SIGTERM",) else "SIGINT"
+    exit_code = 128 + signal.Signals[name].value
     unfinished = unfinished_count(out)
-    progress = "" if unfinished is None else f"{unfinished[0]} of {unfinished[1]} strips written, "
+    if unfinished is None:  # stopped before the folder was claimed
+        return RunInterrupted(
+            f"{name} stopped cfgen generate before it wrote into {out}", (), exit_code
+        )
     return RunInterrupted(
-        f"{name} stopped cfgen generate: {out} is incomplete ({progress}no strips.json yet); "
-        "the same command with --resume makes only the strips that are missing",
+        f"{name} stopped cfgen generate: {out} is incomplete ({unfinished[0]} of {unfinished[1]} "
+        "strips written, no strips.json yet); the same command with --resume makes only the "
+        "strips that are missing",
         resume_args=("--resume",),
-        exit_code=128 + signal.Signals[name].value,
+        exit_code=exit_code,
         drop_args=("--overwrite",),
     )
 

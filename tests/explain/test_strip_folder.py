@@ -129,6 +129,19 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_with_its_own_exit_code(explainer, tm
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
 
 
+def test_ctrl_c_before_the_folder_is_claimed_says_nothing_was_written(explainer, tmp_path, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    argv = ["--checkpoint", str(explainer), *ARGS, "--out", str(tmp_path / "out")]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StripFolder, "claim", interrupted)
+        assert main(["generate", *argv]) == 130
+    err = capsys.readouterr().err
+    assert f"SIGINT stopped cfgen generate before it wrote into {tmp_path / 'out'}\n" in err
+    assert err.rstrip().endswith(shlex.join(["cfgen", "generate", *argv]))
+
+
 def test_overwrite_and_resume_exclude_each_other_in_the_api_too(tmp_path):
     with (
         pytest.raises(Exception, match="pass one of them"),
