@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = command(resolve_config_args(rest))
     except RunInterrupted as stop:
-        print(f"{stop}\nto resume: {resume_command(name, rest, stop.resume_args)}", file=sys.stderr)
+        again = resume_command(name, rest, stop.resume_args, stop.drop_args)
+        print(f"{stop}\nto resume: {again}", file=sys.stderr)
         return stop.exit_code
     except CfgenError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -63,10 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
-def resume_command(name: str, argv: Sequence[str], resume_args: Sequence[str]) -> str:
-    """The command line that resumes `cfgen NAME ARGV`: the same, plus `resume_args` (which
-    replace an earlier value of the same option)."""
-    argv = list(argv)
+def resume_command(
+    name: str, argv: Sequence[str], resume_args: Sequence[str], drop_args: Sequence[str] = ()
+) -> str:
+    """The command line that resumes `cfgen NAME ARGV`: the same without the flags `drop_args`,
+    plus `resume_args` (which replace an earlier value of the same option)."""
+    argv = [arg for arg in argv if arg not in drop_args]
     if resume_args and resume_args[0] in argv:
         index = argv.index(resume_args[0])
         del argv[index : index + len(resume_args)]

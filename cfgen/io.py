@@ -16,7 +16,7 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,28 @@ def _unpickler_reason(error: pickle.UnpicklingError) -> str:
     return lines[0] if lines else "objects other than tensors and containers"
 
 
+# How torch files begin: `torch.save` writes a zip archive; before torch 1.6 (and with
+# `_use_new_zipfile_serialization=False`) a pickle stream, which opens with the PROTO opcode.
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTO = b"\x80"
+
+
+def _check_torch_file(path: Path) -> None:
+    """Refuse a file that is neither a torch zip archive nor a pickle (a text file, an image)
+    before torch reads it: torch would report its first bytes as pickle opcodes."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(ZIP_MAGIC))
+    if not head or head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_PROTO):
+        return  # an empty file is reported by torch.load as corrupt
+    with open(path, "rb") as handle:
+        start = handle.read(24)
+    raise CheckpointError(
+        f"{path} is not a checkpoint: a torch file is a zip archive or a pickle, this file "
+        f"starts with {start!r}. Give a model file written by cfgen (explainer.pt, "
+        "classifier.pt) or a training checkpoint (.ckpt)"
+    )
+
+
 def safe_torch_load(path: PathLike, map_location: str | torch.device = "cpu") -> Any:
     """Load a torch file without executing code (`weights_only=True`).
 
@@ -95,6 +117,7 @@ def safe_torch_load(path: PathLike, map_location: str | torch.device = "cpu") ->
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}; check the path")
+    _check_torch_file(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -190,17 +213,38 @@ def load_bundle(path: PathLike, kind: str) -> dict:
     return bundle
 
 
-def prepare_output_dir(path: PathLike, overwrite: bool = False) -> Path:
-    """Create `path` for outputs; refuse a non-empty folder unless `overwrite` is set."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CfgenError(f"output path {path} exists and is not a folder; choose another --out")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
+def prepare_output_dir(
+    path: PathLike, overwrite: bool = False, ignore: Collection[str] = ()
+) -> Path:
+    """Create `path` for outputs; refuse a non-empty folder (entries named in `ignore` aside)
+    unless `overwrite` is set."""
+    path = make_output_dir(path)
+    if not overwrite and any(entry.name not in ignore for entry in path.iterdir()):
         raise CfgenError(
             f"output folder {path} is not empty; choose another folder or pass --overwrite "
             "(existing files are then replaced one by one, never deleted)"
         )
-    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def make_output_dir(path: PathLike) -> Path:
+    """Create the output folder `path` (and its parents), with a clear error where a file is in
+    the way or the file system refuses (no permission, read-only)."""
+    path = Path(path)
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking == path:
+        raise CfgenError(f"output path {path} exists and is not a folder; choose another --out")
+    if blocking is not None:
+        raise CfgenError(
+            f"cannot create output folder {path}: {blocking} is a file, not a folder; choose "
+            "another --out"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CfgenError(
+            f"cannot create output folder {path} ({error.strerror}); choose another --out"
+        ) from error
     return path
 
 

@@ -44,9 +44,23 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
 def test_missing_and_corrupt_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         safe_torch_load(tmp_path / "absent.pt")
-    (tmp_path / "bad.pt").write_bytes(b"\x00\x01garbage")
+    save_bundle(tmp_path / "whole.pt", "classifier", {}, {"w": torch.ones(3)})
+    (tmp_path / "bad.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:200])
     with pytest.raises(CheckpointError, match="corrupt"):
         safe_torch_load(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("content", [b"hello\n", b"\x00\x01garbage", b"\x89PNG\r\n\x1a\n"])
+def test_a_file_that_is_neither_a_zip_nor_a_pickle_is_not_a_checkpoint(tmp_path, content):
+    (tmp_path / "notes.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"notes.pt is not a checkpoint: .* starts with b"):
+        safe_torch_load(tmp_path / "notes.pt")
+
+
+def test_a_legacy_pickle_torch_file_still_loads(tmp_path):
+    weights = {"w": torch.arange(3.0)}
+    torch.save(weights, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    torch.testing.assert_close(safe_torch_load(tmp_path / "old.pt")["w"], weights["w"])
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
@@ -63,6 +77,14 @@ def test_output_dir_is_not_overwritten_silently(tmp_path):
         prepare_output_dir(tmp_path / "out")
     prepare_output_dir(tmp_path / "out", overwrite=True)
     assert (tmp_path / "out" / "keep.txt").read_text() == "work"
+
+
+def test_an_output_folder_below_a_file_is_refused_with_the_file_named(tmp_path):
+    (tmp_path / "notes.txt").write_text("a file")
+    with pytest.raises(CfgenError, match=r"notes.txt is a file, not a folder; choose another"):
+        prepare_output_dir(tmp_path / "notes.txt" / "out")
+    with pytest.raises(CfgenError, match="exists and is not a folder"):
+        prepare_output_dir(tmp_path / "notes.txt")
 
 
 @pytest.mark.parametrize("name", ["../escape.png", "/etc/passwd", "a/../../b.png", ""])

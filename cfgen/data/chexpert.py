@@ -13,12 +13,8 @@ from pathlib import Path
 
 import torch
 
-from cfgen.data.folders import (
-    ImageAttributeDataset,
-    read_csv,
-    require_columns,
-    resolve_files,
-)
+from cfgen.data.columns import read_csv, require_columns
+from cfgen.data.folders import ImageAttributeDataset, resolve_files
 from cfgen.errors import ConfigError, DataError
 from cfgen.io import PathLike
 

@@ -43,7 +43,8 @@ from cfgen.data.synthetic import (
     render_faces,
 )
 from cfgen.errors import ConfigError
-from cfgen.io import atomic_write_bytes, atomic_write_json, atomic_write_text, prepare_output_dir
+from cfgen.folder_lock import claimed_output_dir
+from cfgen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 SPLIT_SHARES = {"train": 0.8, "val": 0.1, "test": 0.1}
 CHUNK = 256
@@ -140,7 +141,11 @@ def _check(args: argparse.Namespace) -> None:
 
 def synth(args: argparse.Namespace) -> int:
     _check(args)
-    out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    with claimed_output_dir(args.out, "cfgen data synth", args.overwrite) as out:
+        return _synth(out, args)
+
+
+def _synth(out: Path, args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     # Each atomic write waits for its fsync; threads let those waits overlap.
     with Progress(console=console, transient=True) as progress, ThreadPoolExecutor(16) as pool:
@@ -168,11 +173,13 @@ def digits(args: argparse.Namespace) -> int:
 
     check_size(args.size)
     rows, files = digit_rows(args.size, args.seed)  # fails (no scikit-learn) before writing
-    out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    with ThreadPoolExecutor(16) as pool:  # overlaps the fsync of each atomic write
+    with (
+        claimed_output_dir(args.out, "cfgen data digits", args.overwrite) as out,
+        ThreadPoolExecutor(16) as pool,  # overlaps the fsync of each atomic write
+    ):
         for done in [pool.submit(atomic_write_bytes, out / name, data) for name, data in files]:
             done.result()
-    atomic_write_text(out / "attributes.csv", csv_text(HEADER, rows))
+        atomic_write_text(out / "attributes.csv", csv_text(HEADER, rows))
     Console(stderr=True).print(f"wrote {len(rows)} digits of {args.size} px to {out}")
     return 0
 

@@ -1,4 +1,9 @@
-"""Attribute columns of a CSV: which columns are labels, and their text as a 0/1 label matrix.
+"""Attribute CSVs: reading them, which columns are labels, and their text as a 0/1 label matrix.
+
+A CSV is read as UTF-8, with or without the byte-order mark that Excel's "CSV UTF-8" writes.
+Whatever would make a column or a row mean something else than it says is refused with the
+line at fault: text that is not UTF-8, a header naming one column twice, a row with more or
+fewer cells than the header, a header without rows.
 
 A real CSV holds more than binary attributes: ids, ages, free text, multi-class labels. By
 default every binary column (1 / 0, or CelebA's 1 / -1) is an attribute and the others are left
@@ -9,10 +14,12 @@ dataset contract (labels `(A,)` in {0, 1}) holds for every source, and a classif
 train a softmax over a multi-class column's attributes (`LabelTable.classes`).
 """
 
+import csv
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from torch import Tensor
@@ -27,6 +34,56 @@ MAX_CLASSES = 100  # more distinct values than this is an id, a measurement or f
 CLASS_SEPARATOR = "="
 
 Rows = Sequence[tuple[int, dict[str, str]]]  # (line number in the file, row)
+
+
+def _table(handle: TextIO, path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows of an open CSV, refusing a row whose cells do not match the
+    header's columns (blank lines are skipped, as csv.DictReader does)."""
+    reader = csv.reader(handle)
+    header = [name.strip() for name in next(reader, [])]
+    rows = []
+    for cells in reader:
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise DataError(
+                f"{path}, line {reader.line_num}: {len(cells)} cell(s) but the header has "
+                f"{len(header)} columns; give every row one cell per column (quote a cell that "
+                "holds a comma)"
+            )
+        rows.append(dict(zip(header, cells, strict=True)))
+    return header, rows
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of an attribute CSV, refusing what cannot be read as it is meant."""
+    if not path.is_file():
+        raise DataError(f"attribute CSV {path} not found; check `root` and `csv`")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header, rows = _table(handle, path)
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"attribute CSV {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+            f"offset {error.start}); save it as UTF-8 (in Excel: CSV UTF-8)"
+        ) from None
+    if not header:
+        raise DataError(f"attribute CSV {path} is empty; it needs a header row")
+    twice = sorted({name for name in header if name and header.count(name) > 1})
+    if twice:
+        raise DataError(
+            f"{path}: the header names column(s) {twice} more than once; give every column its "
+            "own name"
+        )
+    if not rows:
+        raise DataError(f"attribute CSV {path} has a header but no rows; add one row per image")
+    return header, rows
+
+
+def require_columns(header: Sequence[str], columns: Sequence[str], path: Path) -> None:
+    missing = [column for column in columns if column not in header]
+    if missing:
+        raise DataError(f"{path} has no column(s) {missing}; its columns are {list(header)}")
 
 
 @dataclass

@@ -25,6 +25,7 @@ from cfgen.data.synthetic import SyntheticFaces
 from cfgen.errors import ConfigError, DataError
 
 Splits = tuple[Dataset, Dataset, Dataset]
+SPLIT_NAMES = ("train", "val", "test")
 
 
 DEFAULT_IMAGE_SIZE = 32
@@ -181,6 +182,12 @@ class AttributeDataModule(pl.LightningDataModule):
             raise ConfigError(f"unknown data source {source!r}; choose one of {sorted(SOURCES)}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if image_size is not None and image_size < 1:
+            raise ConfigError(f"image_size must be at least 1 pixel (or unset), got {image_size}")
+        if num_workers < 0:
+            raise ConfigError(
+                f"num_workers must be >= 0 (0: load in the main process), got {num_workers}"
+            )
         if channels not in (None, 1, 3):
             raise ConfigError(f"channels must be 1 (grey), 3 (RGB) or unset, got {channels}")
         # Kept apart from `hparams`: unset they are resolved later, and Lightning refuses a
@@ -289,6 +296,24 @@ class AttributeDataModule(pl.LightningDataModule):
         raise ConfigError(
             f"target attribute {target!r} is not in the data (source {source!r}); available: "
             f"{names}{hint}. A class of a multi-class column is named COLUMN{CLASS_SEPARATOR}VALUE"
+        )
+
+    def target_counts(self, split: str) -> tuple[int, int]:
+        """(negative, positive) images of the target in `split` (train, val or test); labels
+        that are not known (CheXpert's uncertain ones, dropped) count as neither."""
+        dataset = self._split(SPLIT_NAMES.index(split))
+        column = torch.as_tensor(dataset.labels)[:, self.target_index]
+        return int((column == 0).sum()), int((column == 1).sum())
+
+    def missing_class(self, split: str) -> str | None:
+        """What `split` lacks of the two classes of the target (None: it has both)."""
+        negatives, positives = self.target_counts(split)
+        if negatives and positives:
+            return None
+        lacking = "positive" if not positives else "negative"
+        return (
+            f"the {split} split has no {lacking} {self.target!r} image ({negatives} negative, "
+            f"{positives} positive)"
         )
 
     @property

@@ -3,87 +3,27 @@
 Both are `ImageAttributeDataset`s: a list of image files and a label matrix, checked when the
 dataset is built (columns, label values, unsafe or missing files) so that a bad data set fails
 at once with a message naming the file, column or row, not minutes into training. Which CSV
-columns are attributes is `cfgen.data.columns`' business. Images are read with PIL when an item
-is asked for, optionally centre-cropped, resized and scaled to [-1, 1], with the data set's
-channels: grey files stay one channel unless RGB is asked for. Items follow the dataset
+columns are attributes, and how the CSV is read, is `cfgen.data.columns`' business. Images are
+read when an item is asked for (`cfgen.data.images`: any bit depth), optionally centre-cropped,
+resized and scaled to [-1, 1], with the data set's channels: grey files stay one channel
+unless RGB is asked for. Items follow the dataset
 contract: `image` (C, H, W), `labels` (A,), `index`.
 """
 
-import csv as csv_module
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from cfgen.data.columns import label_table, parse_binary, target_column
-from cfgen.errors import CfgenError, ConfigError, DataError
+from cfgen.data.columns import label_table, parse_binary, read_csv, require_columns, target_column
+from cfgen.data.images import check_channels, image_channels, load_image
+from cfgen.errors import CfgenError, DataError
 from cfgen.io import PathLike, safe_child
 
 CELEBA_CROP = 150  # official preprocessing: centre 150 x 150 crop of the 178 x 218 faces
 CELEBA_SPLITS = {"train": "0", "val": "1", "test": "2"}
-
-
-# PIL modes of one-channel images (with or without alpha, any bit depth).
-GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-CHANNEL_MODES = {1: "L", 3: "RGB"}
-CHANNEL_SAMPLE = 16  # images looked at to decide a data set's channels
-
-
-def _open(path: Path) -> Image.Image:
-    try:
-        return Image.open(path)
-    except FileNotFoundError:
-        raise DataError(f"image file {path} is missing; restore it or drop its CSV row") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        raise DataError(
-            f"cannot read image {path} ({error}); replace the file or drop its CSV row"
-        ) from error
-
-
-def check_channels(channels: int | None) -> None:
-    if channels is not None and channels not in CHANNEL_MODES:
-        raise ConfigError(
-            f"channels must be 1 (grey), 3 (RGB) or unset (the images' own), got {channels}"
-        )
-
-
-def image_channels(paths: Sequence[Path]) -> int:
-    """1 when the first images are all grey, else 3 (a mixed folder is read as RGB)."""
-    modes = []
-    for path in paths[:CHANNEL_SAMPLE]:
-        with _open(path) as image:  # reads the header only
-            modes.append(image.mode)
-    return 1 if modes and all(mode in GREY_MODES for mode in modes) else 3
-
-
-def load_image(path: Path, image_size: int, crop: int | None = None, channels: int = 3) -> Tensor:
-    """Read an image file: (channels, image_size, image_size) float32 in [-1, 1].
-
-    `channels` 3 reads RGB (grey files get three equal channels), 1 reads grey (luminance).
-    `crop` takes a centre square of that many pixels first; `None` takes the largest centre
-    square. Images already of the requested size are not resampled (exact 8-bit round trip).
-    """
-    try:
-        with _open(path) as image:
-            image = image.convert(CHANNEL_MODES[channels])
-    except (OSError, Image.DecompressionBombError) as error:  # raised while decoding
-        raise DataError(
-            f"cannot read image {path} ({error}); replace the file or drop its CSV row"
-        ) from error
-    width, height = image.size
-    side = min(width, height, crop or max(width, height))
-    if (width, height) != (side, side):
-        left, top = (width - side) // 2, (height - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-    if side != image_size:
-        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
-    pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
-    pixels = pixels.unsqueeze(0) if channels == 1 else pixels.permute(2, 0, 1)
-    return pixels.float() / 127.5 - 1.0
 
 
 def resolve_files(root: Path, names: Sequence[str], source: str) -> list[Path]:
@@ -93,6 +33,8 @@ def resolve_files(root: Path, names: Sequence[str], source: str) -> list[Path]:
     """
     paths = []
     for row, name in enumerate(names):
+        if not name.strip():
+            raise DataError(f"{source}, row {row + 1}: blank file name; fill it or drop the row")
         try:
             paths.append(safe_child(root, name))
         except CfgenError as error:
@@ -152,26 +94,6 @@ class ImageAttributeDataset(Dataset):
         subset.files = [self.files[position] for position in positions]
         subset.labels = self.labels[list(positions)]
         return subset
-
-
-def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows of a CSV file, with a clear error when it is missing or empty."""
-    if not path.is_file():
-        raise DataError(f"attribute CSV {path} not found; check `root` and `csv`")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv_module.DictReader(handle)
-        header = [name.strip() for name in reader.fieldnames or []]
-        reader.fieldnames = header
-        rows = list(reader)
-    if not header:
-        raise DataError(f"attribute CSV {path} is empty; it needs a header row")
-    return header, rows
-
-
-def require_columns(header: Sequence[str], columns: Sequence[str], path: Path) -> None:
-    missing = [column for column in columns if column not in header]
-    if missing:
-        raise DataError(f"{path} has no column(s) {missing}; its columns are {list(header)}")
 
 
 class AttributeFolder(ImageAttributeDataset):

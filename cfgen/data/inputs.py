@@ -13,7 +13,7 @@ name of its strip file, so two inputs with one id are refused before anything is
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -21,10 +21,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from cfgen.data.folders import load_image, read_csv, require_columns, resolve_files
+from cfgen.data.columns import read_csv, require_columns
+from cfgen.data.folders import resolve_files
+from cfgen.data.images import load_image
 from cfgen.data.render import render_faces
 from cfgen.data.synthetic import draw_faces
-from cfgen.errors import DataError
+from cfgen.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -37,6 +39,11 @@ class QueryBatch(NamedTuple):
     ids: list[str]
     sources: list[str]
     images: Tensor  # (B, C, H, W) in [-1, 1]
+
+
+def check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
 
 
 @dataclass(frozen=True)
@@ -67,13 +74,40 @@ class QueryInput:
     def batches(self, batch_size: int, shard: Shard = (0, 1)) -> Iterator[QueryBatch]:
         """Batches of `batch_size` queries in input order; with `shard=(rank, world)` only
         batches rank, rank + world, ... (the others are not read)."""
-        rank, world = shard
+        check_batch_size(batch_size)  # now, not at the first batch
+        return self._batches(batch_size, *shard)
+
+    def _batches(self, batch_size: int, rank: int, world: int) -> Iterator[QueryBatch]:
         for start in range(rank * batch_size, len(self), world * batch_size):
             stop = min(start + batch_size, len(self))
             yield QueryBatch(self.ids[start:stop], self.sources[start:stop], self.load(start, stop))
 
+    def without(self, done: Collection[str]) -> "QueryInput":
+        """The queries whose id is not in `done`, in the same order (what is left to do)."""
+        kept = [position for position, query_id in enumerate(self.ids) if query_id not in done]
+        load = self.load
+
+        def load_kept(start: int, stop: int) -> Tensor:
+            chosen = kept[start:stop]
+            # Consecutive positions are loaded together (a rendered or read batch, not one each).
+            runs = [[chosen[0]]] if chosen else []
+            for position in chosen[1:]:
+                if position == runs[-1][-1] + 1:
+                    runs[-1].append(position)
+                else:
+                    runs.append([position])
+            return torch.cat([load(run[0], run[-1] + 1) for run in runs])
+
+        ids, sources = [self.ids[p] for p in kept], [self.sources[p] for p in kept]
+        return QueryInput(ids, sources, load_kept)
+
 
 def _synthetic(split: str, n: int, image_size: int, channels: int) -> QueryInput:
+    if n < 1:
+        raise ConfigError(
+            f"n must be at least 1: the number of queries drawn from synthetic:{split} (--n on "
+            f"the command line), got {n}"
+        )
     factors, noise_seeds = draw_faces(n, split=split)  # what SyntheticFaces(n, split=) renders
 
     def load(start: int, stop: int) -> Tensor:

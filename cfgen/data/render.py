@@ -28,6 +28,7 @@ from cfgen.data.face_parts import (
     feature_groups,
     union,
 )
+from cfgen.errors import ConfigError
 
 __all__ = ["FACTOR_NAMES", "REGION_NAMES", "hash32", "hash_uniform", "render_faces"]
 
@@ -125,7 +126,7 @@ def render_faces(
             f"got {tuple(factors.shape)}"
         )
     if image_size < 16:
-        raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
+        raise ConfigError(f"image_size must be at least 16 pixels, got {image_size}")
     factors = factors.float()
     if noise_seeds is not None:
         noise_seeds = noise_seeds.to(factors.device)

@@ -10,7 +10,7 @@ an error.
 from dataclasses import dataclass, field
 
 from cfgen.data.datamodule import AttributeDataModule
-from cfgen.errors import ConfigError
+from cfgen.errors import ClassifierMismatchError, ConfigError
 from cfgen.evaluate.bias import BiasConfig
 from cfgen.evaluate.build import SPLITS, build_context, data_module
 from cfgen.evaluate.context import EvalContext
@@ -78,7 +78,8 @@ class SuiteConfig:
     generator draws them, and, when `placement_steps` > 0, `pe_placed`, each frame drawn outside
     its bin placed by bisecting the generator's conditioning on the explained classifier's
     output (`ProgressiveExaggeration`). classifier: the black box (default: the one the
-    explainer recorded); data: the images (`EvalData`; default the synthetic world).
+    explainer recorded; another one only with allow_classifier_mismatch); data: the images
+    (`EvalData`; default the synthetic world).
 
     Judges: oracle: a factor oracle (synthetic world) or an attribute oracle (`cfgen oracle
     fit`) whose *reading* of the attribute gives validity, and whose other outputs give
@@ -107,6 +108,7 @@ class SuiteConfig:
     placement_steps: int = PLACEMENT_STEPS
     oracle: str | None = None
     classifier: str | None = None
+    allow_classifier_mismatch: bool = False
     judge: str | None = None
     robust_judge: str | None = None
     judge_target: str | None = None
@@ -168,11 +170,19 @@ class SuiteInputs:
 
 
 def _explainer(
-    path: str, placement_steps: int, classifier: str | None = None
+    path: str, placement_steps: int, classifier: str | None = None, allow_mismatch: bool = False
 ) -> ProgressiveExaggeration:
-    return ProgressiveExaggeration.from_checkpoint(
-        path, classifier=classifier, placement_steps=placement_steps
-    )
+    try:
+        return ProgressiveExaggeration.from_checkpoint(
+            path,
+            classifier=classifier,
+            allow_classifier_mismatch=allow_mismatch,
+            placement_steps=placement_steps,
+        )
+    except ClassifierMismatchError as error:
+        raise error.with_option(
+            "allow_classifier_mismatch: true (--allow_classifier_mismatch true)"
+        ) from None
 
 
 def _methods(config: SuiteConfig, classifier: Classifier) -> tuple[dict, dict]:
@@ -216,7 +226,12 @@ def load_inputs(config: SuiteConfig) -> SuiteInputs:
     """Everything `run_suite` needs, from the files `config` names."""
     config.check()
     # A classifier file is checked against the one the explainer recorded (sha256).
-    explainer = _explainer(config.explainer, config.placement_steps, config.classifier)
+    explainer = _explainer(
+        config.explainer,
+        config.placement_steps,
+        config.classifier,
+        config.allow_classifier_mismatch,
+    )
     classifier = explainer.classifier
     if config.n_bins not in (None, explainer.n_bins):
         raise ConfigError(

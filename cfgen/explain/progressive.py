@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cfgen.bins import bin_centre, posterior_to_bin
-from cfgen.errors import CheckpointError, ConfigError, DataError
+from cfgen.errors import CheckpointError, ClassifierMismatchError, ConfigError, DataError
 from cfgen.explain.base import Classifier, CounterfactualExplainer, Explainer, resolve_target
 from cfgen.explain.strip import Strip
 from cfgen.io import PathLike, load_bundle, safe_torch_load
@@ -210,10 +210,9 @@ def _check_same_classifier(recorded: dict, source: str, path: Path, allow_mismat
     # classifier_fingerprint, not file_sha256: `source` may be `package.module:function`.
     if allow_mismatch or classifier_fingerprint(source) == recorded.get("sha256"):
         return
-    raise CheckpointError(
+    raise ClassifierMismatchError(
         f"{source} is not the classifier {path} was trained to explain (sha256 differs from the "
-        f"recorded {str(recorded.get('sha256'))[:12]}…, trained for {recorded.get('path')}); "
-        "use that classifier, or pass allow_classifier_mismatch=True to explain another anyway"
+        f"recorded {str(recorded.get('sha256'))[:12]}…, trained for {recorded.get('path')})"
     )
 
 

@@ -18,6 +18,7 @@ bounded however many queries there are.
 import io
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -145,10 +146,18 @@ def strip_to_cpu(strip: Strip) -> Strip:
 
 class StripWriter:
     """Writes the strips of submitted batches from `workers` threads; `submit` blocks while
-    `pending` batches wait for a worker and raises the error of a failed one (a full disk)."""
+    `pending` batches wait for a worker and raises the error of a failed one (a full disk).
+    `on_written(records)` is called from the worker once a batch's files are all written."""
 
-    def __init__(self, out: Path, gif: bool = False, workers: int = 2, pending: int = 4) -> None:
-        self.out, self.gif = out, gif
+    def __init__(
+        self,
+        out: Path,
+        gif: bool = False,
+        workers: int = 2,
+        pending: int = 4,
+        on_written: Callable[[list[dict]], None] | None = None,
+    ) -> None:
+        self.out, self.gif, self.on_written = out, gif, on_written
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cfgen-writer")
         self._slots = threading.BoundedSemaphore(pending)
         self._futures: list[Future] = []
@@ -161,7 +170,7 @@ class StripWriter:
         self._slots.acquire()
         try:
             self._raise_failure()
-            future = self._pool.submit(write_strips, self.out, batch, strip, self.gif)
+            future = self._pool.submit(self._write, batch, strip)
         except BaseException:
             self._slots.release()
             raise
@@ -169,6 +178,12 @@ class StripWriter:
         self._futures.append(future)
         self._unchecked.append(future)
         return future
+
+    def _write(self, batch: QueryBatch, strip: Strip) -> list[dict]:
+        records = write_strips(self.out, batch, strip, self.gif)
+        if self.on_written is not None:
+            self.on_written(records)
+        return records
 
     def _raise_failure(self) -> None:
         while self._unchecked and self._unchecked[0].done():

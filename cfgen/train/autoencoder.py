@@ -29,7 +29,7 @@ from cfgen.errors import ConfigError
 from cfgen.io import save_bundle
 from cfgen.models.autoencoder import BUNDLE_KIND, Autoencoder
 from cfgen.train.lightning_cli import CfgenCLI, run_cli
-from cfgen.train.schedule import adamw_one_cycle
+from cfgen.train.schedule import adamw_one_cycle, check_adamw
 
 BUNDLE_NAME = "autoencoder.pt"
 
@@ -65,6 +65,7 @@ class AutoencoderModule(pl.LightningModule):
         super().__init__()
         if code_noise < 0:
             raise ConfigError(f"code_noise must be >= 0, got {code_noise}")
+        check_adamw(lr, weight_decay)
         self.save_hyperparameters()
         self.autoencoder: Autoencoder | None = None
         self.val_psnr = PeakSignalNoiseRatio(data_range=2.0)

@@ -20,6 +20,7 @@ weights are exported as `<run dir>/classifier.pt`, a safe bundle read by
 `cfgen.models.blackbox.load_blackbox`; the CLI then tests it and prints a summary.
 """
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -34,12 +35,13 @@ from torchmetrics.classification import (
     MulticlassAccuracy,
 )
 
-from cfgen.errors import ConfigError
+from cfgen.errors import ConfigError, DataError
 from cfgen.io import save_bundle
 from cfgen.models.blackbox import ACTIVATIONS
 from cfgen.models.classifiers import build_classifier
 from cfgen.train.lightning_cli import CfgenCLI, run_cli
 from cfgen.train.robust import fgsm_random_start
+from cfgen.train.schedule import check_adamw
 
 BUNDLE_NAME = "classifier.pt"
 ECE_BINS = 15
@@ -97,6 +99,7 @@ class ClassifierModule(pl.LightningModule):
                 f"adversarial_radius is an L-infinity radius in [-1, 1] image units: give a "
                 f"value in [0, 1), e.g. 0.03; got {adversarial_radius}"
             )
+        check_adamw(lr, weight_decay)
         self.save_hyperparameters()
         self.network: torch.nn.Module | None = None
         self.data_facts: dict[str, Any] = {}
@@ -115,6 +118,12 @@ class ClassifierModule(pl.LightningModule):
             raise ConfigError("ClassifierModule needs a datamodule (the `data:` config section)")
         names = list(data.attribute_names)
         target = names[data.target_index]
+        lacking = data.missing_class("train") if hasattr(data, "missing_class") else None
+        if stage == "fit" and lacking:
+            raise DataError(
+                f"{lacking}: a classifier cannot learn {target!r} from one class. Give the train "
+                "split images of both (check the labels, or the split column)"
+            )
         # A data module without multi-class columns need not know the method.
         classes = data.class_names(target) if hasattr(data, "class_names") else None
         outputs, activation = (classes, "softmax") if classes else (names, "sigmoid")
@@ -261,7 +270,34 @@ class ClassifierModule(pl.LightningModule):
 
 
 class ClassifierCLI(CfgenCLI):
-    """`fit` also tests the final weights; `fit` and `test` end with a short summary."""
+    """`fit` also tests the final weights; `fit` and `test` end with a short summary. A
+    validation or test split without both classes of the target is warned about at the start
+    (its AUC is undefined) and its AUC printed as undefined."""
+
+    def _lacking(self, split: str) -> str | None:
+        data = self.datamodule
+        if not hasattr(data, "missing_class"):
+            return None
+        data.setup()
+        return data.missing_class(split)
+
+    def _warn_one_class(self, splits: Sequence[str]) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        for split in splits:
+            lacking = self._lacking(split)
+            if lacking:
+                print(
+                    f"warning: {lacking}: its AUC is undefined and its other figures describe "
+                    "one class only; give it images of both classes",
+                    file=sys.stderr,
+                )
+
+    def before_fit(self) -> None:
+        self._warn_one_class(("val", "test"))
+
+    def before_test(self) -> None:
+        self._warn_one_class(("test",))
 
     def after_fit(self) -> None:
         self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
@@ -274,10 +310,12 @@ class ClassifierCLI(CfgenCLI):
         if not self.trainer.is_global_zero:  # one summary per run, not one per process
             return
         metrics = self.trainer.callback_metrics
+        # torchmetrics reports 0 for an AUC it cannot compute.
+        undefined = {"auc"} if self._lacking("test") else set()
         figures = ", ".join(
-            f"{name} {float(metrics[f'test/{name}']):.4f}"
+            f"{name} undefined" if name in undefined else f"{name} {float(metrics[key]):.4f}"
             for name in ("auc", "acc", "ece", "class_acc")
-            if f"test/{name}" in metrics
+            if (key := f"test/{name}") in metrics
         )
         bundle = self.run_dir / BUNDLE_NAME
         print(f"classifier target {self.model.data_facts['target']!r}: test {figures}")

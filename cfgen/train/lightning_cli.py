@@ -21,6 +21,7 @@ A training module plugs in with `run_cli(ModelClass, DataModuleClass, argv, run_
 `after_test` hooks (see `cfgen.train.classifier`).
 """
 
+import inspect
 import signal
 import sys
 import warnings
@@ -34,7 +35,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from cfgen.errors import ConfigError, RunInterrupted
+from cfgen.errors import CfgenError, CheckpointError, ConfigError, RunInterrupted
 from cfgen.io import atomic_write_text, safe_torch_load
 from cfgen.loggers import LOGGER_NAMES, build_logger, finish_logger
 from cfgen.train.interrupt import RunCheckpoint, sigint_stops_training
@@ -110,6 +111,10 @@ class CfgenCLI(LightningCLI):
                 )
             except SIGTERMException as stop:
                 raise self._interrupted() from stop
+            except RuntimeError as error:
+                if "Error(s) in loading state_dict" not in str(error):
+                    raise
+                raise self._checkpoint_mismatch(error) from error
 
     def _interrupted(self) -> RunInterrupted:
         """What stopped the run, where its checkpoint is, and how to resume."""
@@ -121,7 +126,38 @@ class CfgenCLI(LightningCLI):
         else:
             message = f"{name} stopped the run outside training (no training step was lost)"
         exit_code = 128 + signal.Signals[name].value
-        return RunInterrupted(message, ("--ckpt_path", "last"), exit_code)
+        resumable = self.checkpoint and any(Path(self.checkpoint.dirpath).glob("*last*.ckpt"))
+        return RunInterrupted(message, ("--ckpt_path", "last") if resumable else (), exit_code)
+
+    def _checkpoint_mismatch(self, error: RuntimeError) -> ConfigError:
+        """The checkpoint's weights do not fit the configured model: which settings differ."""
+        path = self.trainer.ckpt_path or self.subcommand_config().get("ckpt_path")
+        saved = safe_torch_load(path) if path and Path(path).is_file() else {}
+        sections = [
+            ("model", _public(saved.get("hyper_parameters", {})), _public(self.model.hparams)),
+            ("data", _public(saved.get("datamodule_hyper_parameters", {})), self._data_hparams()),
+        ]
+        changed = [
+            f"{section}.{key} is {before[key]!r} in the checkpoint, {now[key]!r} here"
+            for section, before, now in sections
+            for key in sorted(set(before) & set(now))
+            if before[key] != now[key]
+        ]
+        _, saved_model, model = sections[0]
+        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+        first = first if len(first) <= 120 else first[:120] + "…"
+        if set(saved_model) != set(model) or not changed:  # another kind of model
+            differs = f"it holds the weights of another model ({first})"
+        else:
+            differs = "; ".join(changed)
+        return ConfigError(
+            f"cannot resume from {path}: the checkpoint's architecture differs from the config: "
+            f"{differs}. Resume with the settings it was trained with, or start a new run in "
+            "another --trainer.default_root_dir without --ckpt_path"
+        )
+
+    def _data_hparams(self) -> dict:
+        return _public(getattr(self.datamodule, "hparams", {}) or {})
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -141,11 +177,25 @@ class CfgenCLI(LightningCLI):
         # so a missing, corrupt or code-carrying one gets a clear CheckpointError.
         path = section.get("ckpt_path")
         if path and str(path).split(":")[0] not in _CKPT_KEYWORDS:
-            safe_torch_load(path)
+            _require_training_checkpoint(path, safe_torch_load(path), self.model_class)
+        if path == "last":
+            self._require_last_checkpoint(section)
         # `--ckpt_path` may come from anyone: never unpickle code, whatever the environment
         # (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) or `--weights_only false` say.
         if "weights_only" in section:
             section["weights_only"] = True
+
+    @staticmethod
+    def _require_last_checkpoint(section: Namespace) -> None:
+        """`--ckpt_path last` with nothing to resume from: Lightning would warn and start from
+        scratch (in a folder the user believes holds the run to go on with)."""
+        folder = Path(section.trainer.default_root_dir) / "checkpoints"
+        if not any(folder.glob("*last*.ckpt")):
+            raise ConfigError(
+                f"--ckpt_path last: there is no checkpoint to resume from in {folder}; check "
+                "--trainer.default_root_dir (the run folder), or leave out --ckpt_path to start "
+                "a new run"
+            )
 
     def subcommand_config(self) -> Namespace:
         """The parsed config of the subcommand being run (`fit`, ...), or the whole config."""
@@ -156,6 +206,19 @@ class CfgenCLI(LightningCLI):
     def run_dir(self) -> Path:
         """The run directory: `trainer.default_root_dir`."""
         return Path(self.trainer.default_root_dir)
+
+    def instantiate_classes(self) -> None:
+        """Build model, data, callbacks and trainer; a constructor that refuses its arguments
+        with a plain ValueError (a library's, or cfgen's own checks) is a configuration error."""
+        try:
+            super().instantiate_classes()
+        except CfgenError:
+            raise
+        except ValueError as error:
+            raise ConfigError(
+                f"invalid configuration: {error}. Run with --help for the accepted values, or "
+                "--print_config to see the resolved config"
+            ) from error
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.subcommand_config()
@@ -169,7 +232,13 @@ class CfgenCLI(LightningCLI):
                 config.logger, run_dir, project=config.project, run_name=run_dir.name
             )
             kwargs["logger"] = logger or False
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (ValueError, MisconfigurationException) as error:  # accelerator, strategy, ...
+            raise ConfigError(
+                f"invalid trainer setting: {error}. Check --trainer.accelerator / "
+                "--trainer.devices (the default, cpu, always works)"
+            ) from error
 
 
 def run_cli(
@@ -208,3 +277,33 @@ def run_cli(
     if hint:
         print(f"wandb run saved offline; upload it with: {hint}", file=sys.stderr)
     return 0
+
+
+def _public(hparams: Any) -> dict:
+    """Hyper-parameters without Lightning's private entries (`_instantiator`)."""
+    return {key: value for key, value in dict(hparams).items() if not key.startswith("_")}
+
+
+def _require_training_checkpoint(path: str, loaded: Any, model_class: type) -> None:
+    """Refuse a torch file Lightning cannot resume from (it would fail with a KeyError), and
+    the checkpoint of another kind of model (Lightning would apply its hyper-parameters to this
+    command's model, and fail on the first one that is not an argument of it)."""
+    if not (
+        isinstance(loaded, dict) and {"state_dict", "pytorch-lightning_version"} <= set(loaded)
+    ):
+        kind = "a cfgen model bundle" if isinstance(loaded, dict) and "format" in loaded else "it"
+        raise CheckpointError(
+            f"{path} is not a training checkpoint: {kind} holds no Lightning training state. "
+            "--ckpt_path takes a checkpoint a training run wrote (checkpoints/last.ckpt in its "
+            "run folder, or --ckpt_path last)"
+        )
+    parameters = inspect.signature(model_class.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    foreign = sorted(set(_public(loaded.get("hyper_parameters", {}))) - set(parameters))
+    if foreign:
+        raise CheckpointError(
+            f"{path} is the checkpoint of another kind of model: its settings {foreign[:4]} are "
+            f"not {model_class.__name__}'s. Resume it with the command that trained it, or leave "
+            "out --ckpt_path"
+        )

@@ -30,7 +30,12 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MultilabelAUROC, MultilabelStatScores
+from torchmetrics.classification import (
+    BinaryAUROC,
+    BinaryStatScores,
+    MultilabelAUROC,
+    MultilabelStatScores,
+)
 from torchmetrics.regression import MeanAbsoluteError, R2Score
 
 from cfgen.errors import ConfigError
@@ -38,7 +43,7 @@ from cfgen.io import save_bundle
 from cfgen.models.oracle import BUNDLE_KIND, Oracle, build_oracle
 from cfgen.train.classifier import masked_bce
 from cfgen.train.lightning_cli import CfgenCLI, run_cli
-from cfgen.train.schedule import adamw_one_cycle
+from cfgen.train.schedule import adamw_one_cycle, check_adamw
 
 BUNDLE_NAME = "oracle.pt"
 
@@ -67,18 +72,26 @@ class AttributeFigures(nn.Module):
 
     def __init__(self, num_outputs: int) -> None:
         super().__init__()
-        self.stats = MultilabelStatScores(num_outputs, average=None)
-        self.auc = MultilabelAUROC(num_outputs, average=None)
+        # torchmetrics' multi-label metrics need two labels or more: one attribute is binary.
+        self.single = num_outputs == 1
+        if self.single:
+            self.stats, self.auc = BinaryStatScores(), BinaryAUROC()
+        else:
+            self.stats = MultilabelStatScores(num_outputs, average=None)
+            self.auc = MultilabelAUROC(num_outputs, average=None)
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         labels = targets.long()
+        if self.single:
+            outputs, labels = outputs[:, 0], labels[:, 0]
         self.stats.update(outputs, labels)
         self.auc.update(outputs, labels)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        tp, fp, tn, fn, positives = self.stats.compute().float().unbind(dim=1)
+        # (A, 5) statistics and (A,) AUCs, A = 1 for a single attribute too.
+        tp, fp, tn, fn, positives = self.stats.compute().float().view(-1, 5).unbind(dim=1)
         total = tp + fp + tn + fn
-        auc = self.auc.compute().float()
+        auc = self.auc.compute().float().view(-1)
         # torchmetrics answers 0 for an attribute with one value only: no AUC exists there.
         auc = auc.masked_fill((positives == 0) | (positives == total), float("nan"))
         self.stats.reset()
@@ -155,6 +168,7 @@ class OracleModule(pl.LightningModule):
         weight_decay: float = 1e-4,
     ) -> None:
         super().__init__()
+        check_adamw(lr, weight_decay)
         self.save_hyperparameters()
         self.oracle: Oracle | None = None
         self.image_size: int | None = None

@@ -1,9 +1,20 @@
-"""The optimiser of the supervised trainers (oracle, autoencoder): AdamW with one LR cycle."""
+"""The optimiser of the supervised trainers (classifier, oracle, autoencoder): AdamW, with one
+LR cycle for the oracle and the autoencoder; its settings are checked when the module is built."""
 
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+
+from cfgen.errors import ConfigError
+
+
+def check_adamw(lr: float, weight_decay: float) -> None:
+    """Refuse settings AdamW would refuse only when training starts, with a traceback."""
+    if not lr > 0:
+        raise ConfigError(f"lr must be > 0 (the learning rate), got {lr}")
+    if not weight_decay >= 0:
+        raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
 
 
 def adamw_one_cycle(module: pl.LightningModule, lr: float, weight_decay: float) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def test_bad_inputs(root):
         CheXpert(root, labels=LABELS, uncertain="maybe")
     with pytest.raises(DataError, match=r"no column\(s\) \['Atelectasis'"):
         CheXpert(root, labels=["Atelectasis"])
-    write_csv(root / "bare.csv", ["Path", "Sex"], [])
+    write_csv(root / "bare.csv", ["Path", "Sex"], [["CheXpert-v1.0-small/a.jpg", "Male"]])
     with pytest.raises(DataError, match="none of the CheXpert observation columns"):
         CheXpert(root, "bare.csv")
     _write(root, "odd.csv", rows=[(1, "2.0", "")])

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cfgen.data.columns import MAX_CLASSES, label_table, target_column
+from cfgen.data.columns import MAX_CLASSES, label_table, read_csv, target_column
 from cfgen.errors import DataError
 
 WHERE = Path("data/attributes.csv")
@@ -92,3 +92,39 @@ def test_a_target_named_by_its_column_must_be_binary():
 )
 def test_target_column(target, expected):
     assert target_column(target, HEADER) == expected
+
+
+def test_a_csv_is_read_with_or_without_a_byte_order_mark_and_quoted_commas(tmp_path):
+    text = 'file,note,Smiling\n\na.png,"grinning, wide",1\n\nb.png,,0\n'
+    expected = (
+        ["file", "note", "Smiling"],
+        [
+            {"file": "a.png", "note": "grinning, wide", "Smiling": "1"},
+            {"file": "b.png", "note": "", "Smiling": "0"},
+        ],
+    )
+    for name, encoded in [("plain.csv", text.encode()), ("excel.csv", ("\ufeff" + text).encode())]:
+        (tmp_path / name).write_bytes(encoded)
+        assert read_csv(tmp_path / name) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("file,Smiling\na.png,1,0\n", r"line 2: 3 cell\(s\) but the header has 2 columns"),
+        ("file,a,b\nx.png,1,0\ny.png,1\n", r"line 3: 2 cell\(s\) but the header has 3 columns"),
+        ("file,a,file\nx.png,1,y.png\n", r"the header names column\(s\) \['file'\] more than once"),
+        ("file,Smiling\n", "has a header but no rows; add one row per image"),
+        ("", "is empty; it needs a header row"),
+    ],
+)
+def test_a_csv_whose_cells_do_not_match_its_columns_is_refused(tmp_path, text, message):
+    (tmp_path / "a.csv").write_text(text)
+    with pytest.raises(DataError, match=message):
+        read_csv(tmp_path / "a.csv")
+
+
+def test_a_csv_that_is_not_utf8_is_refused_naming_the_byte(tmp_path):
+    (tmp_path / "a.csv").write_bytes("file,Lächeln\nx.png,1\n".encode("cp1252"))
+    with pytest.raises(DataError, match=r"is not UTF-8 text \(byte 0xe4 at offset 6\); save"):
+        read_csv(tmp_path / "a.csv")

@@ -5,7 +5,7 @@ import torch
 
 from cfgen.data.inputs import QueryInput, open_input, prefetched
 from cfgen.data.synthetic import SyntheticFaces
-from cfgen.errors import DataError
+from cfgen.errors import ConfigError, DataError
 from tests.data.fakes import attribute_folder, random_pixels, write_png
 
 
@@ -31,6 +31,25 @@ def test_shards_read_disjoint_batches_that_cover_the_input():
     assert batch_ids(queries.batches(2, shard=(0, 2))) == [f"test_{i:06d}" for i in (0, 1, 4)]
     assert loaded == [0, 4]  # the other rank's batch is not read
     assert batch_ids(queries.batches(2, shard=(1, 2))) == [f"test_{i:06d}" for i in (2, 3)]
+
+
+def test_the_queries_left_to_do_load_the_same_images_in_runs_of_consecutive_ones():
+    queries = open_input("synthetic:test", 7, 16)
+    reads = []
+    load = queries.load
+    queries = QueryInput(
+        queries.ids, queries.sources, lambda a, b: reads.append((a, b)) or load(a, b)
+    )
+    done = {"test_000001", "test_000002", "test_000005"}
+    todo = queries.without(done)
+    assert todo.ids == ["test_000000", "test_000003", "test_000004", "test_000006"]
+    images = torch.cat([batch.images for batch in todo.batches(3)])
+    torch.testing.assert_close(
+        images, SyntheticFaces(7, image_size=16, split="test").images[[0, 3, 4, 6]]
+    )
+    assert reads == [(0, 1), (3, 5), (6, 7)]  # batch 1: queries 0, 3 and 4; batch 2: query 6
+    with pytest.raises(ConfigError, match="batch_size must be at least 1, got 0"):
+        todo.batches(0)
 
 
 def test_image_folder_reads_its_images_in_name_order_resized(tmp_path):
