@@ -149,14 +149,21 @@ def write_classifier_bundle(path, size: int = 16, seed: int = 0, channels: int =
     return save_bundle(path, "classifier", config, model.state_dict())
 
 
+def tiny_networks(**generator) -> dict:
+    """`ExplainerModule` options of 4 -> 8 channel networks (built in milliseconds), with
+    `generator` options on top (e.g. `output="blend"`)."""
+    return {
+        "generator": {"width": 4, "max_width": 8, **generator},
+        "discriminator": {"width": 4, "max_width": 8},
+    }
+
+
 def export_tiny_explainer(folder, size: int = 16, channels: int = 3):
     """A tiny, untrained `explainer.pt` in `folder` (as training exports it) and its classifier."""
     from cfgen.train.explainer import ExplainerModule
 
     classifier = str(write_classifier_bundle(folder / "classifier.pt", size, channels=channels))
-    widths = {"generator_width": 4, "generator_max_width": 8}
-    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
-    module = ExplainerModule(classifier, image_size=size, channels=channels, **widths)
+    module = ExplainerModule(classifier, image_size=size, channels=channels, **tiny_networks())
     with torch.no_grad():  # make the EMA weights differ from the raw ones
         for parameter in module.ema_generator.parameters():
             parameter.add_(0.01)

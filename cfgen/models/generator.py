@@ -29,7 +29,8 @@ in `benchmarks/README.md` chooses between them):
 """
 
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,7 @@ from torch import nn
 
 from cfgen.errors import ConfigError
 from cfgen.models.blocks import GeneratorBlock, channel_widths, levels_for, normalisation
+from cfgen.options import check_choices
 
 
 class Rendered(NamedTuple):
@@ -80,6 +82,58 @@ OUTPUTS: dict[str, tuple[int, Callable[[torch.Tensor, torch.Tensor], Rendered]]]
     "blend": (1, _blend),
     "difference": (0, _image),  # each decode is a redraw; `render` takes their difference
 }
+
+
+@dataclass(frozen=True)
+class GeneratorOptions:
+    """The generator's architecture, apart from the image size, channels and bins it is for.
+
+    Args:
+        width: channels at full resolution; they double at each level down to the 4x4
+            embedding.
+        max_width: the most channels of any level.
+        skips: the decoder adds the encoder's features of the same resolution (U-Net style,
+            by addition, no weights added).
+        output: how the head's channels become the image: image (official: the whole image
+            redrawn, tanh), residual (x + tanh(delta)), blend (m * G + (1 - m) * x through a
+            learned mask m, which the mask loss weights penalise) or difference
+            (x + G(x, c) - G(x, c_x): the redraw's change between the two bins added to x).
+        edit_downsample: the edit is average-pooled by this factor and upsampled back before
+            it is combined with the query (a smooth edit, no pixel noise); a divisor of the
+            image size, 1 = full resolution.
+        mask_downsample: the same for the blend's mask alone (blend only), so that it chooses
+            regions rather than single pixels.
+        norm: conditional batch norm (official; its inference statistics: the averaging
+            group's bn_statistics) or group norm (each image normalised on its own, the same
+            computation in training and at inference).
+    """
+
+    width: int = 32
+    max_width: int = 256
+    skips: bool = False
+    output: Literal["image", "residual", "blend", "difference"] = "image"
+    edit_downsample: int = 1
+    mask_downsample: int = 1
+    norm: Literal["batch", "group"] = "batch"
+
+    def __post_init__(self) -> None:
+        check_choices(self, "generator")
+
+    def generator_config(self, image_size: int, channels: int, n_bins: int) -> dict[str, Any]:
+        """The keyword arguments of `Generator` for these options: what an explainer bundle
+        records as its `generator`, and the one place they are written."""
+        return {
+            "image_size": image_size,
+            "channels": channels,
+            "n_bins": n_bins,
+            "base_width": self.width,
+            "max_width": self.max_width,
+            "skips": self.skips,
+            "output": self.output,
+            "edit_downsample": self.edit_downsample,
+            "mask_downsample": self.mask_downsample,
+            "norm": self.norm,
+        }
 
 
 class Generator(nn.Module):
