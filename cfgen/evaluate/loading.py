@@ -14,6 +14,7 @@ masks: the groups that need them are skipped elsewhere, with the reason.
 """
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -85,7 +86,8 @@ class SuiteConfig:
 
     explainer: the PE bundle (`explainer.pt`); placement_steps: bisections that place a frame
     drawn outside its bin (`ProgressiveExaggeration`; 0: frames as drawn, the generator alone);
-    classifier: the black box (default: the one the explainer recorded); data: the images
+    classifier: the black box (default: the one the explainer recorded), read with
+    `classifier_output` / `classifier_activation` (default: as recorded); data: the images
     (`EvalData`; default the synthetic world); oracle: a factor oracle (synthetic world) or an
     attribute oracle (`cfgen oracle fit`) for validity,
     preservation, realism features and the bias experiment; judge: a second classifier of the
@@ -104,6 +106,8 @@ class SuiteConfig:
     placement_steps: int = PLACEMENT_STEPS
     oracle: str | None = None
     classifier: str | None = None
+    classifier_output: int | str | None = None
+    classifier_activation: Literal["sigmoid", "softmax", "none"] | None = None
     judge: str | None = None
     judge_target: str | None = None
     data: EvalData = field(default_factory=EvalData)
@@ -194,10 +198,14 @@ def _load_judge(config: SuiteConfig, classifier: Classifier, image_size: int) ->
 
 
 def _explainer(
-    path: str, placement_steps: int, classifier: str | None = None
+    path: str, placement_steps: int, classifier: str | None = None, output=None, activation=None
 ) -> ProgressiveExaggeration:
     return ProgressiveExaggeration.from_checkpoint(
-        path, classifier=classifier, placement_steps=placement_steps
+        path,
+        classifier=classifier,
+        placement_steps=placement_steps,
+        classifier_output=output,
+        classifier_activation=activation,
     )
 
 
@@ -347,7 +355,13 @@ def load_inputs(config: SuiteConfig) -> SuiteInputs:
     """Everything `run_suite` needs, from the files `config` names."""
     config.check()
     # A classifier file is checked against the one the explainer recorded (sha256).
-    explainer = _explainer(config.explainer, config.placement_steps, config.classifier)
+    explainer = _explainer(
+        config.explainer,
+        config.placement_steps,
+        config.classifier,
+        config.classifier_output,
+        config.classifier_activation,
+    )
     classifier = explainer.classifier
     if config.n_bins not in (None, explainer.n_bins):
         raise ConfigError(
