@@ -136,6 +136,28 @@ class ChannelMeanLogit(torch.nn.Module):
         return self.scale * x[:, :1].mean(dim=(1, 2, 3)).unsqueeze(1) + self.bias
 
 
+class TwoClassLogits(torch.nn.Module):
+    """A 2-class softmax classifier: logits (N, 2) = (-z, z), z = scale * mean(channel 0) +
+    bias. Its class-1 posterior is softmax's sigmoid(2 z), not sigmoid(z) nor sigmoid(-z): with
+    bias 0.42605 a grey (all-zero) image reads 0.701 by softmax, 0.395 as the sigmoid of
+    column 0."""
+
+    def __init__(self, scale: float = 2.0, bias: float = 0.42605) -> None:
+        super().__init__()
+        self.scale = scale
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.scale * x[:, 0].mean(dim=(1, 2)) + self.bias
+        return torch.stack([-z, z], dim=1)
+
+
+def write_two_class_torchscript(path) -> str:
+    """`TwoClassLogits` saved as a TorchScript file at `path` (its string)."""
+    torch.jit.script(TwoClassLogits()).save(str(path))
+    return str(path)
+
+
 def write_classifier_bundle(path, size: int = 16, seed: int = 0, channels: int = 3):
     """A cfgen classifier bundle at `path`: an untrained small CNN for Smiling, seeded."""
     from cfgen.io import save_bundle

@@ -95,6 +95,8 @@ def explained_classifier(
     a module in memory (its weights); a mismatch is refused unless `allow_mismatch`. A model
     given for a file's record is taken as given.
     """
+    if isinstance(output, str) and output.isdigit():  # an index from the command line
+        output = int(output)
     output = output if output is not None else recorded.get("output")
     activation = activation or recorded.get("activation")
     if classifier is None:
