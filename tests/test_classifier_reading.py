@@ -7,6 +7,7 @@ chosen in training, the explainer bundle records them, and `cfgen generate` and
 """
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -104,3 +105,15 @@ def test_evaluate_takes_the_reading_options(trained):
     wrong = parse_config([*base, "--classifier_output", "0"])
     with pytest.raises(CheckpointError, match="output 1, now 0"):
         load_inputs(wrong)
+
+
+def test_resuming_with_another_reading_is_refused(trained, tmp_path):
+    explainer, classifier = trained
+    run = tmp_path / "run"
+    shutil.copytree(explainer.parent, run)
+    argv = ["fit", *TINY, "--trainer.default_root_dir", str(run), "--model.classifier", classifier]
+    argv += ["--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.max_steps", "4"]
+    other = ["--model.classifier_output", "0", "--model.classifier_activation", "softmax"]
+    with pytest.raises(CheckpointError, match="output 1, now 0.*allow_classifier_mismatch"):
+        cli_main([*argv, *other])
+    assert cli_main([*argv, *CHOSEN]) == 0

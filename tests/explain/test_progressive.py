@@ -54,6 +54,14 @@ def bundle(tmp_path):
     return export_tiny_explainer(tmp_path, size=SIZE)
 
 
+def test_the_classifier_comes_first_and_the_old_order_is_refused_with_the_fix():
+    classifier, generator = BlackBox(ChannelMeanLogit()), ExactGenerator()
+    explainer = ProgressiveExaggeration(classifier, generator)
+    assert (explainer.classifier, explainer.generator) == (classifier, generator)
+    with pytest.raises(ConfigError, match=r"takes \(classifier, generator\).*swap the two"):
+        ProgressiveExaggeration(generator, classifier)
+
+
 def test_exaggerate_is_one_strip_per_query_at_every_bin(exact):
     x = images(5)  # 5 queries in chunks of 3: exercises the batching
     strip = exact.exaggerate(x)
