@@ -1,13 +1,14 @@
 """The explainer's generator I_f(x, c): a residual encoder-decoder conditioned on the target bin.
 
-The official model (METHOD.md §1) is `Generator(skips=False, output="image")`: a conv, residual
-down-blocks to a 4x4 embedding, residual up-blocks back, BN, ReLU, conv, tanh; conditional BN
-keyed by the target bin in every block, no spectral norm, no path from the query to the output
-other than through the 4x4 embedding. Depth follows the image size (3 levels at 32 px, 5 at the
-paper's 128 px); width doubles per level from `base_width` up to `max_width`.
+The official model (docs/DESIGN.md, "Official defaults") is `Generator(skips=False,
+output="image")`: a conv, residual down-blocks to a 4x4 embedding, residual up-blocks back, BN,
+ReLU, conv, tanh; conditional BN keyed by the target bin in every block, no spectral norm, no path
+from the query to the output other than through the 4x4 embedding. Depth follows the image size (3
+levels at 32 px, 5 at the paper's 128 px); width doubles per level from `base_width` up to
+`max_width`.
 
-Options that let the generator keep what the classifier does not use (issue 10 §2; the ablation
-in `benchmarks/README.md` chooses between them):
+Options that let the generator keep what the classifier does not use (docs/DESIGN.md, "The
+blend", which cites the ablation that chose between them):
 - `skips`: the decoder adds the encoder's features of the same resolution (U-Net style, by
   addition, so no weights are added);
 - `output` (`OUTPUTS`): how the head's channels become the image: `image` (official: tanh, the

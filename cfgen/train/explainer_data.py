@@ -2,7 +2,7 @@
 
 The explainer needs f(x) of every training image to pick the images it trains on: a confident
 classifier puts most images in the two end bins, so without balancing the discriminator would
-see few real images of the middle bins (METHOD.md §1; the official code keeps at most 5,000
+see few real images of the middle bins (docs/DESIGN.md, "Official defaults": at most 5,000
 images per bin). The posterior of every training image is computed ONCE, in batches, when the
 training loader is first built, and reused by every epoch.
 

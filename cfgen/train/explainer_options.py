@@ -136,8 +136,8 @@ class Optimisation:
         beta2: Adam's second beta, both optimisers.
         lr_decay: the share of the run, at its end, over which both learning rates fall
             linearly to 0 (0 = constant, the official; needs --generator_steps).
-        channels_last: feed the networks channels-last images (faster convolutions, the same
-            results).
+        channels_last: feed the networks channels-last images (the same results; no speed-up
+            measured on a CPU).
     """
 
     n_critic: int = 5
