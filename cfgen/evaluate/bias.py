@@ -1,4 +1,4 @@
-"""Bias detection (METHOD.md §2): does the explainer reveal a confounded classifier?
+"""Bias detection: does the explainer reveal a confounded classifier?
 
 A classifier trained where the target (Smiling) goes with a confounder (glasses) may use the
 confounder. Its explainer then changes the confounder along the strip; the explainer of an

@@ -1,4 +1,4 @@
-"""Independent judges of counterfactuals (METHOD.md §6): did the strip change the cause?
+"""Independent judges of counterfactuals: did the strip change the cause?
 
 The explained classifier cannot judge its own counterfactuals: a generator trained through its
 gradient can move it with changes that nothing else reads as the attribute. These judges look

@@ -1,4 +1,4 @@
-"""What a counterfactual keeps (METHOD.md §2), measured by an oracle: factor drift, MNAC, CD, FVA.
+"""What a counterfactual keeps, measured by an oracle: factor drift, MNAC, CD, FVA.
 
 The oracle is any callable `(N, C, H, W) -> (N, K)` with outputs in [0, 1]: on the synthetic world
 the `FactorOracle` (K generative factors, so a drift is a fraction of each factor's range), on real

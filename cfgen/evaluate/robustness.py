@@ -1,4 +1,4 @@
-"""Robustness of explanations (METHOD.md §3b): max-sensitivity, infidelity, randomisation check.
+"""Robustness of explanations: max-sensitivity, infidelity, randomisation check.
 
 All take the explanation as a callable `explain(x, target) -> (N, C, H, W)` (any explainer's
 `.explain`), or, for the randomisation check, a factory that builds one from a classifier (a

@@ -1,4 +1,4 @@
-"""Probability shift along a strip (METHOD.md §2): compatibility, flip rate, monotonicity.
+"""Probability shift along a strip: compatibility, flip rate, monotonicity.
 
 All functions take the posteriors of a strip, (S, N): S target bins (in increasing order) for
 N queries, so they score any counterfactual method the same way.
