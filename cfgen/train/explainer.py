@@ -186,6 +186,10 @@ class ExplainerModule(ExplainerCheckpoint):
             self.generator, self.discriminator, self.optimisation, self.trainer.max_steps
         )
 
+    def setup(self, stage: str) -> None:
+        # The black box's output checks (its reading chosen) before anything is written.
+        self.check_classifier()
+
     def on_fit_start(self) -> None:
         self._prepare_classifier()
 
@@ -196,11 +200,7 @@ class ExplainerModule(ExplainerCheckpoint):
     def _prepare_classifier(self) -> None:
         self.classifier.to(self.device)
         # Run the black box's output checks once, so that training can use its raw logits.
-        self.classifier.check(self._example(self.device))
-
-    def _example(self, device: torch.device | str) -> torch.Tensor:
-        size = self.hparams.image_size
-        return torch.zeros(2, self.hparams.channels, size, size, device=device)
+        self.check_classifier(self.device)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         images, posteriors = batch["image"], batch["posterior"]

@@ -38,11 +38,17 @@ class ExplainerCheckpoint(pl.LightningModule):
         """What checkpoints and the bundle record about the classifier: where it came from
         and how its posterior is read (`cfgen.models.blackbox_record`)."""
         if not self.classifier.checked:  # its reading is chosen on the first call
+            self.check_classifier()
+        return classifier_record(self.classifier_path, self.classifier)
+
+    def check_classifier(self, device: torch.device | str | None = None) -> None:
+        """Run the black box's output checks on two blank images, on `device` (default: where
+        its weights are): a classifier whose reading is missing or wrong fails here."""
+        if device is None:
             parameter = next(iter(self.classifier.parameters()), None)
             device = parameter.device if parameter is not None else "cpu"
-            size, channels = self.hparams.image_size, self.hparams.channels
-            self.classifier.check(torch.zeros(2, channels, size, size, device=device))
-        return classifier_record(self.classifier_path, self.classifier)
+        size, channels = self.hparams.image_size, self.hparams.channels
+        self.classifier.check(torch.zeros(2, channels, size, size, device=device))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A checkpoint renders as the export does: the EMA generator's statistics recomputed
