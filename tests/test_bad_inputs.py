@@ -30,6 +30,7 @@ from cfgen.models.autoencoder import BUNDLE_KIND as AUTOENCODER_KIND
 from cfgen.models.autoencoder import Autoencoder
 from cfgen.models.blackbox import BlackBox, load_blackbox
 from tests.data.fakes import random_pixels, write_csv, write_png
+from tests.helpers import write_two_class_torchscript
 from tests.model_files import (
     IMAGE_SIZE,
     write_classifier_bundle,
@@ -332,6 +333,9 @@ CASES = [
     Case("classifier-not-the-explained-one",
          argv=lambda ws: generate(ws, "synthetic:test", "--classifier",
                                   write_classifier_bundle(ws.root / "other.pt", seed=1))),
+    Case("classifier-output-not-chosen",
+         argv=lambda ws: explainer_fit(ws, "--model.classifier",
+                                       write_two_class_torchscript(ws.root / "two.ts"))),
     # checkpoint
     Case("checkpoint-truncated",
          argv=lambda ws: generate(ws, "synthetic:test", "--classifier", truncated(ws),
