@@ -162,7 +162,7 @@ class ProgressiveExaggeration(CounterfactualExplainer):
     @torch.no_grad()
     def blend_mask(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Where the generator redraws each query to reach the bin of its target posterior:
-        the blend mask (N, 1, H, W) in [0, 1] of a `generator_output: blend` explainer."""
+        the blend mask (N, 1, H, W) in [0, 1] of a `generator.output: blend` explainer."""
         self.check_images(x)
         if self.generator.output != "blend":
             raise ConfigError(
