@@ -14,6 +14,9 @@ WRITES = {
     "strips_from_a_bundle.py": ["strips.json", "overview.png", "work/explainer/explainer.pt"],
     "captum_beside_pe.py": ["report/report.html", "report/results.json"],
 }
+# Examples whose --quick trains the same tiny classifier and explainer first (`out/work`): they
+# run in one --out folder, so the second reuses the first one's files.
+SHARE_WORK = {"strips_from_a_bundle.py", "captum_beside_pe.py"}
 
 
 def test_every_example_is_run_here():
@@ -21,10 +24,16 @@ def test_every_example_is_run_here():
     assert scripts == set(WRITES)
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One --out folder for the examples that train the same tiny files first (`work/`)."""
+    return tmp_path_factory.mktemp("examples") / "out"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(WRITES))
-def test_example_runs_quick(script, tmp_path):
-    out = tmp_path / "out"
+def test_example_runs_quick(script, tmp_path, shared):
+    out = shared if script in SHARE_WORK else tmp_path / "out"
     env = {**os.environ, "WANDB_MODE": "disabled"}
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script), "--quick", "--out", str(out)],
