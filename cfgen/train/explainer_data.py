@@ -186,6 +186,10 @@ class ExplainerDataModule(AttributeDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # `n_bins` is the explainer module's: kept out of these hyper-parameters (and of their
+        # initial copy), which Lightning compares with the module's when a logger records them.
+        self.remove_ignored_hparams(["n_bins"])
+        self.save_hyperparameters(dict(self.hparams))
         if classifier is not None:  # its target, size and channels
             self.use_classifier(classifier_facts(classifier), classifier)
         if balance not in BALANCE:

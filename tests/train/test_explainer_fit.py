@@ -62,3 +62,13 @@ def test_data_of_another_image_size_is_refused(tmp_path):
         fit_explainer(module, data, generator_steps=1, out=tmp_path)
     with pytest.raises(ConfigError, match="generator_steps must be >= 1"):
         fit_explainer(module, data, generator_steps=0, out=tmp_path)
+
+
+def test_a_logger_records_the_module_and_data_hyper_parameters_without_a_clash(tmp_path):
+    from pytorch_lightning.loggers import CSVLogger
+
+    module = tiny_module(TwoClassLogits(), classifier_output=1, classifier_activation="softmax")
+    logger = CSVLogger(tmp_path / "logs", name="run", version="0")
+    fit_explainer(module, tiny_data(), generator_steps=1, out=tmp_path, logger=logger, **QUIET)
+    logged = (tmp_path / "logs" / "run" / "0" / "hparams.yaml").read_text()
+    assert "n_bins: 4" in logged and "steps_per_epoch: 2" in logged
