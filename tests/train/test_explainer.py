@@ -292,3 +292,29 @@ def test_the_module_recomputes_the_ema_statistics_from_its_last_batches_not_trai
         ExplainerModule(str(classifier), averaging={"bn_statistics": "batch"})
     with pytest.raises(ConfigError, match="standing_images must be >= 1.*got 0"):
         ExplainerModule(str(classifier), averaging={"standing_images": 0})
+
+
+def test_help_describes_every_option_and_a_bad_choice_is_refused(capsys, tmp_path, trained):
+    import dataclasses
+    import typing
+
+    import docstring_parser
+
+    from cfgen.train.explainer import ExplainerModule as Module
+
+    assert cli_main(["fit", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    hints = typing.get_type_hints(Module.__init__)
+    groups = ("generator", "discriminator", "weights", "classifier_term", "optimisation")
+    for group in (*groups, "averaging"):
+        documented = {
+            p.arg_name: p.description for p in docstring_parser.parse(hints[group].__doc__).params
+        }
+        for field in dataclasses.fields(hints[group]):
+            assert f"--model.{group}.{field.name} " in text, (group, field.name)
+            opening = " ".join(documented[field.name].split()[:6])
+            assert opening in text, (group, field.name, opening)
+    assert "--model.averaging.bn_statistics {edit,running}" in text
+    _, classifier = trained
+    with pytest.raises(ConfigError, match="model.generator.output"):
+        fit(tmp_path / "run", classifier, 2, "--model.generator.output", "redrawn")
