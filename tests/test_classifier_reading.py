@@ -112,8 +112,7 @@ def test_resuming_with_another_reading_is_refused(trained, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(explainer.parent, run)
     argv = ["fit", *TINY, "--trainer.default_root_dir", str(run), "--model.classifier", classifier]
-    argv += ["--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.max_steps", "4"]
+    argv += ["--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
     other = ["--model.classifier_output", "0", "--model.classifier_activation", "softmax"]
     with pytest.raises(CheckpointError, match="output 1, now 0.*allow_classifier_mismatch"):
         cli_main([*argv, *other])
-    assert cli_main([*argv, *CHOSEN]) == 0
