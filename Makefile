@@ -25,12 +25,12 @@ quick: $(STAMP)
 	$(BIN)/cfgen demo --quick $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check cfgen tests benchmarks
-	$(BIN)/ruff format --check cfgen tests benchmarks
+	$(BIN)/ruff check cfgen tests benchmarks examples
+	$(BIN)/ruff format --check cfgen tests benchmarks examples
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix cfgen tests benchmarks
-	$(BIN)/ruff format cfgen tests benchmarks
+	$(BIN)/ruff check --fix cfgen tests benchmarks examples
+	$(BIN)/ruff format cfgen tests benchmarks examples
 
 test: lint
 	WANDB_MODE=disabled $(BIN)/python -m pytest

@@ -1,4 +1,4 @@
-"""Ablation of the explainer's generator and loss options (issue 10 §2): which keeps the query?
+"""Ablation of the explainer's generator and loss options: which keeps the query?
 
     OMP_NUM_THREADS=2 flock /tmp/cfgen-heavy.lock .venv/bin/python benchmarks/bench_ablation.py \
         --classifier runs/demo/classifier-*/classifier.pt --oracle runs/demo/oracle-*/oracle.pt \
@@ -41,36 +41,42 @@ from cfgen.models.blackbox import classifier_facts, load_blackbox
 from cfgen.train.explainer_cli import cli_main
 
 CONFIG = "configs/explainer/synthetic_smile.yaml"
-# The official generator (METHOD.md §1): encoder-decoder to a 4x4 bottleneck, no skips, the
-# whole image redrawn; the CPU config's loss weights. Every row starts from it.
+# The official generator (docs/DESIGN.md, "Official defaults"): encoder-decoder to a 4x4
+# bottleneck, no skips, the whole image redrawn; the CPU config's loss weights. Every row
+# starts from it.
 OFFICIAL = [
-    "--model.generator_output", "image", "--model.generator_skips", "false",
-    "--model.edit_downsample", "1", "--model.weight_mask", "0", "--model.weight_mask_tv", "0",
-    "--model.weight_mask_binary", "0", "--model.mask_downsample", "1",
-    "--model.weight_redraw", "0",
-    "--model.view_shift", "0", "--model.view_blur", "0", "--model.view_noise", "0",
-    "--model.classifier_loss", "classifier_cross_entropy", "--model.discriminator_views", "",
-    "--model.generator_norm", "batch",
+    "--model.generator.output", "image", "--model.generator.skips", "false",
+    "--model.generator.edit_downsample", "1", "--model.generator.mask_downsample", "1",
+    "--model.generator.norm", "batch",
+    "--model.weights.mask", "0", "--model.weights.mask_tv", "0",
+    "--model.weights.mask_binary", "0", "--model.weights.redraw", "0",
+    "--model.classifier_term.view_shift", "0", "--model.classifier_term.view_blur", "0",
+    "--model.classifier_term.view_noise", "0",
+    "--model.classifier_term.loss", "classifier_cross_entropy",
+    "--model.discriminator.views", "[]",
 ]  # fmt: skip
-BLEND = ["--model.generator_output", "blend", "--model.weight_mask", "1.0"]
-DIFFERENCE = ["--model.generator_output", "difference"]
-REDRAW = ["--model.weight_redraw", "1.0"]
-MASK4 = ["--model.mask_downsample", "4"]
-BINARY = ["--model.weight_mask_binary", "1.0"]
-LOW2 = ["--model.edit_downsample", "2"]
-AREA01 = ["--model.weight_mask", "0.1"]  # a tenth of the blend's area penalty
-DVIEWS = ["--model.discriminator_views", "translation,cutout"]  # DiffAugment for D
+BLEND = ["--model.generator.output", "blend", "--model.weights.mask", "1.0"]
+DIFFERENCE = ["--model.generator.output", "difference"]
+REDRAW = ["--model.weights.redraw", "1.0"]
+MASK4 = ["--model.generator.mask_downsample", "4"]
+BINARY = ["--model.weights.mask_binary", "1.0"]
+LOW2 = ["--model.generator.edit_downsample", "2"]
+AREA01 = ["--model.weights.mask", "0.1"]  # a tenth of the blend's area penalty
+DVIEWS = ["--model.discriminator.views", "[translation, cutout]"]  # DiffAugment for D
 # The CPU config's 16 -> 128 channels halved, in the generator and the discriminator.
 NARROW = [
-    "--model.generator_width", "8", "--model.generator_max_width", "64",
-    "--model.discriminator_width", "8", "--model.discriminator_max_width", "64",
+    "--model.generator.width", "8", "--model.generator.max_width", "64",
+    "--model.discriminator.width", "8", "--model.discriminator.max_width", "64",
 ]  # fmt: skip
-VIEWS = ["--model.view_shift", "1.0", "--model.view_blur", "0.7", "--model.view_noise", "0.03"]
+VIEWS = [
+    "--model.classifier_term.view_shift", "1.0", "--model.classifier_term.view_blur", "0.7",
+    "--model.classifier_term.view_noise", "0.03",
+]  # fmt: skip
 # Row name -> (options on top of OFFICIAL, what the row changes).
 ROWS: dict[str, tuple[list[str], str]] = {
     "official": ([], "official encoder-decoder (4x4 bottleneck, no skips)"),
-    "skips": (["--model.generator_skips", "true"], "+ U-Net skips, image output"),
-    "residual": (["--model.generator_output", "residual"], "residual output x + tanh(Δ)"),
+    "skips": (["--model.generator.skips", "true"], "+ U-Net skips, image output"),
+    "residual": (["--model.generator.output", "residual"], "residual output x + tanh(Δ)"),
     "blend": (BLEND, "blend m·G + (1 − m)·x, mask area 1.0"),
     "blend_views": ([*BLEND, *VIEWS], "blend + classifier term on random views"),
     "blend_low2": ([*BLEND, *LOW2], "blend, edit at half resolution"),
@@ -84,17 +90,17 @@ ROWS: dict[str, tuple[list[str], str]] = {
     "blend_mask4": ([*BLEND, *MASK4], "blend of the redraw through a mask at 1/4 resolution"),
     "blend_low2_area01": ([*BLEND, *LOW2, *AREA01], "blend_low2 with mask area 0.1"),
     "blend_low2_area0": (
-        [*BLEND, *LOW2, "--model.weight_mask", "0"],
+        [*BLEND, *LOW2, "--model.weights.mask", "0"],
         "blend_low2 without a mask area penalty",
     ),
     "redraw_mask4_area01": ([*BLEND, *REDRAW, *MASK4, *AREA01], "redraw_mask4, mask area 0.1"),
     "difference": (DIFFERENCE, "x + G(x, c) - G(x, c_x): the redraw's change added to the query"),
     "official_running": (
-        ["--model.bn_statistics", "running"],
+        ["--model.averaging.bn_statistics", "running"],
         "official, rendering with the running batch-norm averages (the default before 2026-12-03)",
     ),
     "official_group": (
-        ["--model.generator_norm", "group"],
+        ["--model.generator.norm", "group"],
         "official, conditional group norm instead of batch norm",
     ),
     "official_dviews": (DVIEWS, "official, D judges translated and cut-out views (DiffAugment)"),
@@ -103,27 +109,27 @@ ROWS: dict[str, tuple[list[str], str]] = {
         "official, batches of 16 instead of 32 (half the work per generator step)",
     ),
     "official_logit_l1": (
-        ["--model.classifier_loss", "classifier_logit_l1"],
+        ["--model.classifier_term.loss", "classifier_logit_l1"],
         "official, classifier term L1 on logits (MedIA follow-up) instead of cross-entropy",
     ),
     "official_cls3": (
-        ["--model.weight_classifier", "3.0"],
+        ["--model.weights.classifier", "3.0"],
         "official, classifier term weighted 3 instead of 1",
     ),
     "blend_low2_area01_cls3": (
-        [*BLEND, *LOW2, *AREA01, "--model.weight_classifier", "3.0"],
+        [*BLEND, *LOW2, *AREA01, "--model.weights.classifier", "3.0"],
         "blend_low2_area01, classifier term weighted 3 instead of 1",
     ),
     "official_decay": (
-        ["--model.lr_decay", "0.5"],
+        ["--model.optimisation.lr_decay", "0.5"],
         "official, learning rates fall linearly to 0 over the second half of the run",
     ),
     "blend_low2_area01_decay": (
-        [*BLEND, *LOW2, *AREA01, "--model.lr_decay", "0.5"],
+        [*BLEND, *LOW2, *AREA01, "--model.optimisation.lr_decay", "0.5"],
         "blend_low2_area01, learning rates fall linearly to 0 over the second half",
     ),
     "official_decay25": (
-        ["--model.lr_decay", "0.25"],
+        ["--model.optimisation.lr_decay", "0.25"],
         "official, learning rates fall linearly to 0 over the last quarter of the run",
     ),
     "official_narrow": (NARROW, "official, generator and discriminator at half the channels"),

@@ -6,15 +6,15 @@
         --judge runs/base/judge/classifier.pt --n_queries 300
     ... --folder runs/digits --n_queries 179 --n_real 180     # a folder of images
 
-A generator with batch norm (`generator_norm: batch`, official) normalises with each batch's own
+A generator with batch norm (`generator.norm: batch`, official) normalises with each batch's own
 statistics in training and with running averages at inference. Training updates those averages
 in three passes per step, each with statistics of its own: the edit (real queries at random
 target bins), the cycle (generated images at the queries' bins) and the identity (real queries at
 their own bins). This scores each explainer, with the project's evaluation
 (`score_counterfactual`, the same metrics and queries as `bench_ablation.py`), three ways:
 - `as trained`: the statistics the bundle holds: the running averages training left, for a run
-  with `model.bn_statistics: running` or trained before that option existed;
-- `edit pass`: what training exports by default (`model.bn_statistics: edit`,
+  with `model.averaging.bn_statistics: running` or trained before that option existed;
+- `edit pass`: what training exports by default (`model.averaging.bn_statistics: edit`,
   `cfgen.train.explainer_steps.standing_statistics`): the statistics recomputed (cumulative
   average) over the edit pass alone, in training mode, on 1,024 training images (the synthetic
   world's evaluation module has no training split: its 2,000 reference images are used) at

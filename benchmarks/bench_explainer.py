@@ -77,7 +77,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         module, batch_size = explainer_module(args.config, Path(folder))
-    size, n_critic = module.hparams.image_size, module.hparams.n_critic
+    size, n_critic = module.hparams.image_size, module.optimisation.n_critic
     batch = {"image": torch.rand(batch_size, 3, size, size) * 2 - 1}
     batch["posterior"] = torch.rand(batch_size)
     # One iteration = n_critic batches (n_critic D steps, the last with the G step).
@@ -88,7 +88,7 @@ def main() -> None:
           f"{args.threads} thread(s)")  # fmt: skip
     print(f"training: {wall:.3f} s/iteration wall ({images / wall:.0f} images/s), "
           f"{cpu:.3f} s CPU time")  # fmt: skip
-    explainer = ProgressiveExaggeration(module.ema_generator, module.classifier)
+    explainer = ProgressiveExaggeration(module.classifier, module.ema_generator)
     queries = torch.rand(args.queries, 3, size, size) * 2 - 1
     wall, cpu = timed(lambda: explainer.exaggerate(queries), 3, warmup=1)
     print(f"generation: {args.queries / wall:.0f} strips/s of {explainer.n_bins} frames, "

@@ -78,7 +78,7 @@ def count_flops(module, batch: dict, batch_idx: int) -> int:
 
 def _per_config(size: int, folder: Path) -> tuple:
     module, batch_size = explainer_module(CONFIGS[size], folder)
-    n_critic = module.hparams.n_critic
+    n_critic = module.optimisation.n_critic
     batch = _batch(size, batch_size)
     d_and_g = count_flops(module, batch, n_critic - 1)
     d_only = count_flops(module, batch, 0) if n_critic > 1 else 0
@@ -87,7 +87,7 @@ def _per_config(size: int, folder: Path) -> tuple:
 
 def _compile_probe(module, batch: dict, steps: int, eager: float) -> None:
     """Time the same D+G step with the generator's encode/decode under torch.compile."""
-    generator, step = module.generator, module.hparams.n_critic - 1
+    generator, step = module.generator, module.optimisation.n_critic - 1
     generator.encode = torch.compile(generator.encode)
     generator.decode = torch.compile(generator.decode)
     start = time.perf_counter()
@@ -101,7 +101,7 @@ def _compile_probe(module, batch: dict, steps: int, eager: float) -> None:
 
 def _time_step(module, batch: dict, flops: int, steps: int, rates: tuple[float, float]) -> float:
     """Wall seconds of the D+G step; prints the achieved rate against both ceilings."""
-    step = module.hparams.n_critic - 1
+    step = module.optimisation.n_critic - 1
     wall, cpu = timed(lambda: module.training_step(batch, step), steps)
     achieved = flops / wall / 1e9
     print(f"  timed: {wall:.3f} s/step wall, {cpu:.3f} s CPU -> {achieved:.1f} GFLOP/s = "

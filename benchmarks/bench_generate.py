@@ -58,7 +58,10 @@ def random_explainer(work: Path, size: int) -> Path:
     config = {"arch": "small_cnn", "num_outputs": 1, "image_size": size, "in_channels": 3}
     config |= {"attribute_names": ["Smiling"], "target": "Smiling"}
     path = save_bundle(folder / "classifier.pt", "classifier", config, classifier.state_dict())
-    widths = {k: v for k, v in model.items() if k.endswith("_width")}
+    widths = {
+        network: {key: value for key, value in model[network].items() if key.endswith("width")}
+        for network in ("generator", "discriminator")
+    }
     return ExplainerModule(str(path), image_size=size, **widths).export(folder / "explainer.pt")
 
 

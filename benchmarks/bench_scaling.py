@@ -27,7 +27,7 @@ import torch
 import yaml
 from bench_explainer import classifier_file, explainer_module, timed
 
-from cfgen.explain.progressive import generator_strip
+from cfgen.explain.rendering import generator_strip
 from cfgen.models.classifiers import build_classifier
 from cfgen.models.generator import Generator
 from cfgen.train.explainer_data import ExplainerDataModule
@@ -54,7 +54,7 @@ def train_step_seconds(size: int, steps: int, folder: Path) -> tuple[float, floa
         "image": torch.rand(batch_size, 3, size, size) * 2 - 1,
         "posterior": torch.rand(batch_size),
     }
-    step = module.hparams.n_critic - 1
+    step = module.optimisation.n_critic - 1
     return timed(lambda: module.training_step(batch, step), steps, warmup=1)
 
 
@@ -70,7 +70,8 @@ def peak_rss_mib() -> float:
 def generation_child(size: int, queries: int) -> None:
     """In a fresh process: peak RSS (MiB) before and after making 10-bin strips."""
     config = yaml.safe_load(Path(CONFIG).read_text())["model"]
-    generator = Generator(size, 3, 10, config["generator_width"], config["generator_max_width"])
+    widths = config["generator"]
+    generator = Generator(size, 3, 10, widths["width"], widths["max_width"])
     classifier = build_classifier("small_cnn", num_outputs=1, image_size=size, in_channels=3)
     classifier = classifier.eval()
     posterior = lambda y: classifier(y).squeeze(1).sigmoid()  # noqa: E731

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The explainer's generator options on a GPU with the CelebA 64 px config's networks (issue 10
-# §3: "the GPU configs get the same options"). CelebA is not on the machine, so the black box,
+# The explainer's generator options on a GPU with the CelebA 64 px config's networks: do the GPU
+# configs take the CPU config's options? CelebA is not on the machine, so the black box,
 # the judge and the factor oracle are trained on the synthetic world (their CPU configs, at
 # IMAGE_SIZE), then `bench_ablation.py` trains the official generator and the CPU default
 # (`blend_low2_area01`) from `configs/explainer/celeba_smile_64.yaml` (its widths, batch and

@@ -1,4 +1,4 @@
-"""Mutation check: each bug of issue 9 §1, planted on purpose, must make the test suite fail.
+"""Mutation check: each bug below, planted on purpose, must make the test suite fail.
 
     .venv/bin/python benchmarks/mutate.py                 # every mutation, table at the end
     .venv/bin/python benchmarks/mutate.py --only ema-never-updated cbn-reads-bin-0
@@ -35,6 +35,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXPLAINER = "cfgen/train/explainer.py"
+OBJECTIVE = "cfgen/train/explainer_objective.py"
+CHECKPOINT = "cfgen/train/explainer_checkpoint.py"
+STEPS = "cfgen/train/explainer_steps.py"
 LEARNING = "tests/train/test_learning.py"
 LOSS_ASSEMBLY = "tests/train/test_generator_step.py"
 
@@ -54,27 +57,25 @@ MUTATIONS = [
         "cbn-reads-bin-0",
         "the generator ignores its target bin: conditional batch norm always reads bin 0",
         "cfgen/models/blocks.py",
-        "        gamma = self.gamma(label)[:, :, None, None]\n",
+        "        gamma = _lookup(self.gamma, label)[:, :, None, None]\n",
         "        label = torch.zeros_like(label)\n"
-        "        gamma = self.gamma(label)[:, :, None, None]\n",
+        "        gamma = _lookup(self.gamma, label)[:, :, None, None]\n",
         ("tests/models/test_generator.py", LEARNING),
     ),
     Mutation(
         "classifier-term-dropped",
         "the classifier-consistency term is left out of the generator loss",
-        EXPLAINER,
-        '            "classifier": self.classifier_loss(\n'
-        "                classifier_logit(self.classifier, viewed), target_posterior\n"
-        "            ),\n",
+        OBJECTIVE,
+        '            "classifier": self._consistency(viewed, target_posterior),\n',
         "",
         (LOSS_ASSEMBLY, LEARNING),
     ),
     Mutation(
         "classifier-term-sign-flipped",
         "the classifier-consistency term pushes away from the target (a published port's bug)",
-        EXPLAINER,
-        '"classifier": self.classifier_loss(',
-        '"classifier": -self.classifier_loss(',
+        OBJECTIVE,
+        '"classifier": self._consistency(',
+        '"classifier": -self._consistency(',
         (LOSS_ASSEMBLY, LEARNING),
     ),
     Mutation(
@@ -96,7 +97,7 @@ MUTATIONS = [
     Mutation(
         "raw-generator-exported",
         "explainer.pt holds the raw generator where the EMA one is documented",
-        EXPLAINER,
+        CHECKPOINT,
         "            self.ema_generator.state_dict(),\n",
         "            self.generator.state_dict(),\n",
         (LOSS_ASSEMBLY, LEARNING),
@@ -104,7 +105,7 @@ MUTATIONS = [
     Mutation(
         "cycle-decodes-target-bin",
         "the cycle pass decodes with the target bin instead of the query's own bin",
-        EXPLAINER,
+        OBJECTIVE,
         "cycled = self.generator.decode(fake_features, fakes, source_bin)",
         "cycled = self.generator.decode(fake_features, fakes, target_bin)",
         (LOSS_ASSEMBLY, LEARNING),
@@ -112,15 +113,15 @@ MUTATIONS = [
     Mutation(
         "reconstruction-targets-bin-centre",
         "the reconstruction term targets the centre of the query's bin, not its own posterior",
-        EXPLAINER,
-        "classifier_logit(self.classifier, cycled), posteriors",
-        "classifier_logit(self.classifier, cycled), bin_target(source_bin, hp.n_bins)",
+        OBJECTIVE,
+        "self._consistency(cycled, posteriors)",
+        "self._consistency(cycled, bin_target(source_bin, self.n_bins))",
         (LOSS_ASSEMBLY,),
     ),
     Mutation(
         "redraw-blend-moves-the-drawing",
-        "under weight_redraw the blend's classifier term also trains what is drawn",
-        EXPLAINER,
+        "under weights.redraw the blend's classifier term also trains what is drawn",
+        OBJECTIVE,
         "classified = mask * drawn.detach() + (1.0 - mask) * images",
         "classified = mask * drawn + (1.0 - mask) * images",
         (LOSS_ASSEMBLY,),
@@ -128,7 +129,7 @@ MUTATIONS = [
     Mutation(
         "difference-own-bin-of-the-first-query",
         "a difference explainer renders every query from the first query's own bin",
-        "cfgen/explain/progressive.py",
+        "cfgen/explain/rendering.py",
         "posterior_to_bin(own, generator.n_bins)",
         "posterior_to_bin(own[:1].expand_as(own), generator.n_bins)",
         ("tests/explain/test_progressive.py",),
@@ -145,17 +146,17 @@ MUTATIONS = [
         "standing-statistics-at-the-own-bins",
         "the EMA generator's batch-norm statistics are recomputed at the queries' own bins, not "
         "at random target bins as the edit pass renders",
-        EXPLAINER,
-        "torch.randint(self.hparams.n_bins, bins.shape, generator=draws).to(bins)",
+        STEPS,
+        "torch.randint(n_bins, bins.shape, generator=draws).to(bins)",
         "bins",
         ("tests/train/test_explainer.py",),
     ),
     Mutation(
         "blackbox-reads-column-0",
         "the black box always reads output column 0 (a published port's bug)",
-        "cfgen/models/blackbox.py",
-        "        return scores[:, self.target_index]\n",
-        "        return scores[:, 0]\n",
+        "cfgen/models/blackbox_adapter.py",
+        "        return ACTIVATIONS[self.activation](scores)[:, self.target_index]\n",
+        "        return ACTIVATIONS[self.activation](scores)[:, 0]\n",
         ("tests/models/test_blackbox.py",),
     ),
     Mutation(

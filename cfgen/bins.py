@@ -1,4 +1,4 @@
-"""The posterior bins that condition the explainer (METHOD.md §1).
+"""The posterior bins that condition the explainer (docs/DESIGN.md, "Official defaults").
 
 The posterior range [0, 1] is cut into `n_bins` equal bins; an image with posterior p lies in
 bin floor(n_bins * p), with p = 1 put in the last bin.

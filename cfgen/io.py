@@ -124,7 +124,7 @@ def safe_torch_load(path: PathLike, map_location: str | torch.device = "cpu") ->
         raise CheckpointError(
             f"refusing to load {path}: it holds objects that would run code when unpickled "
             f"({_unpickler_reason(error)}). cfgen only loads plain tensors and containers; "
-            "re-export the model with `cfgen.io.save_bundle` or as safetensors"
+            "re-export the model with `cfgen.io.save_bundle`"
         ) from error
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(

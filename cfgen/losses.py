@@ -1,4 +1,4 @@
-"""The explainer's losses (METHOD.md §1), as pure functions of tensors returning a scalar.
+"""The explainer's losses, as pure functions of tensors returning a scalar.
 
 They are chosen by name through `LOSSES`, so a training module (or a user) can swap one term
 without touching the others. Classifier terms take the classifier's *logits* of the explained

@@ -1,11 +1,19 @@
-"""Tiny stub models shared by the tests. Each engineer keeps additions in their own section."""
+"""Tiny stub models and files shared by the tests, by the package whose tests use them.
+
+- models: classifiers whose answer is known by construction (a region's mean, a linear or
+  quadratic logit, small ReLU nets, a channel's brightness, a 2-class softmax), classifier files
+  as users hand them to cfgen, an autoencoder whose code is known;
+- explain: exact explainers of `RegionClassifier`;
+- train: explainer modules of tiny networks, and what DDP tests read back;
+- evaluate: what a metric group must report in a known case.
+"""
 
 import pytorch_lightning as pl
 import torch
 
 from cfgen.explain.base import CounterfactualExplainer, Explainer
 
-# --- evaluation suite (H6): a classifier that reads one region, and exact explainers of it ----
+# --- models: classifiers with known answers ---------------------------------------------------
 
 
 class RegionClassifier(torch.nn.Module):
@@ -22,28 +30,6 @@ class RegionClassifier(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.scale * self.region_mean(x))
-
-
-class ExactCounterfactual(CounterfactualExplainer):
-    """Shifts channel 0 inside the classifier's region so that f reaches the target exactly."""
-
-    def counterfactual(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        model = self.classifier
-        wanted = torch.logit(target.clamp(1e-4, 1 - 1e-4)) / model.scale
-        shift = (wanted - model.region_mean(x)).view(-1, 1, 1, 1)
-        change = torch.zeros_like(x)
-        change[:, :1] = shift * model.mask
-        return x + change
-
-
-class MaskSaliency(Explainer):
-    """The classifier's region as the relevance map, (N, C, H, W): a perfect saliency method."""
-
-    def explain(self, x: torch.Tensor, target=None) -> torch.Tensor:
-        return self.classifier.mask.expand_as(x).clone()
-
-
-# --- baselines (H5): logistic-linear, quadratic and small ReLU conv classifiers ---------------
 
 
 class LinearClassifier(torch.nn.Module):
@@ -121,9 +107,6 @@ class OneLayerReLU(torch.nn.Module):
         return ((active * head) @ hidden).view_as(x)
 
 
-# --- explainer (H3): a known black box, classifier files, a tiny exported explainer ---------
-
-
 class ChannelMeanLogit(torch.nn.Module):
     """Logit = scale * mean(channel 0) + bias: (N, C, H, W) -> (N, 1). Brighter = more likely."""
 
@@ -134,6 +117,31 @@ class ChannelMeanLogit(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * x[:, :1].mean(dim=(1, 2, 3)).unsqueeze(1) + self.bias
+
+
+class TwoClassLogits(torch.nn.Module):
+    """A 2-class softmax classifier: logits (N, 2) = (-z, z), z = scale * mean(channel 0) +
+    bias. Its class-1 posterior is softmax's sigmoid(2 z), not sigmoid(z) nor sigmoid(-z): with
+    bias 0.42605 a grey (all-zero) image reads 0.701 by softmax, 0.395 as the sigmoid of
+    column 0."""
+
+    def __init__(self, scale: float = 2.0, bias: float = 0.42605) -> None:
+        super().__init__()
+        self.scale = scale
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.scale * x[:, 0].mean(dim=(1, 2)) + self.bias
+        return torch.stack([-z, z], dim=1)
+
+
+def write_two_class_torchscript(path) -> str:
+    """`TwoClassLogits` saved as a TorchScript file at `path` (its string)."""
+    torch.jit.script(TwoClassLogits()).save(str(path))
+    return str(path)
+
+
+# --- models: classifier files and an autoencoder whose code is known ---------------------------
 
 
 def write_classifier_bundle(path, size: int = 16, seed: int = 0, channels: int = 3):
@@ -147,33 +155,6 @@ def write_classifier_bundle(path, size: int = 16, seed: int = 0, channels: int =
         torch.manual_seed(seed)
         model = build_classifier("small_cnn", 1, size, channels)
     return save_bundle(path, "classifier", config, model.state_dict())
-
-
-def export_tiny_explainer(folder, size: int = 16, channels: int = 3):
-    """A tiny, untrained `explainer.pt` in `folder` (as training exports it) and its classifier."""
-    from cfgen.train.explainer import ExplainerModule
-
-    classifier = str(write_classifier_bundle(folder / "classifier.pt", size, channels=channels))
-    widths = {"generator_width": 4, "generator_max_width": 8}
-    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
-    module = ExplainerModule(classifier, image_size=size, channels=channels, **widths)
-    with torch.no_grad():  # make the EMA weights differ from the raw ones
-        for parameter in module.ema_generator.parameters():
-            parameter.add_(0.01)
-    return module.export(folder / "explainer.pt"), classifier, module
-
-
-# --- DDP tests (tests/train/test_ddp.py) ----------------------------------------------------
-class DumpWeightsPerRank(pl.Callback):
-    """At the end of training, every process saves its module's full state dict as
-    `<run>/weights_rank<R>.pt`, so a test can check the processes agree."""
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        state = {name: value.detach().cpu() for name, value in pl_module.state_dict().items()}
-        torch.save(state, f"{trainer.default_root_dir}/weights_rank{trainer.global_rank}.pt")
-
-
-# --- latent shift (issue 13): an autoencoder whose code is known ------------------------------
 
 
 class TwoPartCode(torch.nn.Module):
@@ -200,6 +181,64 @@ class TwoPartCode(torch.nn.Module):
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return torch.einsum("nk,khw->nhw", codes, self.parts).unsqueeze(1)
+
+
+# --- explain: exact explainers of RegionClassifier ---------------------------------------------
+
+
+class ExactCounterfactual(CounterfactualExplainer):
+    """Shifts channel 0 inside the classifier's region so that f reaches the target exactly."""
+
+    def counterfactual(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        model = self.classifier
+        wanted = torch.logit(target.clamp(1e-4, 1 - 1e-4)) / model.scale
+        shift = (wanted - model.region_mean(x)).view(-1, 1, 1, 1)
+        change = torch.zeros_like(x)
+        change[:, :1] = shift * model.mask
+        return x + change
+
+
+class MaskSaliency(Explainer):
+    """The classifier's region as the relevance map, (N, C, H, W): a perfect saliency method."""
+
+    def explain(self, x: torch.Tensor, target=None) -> torch.Tensor:
+        return self.classifier.mask.expand_as(x).clone()
+
+
+# --- train: explainer modules of tiny networks, and what DDP tests read back ------------------
+
+
+def tiny_networks(**generator) -> dict:
+    """`ExplainerModule` options of 4 -> 8 channel networks (built in milliseconds), with
+    `generator` options on top (e.g. `output="blend"`)."""
+    return {
+        "generator": {"width": 4, "max_width": 8, **generator},
+        "discriminator": {"width": 4, "max_width": 8},
+    }
+
+
+def export_tiny_explainer(folder, size: int = 16, channels: int = 3):
+    """A tiny, untrained `explainer.pt` in `folder` (as training exports it) and its classifier."""
+    from cfgen.train.explainer import ExplainerModule
+
+    classifier = str(write_classifier_bundle(folder / "classifier.pt", size, channels=channels))
+    module = ExplainerModule(classifier, image_size=size, channels=channels, **tiny_networks())
+    with torch.no_grad():  # make the EMA weights differ from the raw ones
+        for parameter in module.ema_generator.parameters():
+            parameter.add_(0.01)
+    return module.export(folder / "explainer.pt"), classifier, module
+
+
+class DumpWeightsPerRank(pl.Callback):
+    """At the end of training, every process saves its module's full state dict as
+    `<run>/weights_rank<R>.pt`, so a test can check the processes agree."""
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        state = {name: value.detach().cpu() for name, value in pl_module.state_dict().items()}
+        torch.save(state, f"{trainer.default_root_dir}/weights_rank{trainer.global_rank}.pt")
+
+
+# --- evaluate ---------------------------------------------------------------------------------
 
 
 def judged_like(shift: dict) -> dict:

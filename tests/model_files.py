@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from cfgen.explain.progressive import EXPLAINER_KIND
+from cfgen.explain.bundle import EXPLAINER_KIND
 from cfgen.io import file_sha256, save_bundle
 from cfgen.models.classifiers import build_classifier
 from cfgen.models.generator import Generator

@@ -48,8 +48,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
           "--model.width", 8, *QUIET)  # fmt: skip
     cfgen("explainer", "fit", *folder, "--model.classifier", root / "classifier/classifier.pt",
           "--trainer.default_root_dir", root / "explainer", "--trainer.max_steps", 4,
-          "--data.steps_per_epoch", 2, "--monitor.n_queries", 8, "--model.generator_width", 8,
-          "--model.discriminator_width", 8, *QUIET)  # fmt: skip
+          "--data.steps_per_epoch", 2, "--monitor.n_queries", 8, "--model.generator.width", 8,
+          "--model.discriminator.width", 8, *QUIET)  # fmt: skip
     cfgen("generate", "--checkpoint", root / "explainer/explainer.pt", "--input", data,
           "--out", root / "strips")  # fmt: skip
     stages = ("classifier", "oracle", "explainer", "strips")

@@ -1,4 +1,4 @@
-"""How close a counterfactual stays to its query (METHOD.md §2): L1, SSIM and LPIPS.
+"""How close a counterfactual stays to its query: L1, SSIM and LPIPS.
 
 Images are (N, C, H, W) in [-1, 1]; every function returns one value per pair, (N,). L1 and SSIM
 can be restricted to where the change should NOT happen: pass `keep` (N, H, W) in [0, 1], e.g.

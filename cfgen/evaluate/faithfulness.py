@@ -1,4 +1,4 @@
-"""Faithfulness of relevance maps (METHOD.md §2-3): deletion / insertion AUC and COUT.
+"""Faithfulness of relevance maps: deletion / insertion AUC and COUT.
 
 All three walk from a `start` image to an `end` image by swapping pixels in the order a relevance
 map ranks them, in `steps` equal chunks, and record the classifier along the way:

@@ -8,6 +8,7 @@ an error.
 """
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from cfgen.data.datamodule import AttributeDataModule
 from cfgen.errors import ClassifierMismatchError, ConfigError
@@ -78,7 +79,8 @@ class SuiteConfig:
     generator draws them, and, when `placement_steps` > 0, `pe_placed`, each frame drawn outside
     its bin placed by bisecting the generator's conditioning on the explained classifier's
     output (`ProgressiveExaggeration`). classifier: the black box (default: the one the
-    explainer recorded; another one only with allow_classifier_mismatch); data: the images
+    explainer recorded; another one only with allow_classifier_mismatch), read with
+    `classifier_output` / `classifier_activation` (default: as recorded); data: the images
     (`EvalData`; default the synthetic world).
 
     Judges: oracle: a factor oracle (synthetic world) or an attribute oracle (`cfgen oracle
@@ -109,6 +111,8 @@ class SuiteConfig:
     oracle: str | None = None
     classifier: str | None = None
     allow_classifier_mismatch: bool = False
+    classifier_output: int | str | None = None
+    classifier_activation: Literal["sigmoid", "softmax", "none"] | None = None
     judge: str | None = None
     robust_judge: str | None = None
     judge_target: str | None = None
@@ -170,7 +174,12 @@ class SuiteInputs:
 
 
 def _explainer(
-    path: str, placement_steps: int, classifier: str | None = None, allow_mismatch: bool = False
+    path: str,
+    placement_steps: int,
+    classifier: str | None = None,
+    allow_mismatch: bool = False,
+    output: int | str | None = None,
+    activation: str | None = None,
 ) -> ProgressiveExaggeration:
     try:
         return ProgressiveExaggeration.from_checkpoint(
@@ -178,6 +187,8 @@ def _explainer(
             classifier=classifier,
             allow_classifier_mismatch=allow_mismatch,
             placement_steps=placement_steps,
+            classifier_output=output,
+            classifier_activation=activation,
         )
     except ClassifierMismatchError as error:
         raise error.with_option(
@@ -231,6 +242,8 @@ def load_inputs(config: SuiteConfig) -> SuiteInputs:
         config.placement_steps,
         config.classifier,
         config.allow_classifier_mismatch,
+        config.classifier_output,
+        config.classifier_activation,
     )
     classifier = explainer.classifier
     if config.n_bins not in (None, explainer.n_bins):

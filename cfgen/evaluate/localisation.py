@@ -1,4 +1,4 @@
-"""Does a relevance map point at the right place? (METHOD.md §3, needs ground-truth regions.)
+"""Does a relevance map point at the right place? (Needs ground-truth regions.)
 
 On the synthetic world the region where the explained factor is drawn is known (`masks[:, r]` for
 `r = region_names.index(FACTOR_REGION[factor])`), so any map, saliency or |x - x_c|, can be

@@ -1,4 +1,4 @@
-"""Realism of generated images: FID and KID in a feature space (METHOD.md §2).
+"""Realism of generated images: FID and KID in a feature space.
 
 Both are torchmetrics' implementations fed by a pluggable feature extractor, an `nn.Module`
 mapping images (N, C, H, W) in [-1, 1] to features (N, D), with an int `num_features` = D.
@@ -223,7 +223,7 @@ def kid(
 
 
 def sfid(real: torch.Tensor, fake: torch.Tensor, splits: int = 10, seed: int = 0) -> float:
-    """sFID (ACE's split protocol, METHOD.md §6) of paired features `real` (N, D), the queries,
+    """sFID (ACE's split protocol) of paired features `real` (N, D), the queries,
     and `fake` (N, D), one counterfactual of each query in the same order.
 
     The pairs are shuffled and cut in two halves A and B; sFID is the mean of FID(real A, fake B)

@@ -1,4 +1,4 @@
-"""Adversarial counterfactuals (METHOD.md §3a): the least pixel change that moves f to a target.
+"""Adversarial counterfactuals: the least pixel change that moves f to a target.
 
 They reach the target posterior but are not realistic images, which the realism metrics show;
 per-query optimisation is also what PE's amortised, one-pass explainer is timed against.

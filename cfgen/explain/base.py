@@ -1,12 +1,14 @@
-"""One contract for every explainer (STYLE.md §5), captum-like.
+"""One contract for every explainer, captum-like.
 
 An explainer is built with the black-box classifier `f: (N, C, H, W) -> (N,)` (the posterior
 of the explained class, see `cfgen.models.blackbox.BlackBox`) and has one verb,
 `explain(x, target)`, returning a relevance map shaped like `x`. Counterfactual explainers also
 produce images (`counterfactual`) and strips (`exaggerate`); their map is |x - x_c|.
 
-`target` is a target posterior in [0, 1] (a float or an (N,) tensor). `None` means the far end
-opposite to the current decision: 1 for queries with f(x) < 0.5, 0 otherwise.
+`target` is a target posterior in [0, 1] (a float or an (N,) tensor), not a class index as in
+captum: the explained class is fixed by the black box, and `target` says how strongly it should
+be present. `None` means the far end opposite to the current decision: 1 for queries with
+f(x) < 0.5, 0 otherwise.
 """
 
 from abc import ABC, abstractmethod

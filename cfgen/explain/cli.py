@@ -60,6 +60,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--classifier", default=None, help="classifier file (default: the recorded one)"
     )
+    parser.add_argument(
+        "--classifier-output",
+        default=None,
+        help="the classifier's explained output column, an index or a name (default: as "
+        "recorded at training)",
+    )
+    parser.add_argument(
+        "--classifier-activation",
+        choices=["sigmoid", "softmax", "none"],
+        default=None,
+        help="how the classifier's scores become a posterior (default: as recorded at training)",
+    )
     parser.add_argument("--allow-classifier-mismatch", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -166,6 +178,8 @@ def _explainer(args: argparse.Namespace) -> ProgressiveExaggeration:
             allow_classifier_mismatch=args.allow_classifier_mismatch,
             batch_size=args.batch_size,
             placement_steps=args.placement_steps,
+            classifier_output=args.classifier_output,
+            classifier_activation=args.classifier_activation,
         )
     except ClassifierMismatchError as error:
         raise error.with_option("--allow-classifier-mismatch") from None

@@ -1,4 +1,4 @@
-"""Saliency-map baselines (METHOD.md §3), all from captum, behind the one `Explainer` contract.
+"""Saliency-map baselines, all from captum, behind the one `Explainer` contract.
 
 `CaptumSaliency(classifier, method, score="logit", **options)` builds the captum attribution of
 `SALIENCY_METHODS[method]` on `DirectionScore(classifier, score)` and picks, per query, the

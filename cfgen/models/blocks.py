@@ -1,8 +1,8 @@
 """Building blocks shared by the explainer's generator and discriminator.
 
 - `ConditionalBatchNorm2d`: a normalisation whose scale and shift are looked up from the target
-  bin, so one network can render every bin (METHOD.md §1); batch norm (official) or, with
-  `norm="group"`, group norm (`NORMS`).
+  bin, so one network can render every bin (docs/DESIGN.md, "Official defaults"); batch norm
+  (official) or, with `norm="group"`, group norm (`NORMS`).
 - `GeneratorBlock`: a pre-activation residual block with conditional BN that can halve
   (`resample="down"`), double (`"up"`) or keep the resolution.
 - `DiscriminatorBlock`: a spectrally-normalised residual block (no normalisation layers, as in

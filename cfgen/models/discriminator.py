@@ -1,8 +1,9 @@
 """The explainer's discriminator D(x, c): a spectrally-normalised ResNet with a projection head.
 
-Real images are scored with their own bin, generated ones with their target bin (METHOD.md §1),
-so D judges both realism and whether an image looks like a member of its bin. Features are
-sum-pooled over space; the score is a linear term plus a projection of the features on the bin:
+Real images are scored with their own bin, generated ones with their target bin (docs/DESIGN.md,
+"Official defaults"), so D judges both realism and whether an image looks like a member of its bin.
+Features are sum-pooled over space; the score is a linear term plus a projection of the features on
+the bin:
 - `plain`: the inner product with a learned embedding of the bin (Miyato & Koyama, 2018);
 - `ordinal` (official): the bin is an ordinal code, one learned vector per threshold between
   bins; a bin's projection sums the vectors of the thresholds below it, so neighbouring bins

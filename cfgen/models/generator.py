@@ -1,13 +1,14 @@
 """The explainer's generator I_f(x, c): a residual encoder-decoder conditioned on the target bin.
 
-The official model (METHOD.md §1) is `Generator(skips=False, output="image")`: a conv, residual
-down-blocks to a 4x4 embedding, residual up-blocks back, BN, ReLU, conv, tanh; conditional BN
-keyed by the target bin in every block, no spectral norm, no path from the query to the output
-other than through the 4x4 embedding. Depth follows the image size (3 levels at 32 px, 5 at the
-paper's 128 px); width doubles per level from `base_width` up to `max_width`.
+The official model (docs/DESIGN.md, "Official defaults") is `Generator(skips=False,
+output="image")`: a conv, residual down-blocks to a 4x4 embedding, residual up-blocks back, BN,
+ReLU, conv, tanh; conditional BN keyed by the target bin in every block, no spectral norm, no path
+from the query to the output other than through the 4x4 embedding. Depth follows the image size (3
+levels at 32 px, 5 at the paper's 128 px); width doubles per level from `base_width` up to
+`max_width`.
 
-Options that let the generator keep what the classifier does not use (issue 10 §2; the ablation
-in `benchmarks/README.md` chooses between them):
+Options that let the generator keep what the classifier does not use (docs/DESIGN.md, "The
+blend", which cites the ablation that chose between them):
 - `skips`: the decoder adds the encoder's features of the same resolution (U-Net style, by
   addition, so no weights are added);
 - `output` (`OUTPUTS`): how the head's channels become the image: `image` (official: tanh, the
@@ -29,7 +30,8 @@ in `benchmarks/README.md` chooses between them):
 """
 
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +39,7 @@ from torch import nn
 
 from cfgen.errors import ConfigError
 from cfgen.models.blocks import GeneratorBlock, channel_widths, levels_for, normalisation
+from cfgen.options import check_choices
 
 
 class Rendered(NamedTuple):
@@ -80,6 +83,58 @@ OUTPUTS: dict[str, tuple[int, Callable[[torch.Tensor, torch.Tensor], Rendered]]]
     "blend": (1, _blend),
     "difference": (0, _image),  # each decode is a redraw; `render` takes their difference
 }
+
+
+@dataclass(frozen=True)
+class GeneratorOptions:
+    """The generator's architecture, apart from the image size, channels and bins it is for.
+
+    Args:
+        width: channels at full resolution; they double at each level down to the 4x4
+            embedding.
+        max_width: the most channels of any level.
+        skips: the decoder adds the encoder's features of the same resolution (U-Net style,
+            by addition, no weights added).
+        output: how the head's channels become the image: image (official: the whole image
+            redrawn, tanh), residual (x + tanh(delta)), blend (m * G + (1 - m) * x through a
+            learned mask m, which the mask loss weights penalise) or difference
+            (x + G(x, c) - G(x, c_x): the redraw's change between the two bins added to x).
+        edit_downsample: the edit is average-pooled by this factor and upsampled back before
+            it is combined with the query (a smooth edit, no pixel noise); a divisor of the
+            image size, 1 = full resolution.
+        mask_downsample: the same for the blend's mask alone (blend only), so that it chooses
+            regions rather than single pixels.
+        norm: conditional batch norm (official; its inference statistics: the averaging
+            group's bn_statistics) or group norm (each image normalised on its own, the same
+            computation in training and at inference).
+    """
+
+    width: int = 32
+    max_width: int = 256
+    skips: bool = False
+    output: Literal["image", "residual", "blend", "difference"] = "image"
+    edit_downsample: int = 1
+    mask_downsample: int = 1
+    norm: Literal["batch", "group"] = "batch"
+
+    def __post_init__(self) -> None:
+        check_choices(self, "generator")
+
+    def generator_config(self, image_size: int, channels: int, n_bins: int) -> dict[str, Any]:
+        """The keyword arguments of `Generator` for these options: what an explainer bundle
+        records as its `generator`, and the one place they are written."""
+        return {
+            "image_size": image_size,
+            "channels": channels,
+            "n_bins": n_bins,
+            "base_width": self.width,
+            "max_width": self.max_width,
+            "skips": self.skips,
+            "output": self.output,
+            "edit_downsample": self.edit_downsample,
+            "mask_downsample": self.mask_downsample,
+            "norm": self.norm,
+        }
 
 
 class Generator(nn.Module):

@@ -3,12 +3,12 @@
 `RandomViews`: views of generated images for the classifier term (expectation over
 transformations).
 
-A generator trained through one classifier's gradient can move it with pixel patterns that no
-other classifier reads (METHOD.md §5-6). Scoring the classifier on a randomly shifted, blurred
-and noised view of each generated image, a fresh draw at every step, rewards only changes that
-survive such small perturbations, as a semantic change does and an adversarial pattern does not
-(Athalye et al., "Synthesizing robust adversarial examples", ICML 2018). It needs nothing but the
-black box and the images.
+A generator trained through one classifier's gradient can move it with pixel patterns that no other
+classifier reads (docs/DESIGN.md, "Evaluation choices"). Scoring the classifier on a randomly
+shifted, blurred and noised view of each generated image, a fresh draw at every step, rewards only
+changes that survive such small perturbations, as a semantic change does and an adversarial pattern
+does not (Athalye et al., "Synthesizing robust adversarial examples", ICML 2018). It needs nothing
+but the black box and the images.
 
 `DiscriminatorViews`: differentiable augmentation of every image the discriminator sees, real and
 generated alike, in its own step and in the generator's (DiffAugment: Zhao et al.,

@@ -6,8 +6,8 @@ The autoencoder (`cfgen.models.autoencoder.Autoencoder`) learns to reconstruct t
 data source (any `data.source` of `AttributeDataModule`; labels are not used) with an L1 loss,
 decoding codes with Gaussian noise added during training (`code_noise` times each code's RMS):
 the latent shift decodes codes moved off the training codes, and a decoder trained on noisy
-codes turns them into images like the data instead of artefacts (on the synthetic world the
-shift then reached more of its target bins, with fewer artefacts: benchmarks/README.md).
+codes turns them into images like the data instead of artefacts (docs/DESIGN.md, "The latent
+shift's autoencoder").
 Each validation epoch logs the mean absolute error (`val/l1`, on the [-1, 1] scale) and the peak
 signal-to-noise ratio (`val/psnr`, dB, data range 2). At the end of `fit` the weights are
 exported as `<run dir>/autoencoder.pt` (bundle kind "autoencoder", read by

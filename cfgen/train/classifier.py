@@ -37,7 +37,7 @@ from torchmetrics.classification import (
 
 from cfgen.errors import ConfigError, DataError
 from cfgen.io import save_bundle
-from cfgen.models.blackbox import ACTIVATIONS
+from cfgen.models.blackbox_adapter import ACTIVATIONS
 from cfgen.models.classifiers import build_classifier
 from cfgen.train.lightning_cli import CfgenCLI, run_cli
 from cfgen.train.robust import fgsm_random_start

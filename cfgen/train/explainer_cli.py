@@ -23,10 +23,26 @@ from pytorch_lightning.cli import LightningArgumentParser
 from cfgen.errors import ConfigError
 from cfgen.train.callbacks import ExplainerMonitor
 from cfgen.train.collapse import DiscriminatorCollapse
-from cfgen.train.explainer import BUNDLE_NAME, ExplainerModule
+from cfgen.train.explainer import DEFAULT_CLASSIFIER, ExplainerModule
+from cfgen.train.explainer_checkpoint import BUNDLE_NAME
 from cfgen.train.explainer_data import ExplainerDataModule
 from cfgen.train.explainer_steps import optimizer_steps
 from cfgen.train.lightning_cli import CfgenCLI, run_cli
+
+
+class ExplainerFromFiles(ExplainerModule):
+    """The explainer (generator, discriminator) of a classifier file.
+
+    `cfgen.train.explainer.ExplainerModule` with its classifier typed as a file: the command
+    line takes no model in memory and runs no import path."""
+
+    def __init__(self, classifier: str = DEFAULT_CLASSIFIER, **options: Any) -> None:
+        """
+        Args:
+            classifier: the classifier file to explain: a cfgen classifier.pt, a TorchScript
+                file or a torch.export .pt2.
+        """
+        super().__init__(classifier, **options)
 
 
 class ExplainerCLI(CfgenCLI):
@@ -41,7 +57,8 @@ class ExplainerCLI(CfgenCLI):
             type=int | None,
             default=None,
             help="length of the run in generator steps (sets trainer.max_steps to "
-            "generator_steps x (n_critic + 1)); give this or --trainer.max_steps",
+            "generator_steps x (model.optimisation.n_critic + 1)); give this or "
+            "--trainer.max_steps",
         )
         parser.add_lightning_class_args(ExplainerMonitor, "monitor")
         parser.add_lightning_class_args(DiscriminatorCollapse, "collapse")  # --collapse.patience
@@ -66,7 +83,7 @@ class ExplainerCLI(CfgenCLI):
         # A GAN's D step leaves G without gradients: DDP must look for unused parameters.
         if trainer.get("strategy") == "ddp":
             kwargs["strategy"] = "ddp_find_unused_parameters_true"
-        n_critic = self.model.hparams.n_critic
+        n_critic = self.model.optimisation.n_critic
         generator_steps = config.get("generator_steps")
         if generator_steps is not None:
             if trainer.get("max_steps") not in (None, -1):
@@ -107,8 +124,9 @@ def not_learned(figures: dict[str, float]) -> str | None:
         f"warning: the explainer's strips cross the decision for only {flip:.0%} of the "
         f"validation queries (identity L1 {identity:.3f}): it has not learned to exaggerate. "
         "Train longer (--generator_steps), or lower the cycle, identity and embedding weights "
-        "against the classifier term (with --model.generator_output blend the official weights "
-        "of 100 can keep the mask closed, every strip the query: benchmarks/README.md, GPU)."
+        "against the classifier term (with --model.generator.output blend the official weights "
+        "of 100 can keep the mask closed, every strip the query: docs/DESIGN.md, \"The blend's "
+        'loss weights").'
     )
 
 
@@ -120,7 +138,7 @@ def checkpoint_folder(run_dir: str) -> str:
 def cli_main(argv: Sequence[str]) -> int:
     """`cfgen explainer fit|validate --config configs/explainer/synthetic_smile.yaml ...`."""
     return run_cli(
-        ExplainerModule,
+        ExplainerFromFiles,
         ExplainerDataModule,
         argv,
         run_dir="runs/explainer/default",

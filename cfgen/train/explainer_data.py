@@ -2,7 +2,7 @@
 
 The explainer needs f(x) of every training image to pick the images it trains on: a confident
 classifier puts most images in the two end bins, so without balancing the discriminator would
-see few real images of the middle bins (METHOD.md §1; the official code keeps at most 5,000
+see few real images of the middle bins (docs/DESIGN.md, "Official defaults": at most 5,000
 images per bin). The posterior of every training image is computed ONCE, in batches, when the
 training loader is first built, and reused by every epoch.
 
@@ -166,14 +166,18 @@ class ExplainerDataModule(AttributeDataModule):
     loss) when that is set and the data set has region masks; an epoch is `steps_per_epoch`
     batches drawn with replacement from the balanced weights. Validation: the first
     `val_queries` images of the validation split as one batch `{"image": (V, C, H, W)}`, the
-    fixed queries the explainer is scored on. `classifier` and `n_bins` are the explainer's (the
-    CLI links them from `model.*`).
+    fixed queries the explainer is scored on.
+
+    The posteriors are the trained module's classifier's (read as that module reads it) when
+    the data module trains an explainer; `classifier` (a file) names it otherwise, and fills
+    the target, image size and channels a cfgen bundle records. `n_bins` defaults to the
+    module's. The CLI links both from `model.*`.
     """
 
     def __init__(
         self,
-        classifier: str = "runs/classifier/synthetic_smile/classifier.pt",
-        n_bins: int = 10,
+        classifier: str | None = None,
+        n_bins: int | None = None,
         balance: str = "cap",
         max_per_bin: int = 5000,
         steps_per_epoch: int = 200,
@@ -182,11 +186,16 @@ class ExplainerDataModule(AttributeDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.use_classifier(classifier_facts(classifier), classifier)  # its target, size, channels
+        # `n_bins` is the explainer module's: kept out of these hyper-parameters (and of their
+        # initial copy), which Lightning compares with the module's when a logger records them.
+        self.remove_ignored_hparams(["n_bins"])
+        self.save_hyperparameters(dict(self.hparams))
+        if classifier is not None:  # its target, size and channels
+            self.use_classifier(classifier_facts(classifier), classifier)
         if balance not in BALANCE:
             raise ConfigError(f"unknown balance {balance!r}; choose one of {sorted(BALANCE)}")
         self.classifier_path = classifier
-        self.n_bins = n_bins
+        self.requested_bins = n_bins
         self.balance = balance
         self.max_per_bin = max_per_bin
         self.steps_per_epoch = steps_per_epoch
@@ -195,6 +204,19 @@ class ExplainerDataModule(AttributeDataModule):
         self.val_queries = val_queries
         self.context_region = context_region
         self.train_posteriors: torch.Tensor | None = None
+
+    @property
+    def explainer(self) -> Any:
+        """The module this data module trains, when it is attached to a trainer."""
+        trainer = self.trainer
+        return trainer.lightning_module if trainer is not None else None
+
+    @property
+    def n_bins(self) -> int:
+        """The posterior bins the sampling balances: the option, else the module's, else 10."""
+        if self.requested_bins is not None:
+            return self.requested_bins
+        return getattr(getattr(self.explainer, "hparams", {}), "n_bins", None) or 10
 
     def _posteriors(self) -> torch.Tensor:
         if self.train_posteriors is None:
@@ -213,11 +235,21 @@ class ExplainerDataModule(AttributeDataModule):
 
     def _compute_posteriors(self) -> torch.Tensor:
         # On the training device: a GPU run must not wait for a CPU pass over CelebA.
-        module = self.trainer.lightning_module if self.trainer is not None else None
+        module = self.explainer
         device = module.device if module is not None else torch.device("cpu")
-        classifier = load_blackbox(self.classifier_path).to(device)
+        classifier = getattr(module, "classifier", None)
+        if classifier is None:
+            if self.classifier_path is None:
+                raise ConfigError(
+                    "the explainer's training data need the classifier: give `classifier` (a "
+                    "file), or train the data module with an ExplainerModule"
+                )
+            classifier = load_blackbox(self.classifier_path)
         return compute_posteriors(
-            classifier, self.train_dataset, device=device, num_workers=self.hparams.num_workers
+            classifier.to(device),
+            self.train_dataset,
+            device=device,
+            num_workers=self.hparams.num_workers,
         )
 
     def sample_weights(self) -> torch.Tensor:

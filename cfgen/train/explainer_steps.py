@@ -4,18 +4,28 @@
   the float32 posterior saturates;
 - `generator_steps_done` / `optimizer_steps`: the one conversion between generator steps and
   Lightning's optimiser steps (n_critic discriminator steps + 1 generator step each);
+- `generator_optimizers`: Adam for both networks, with the learning rates' decay;
 - `warmup_ema`: the averaging rule of the EMA generator (`torch.optim.swa_utils.AveragedModel`);
 - `standing_statistics`: batch-norm statistics of the edit pass, recomputed for the weights that
-  will render (what `torch.optim.swa_utils.update_bn` does for a model of one input).
+  will render (what `torch.optim.swa_utils.update_bn` does for a model of one input), over the
+  last training batches that `RecentBatches` keeps;
+- `validation_figures`: what validation logs, from the black box alone.
 """
 
+from collections import deque
 from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from cfgen.models.blackbox import BlackBox
+from cfgen.bins import posterior_to_bin
+from cfgen.errors import ConfigError
+from cfgen.evaluate.shift import shift_summary
+from cfgen.explain.rendering import generator_strip
+from cfgen.explain.strip import Strip
+from cfgen.models.blackbox_adapter import BlackBox
+from cfgen.train.explainer_options import Optimisation
 
 
 def classifier_logit(classifier: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -61,6 +71,28 @@ def linear_decay(total_steps: int, fraction: float) -> Callable[[int], float]:
     return factor
 
 
+def generator_optimizers(
+    generator: nn.Module, discriminator: nn.Module, options: Optimisation, max_steps: int | None
+):
+    """Adam for the generator and the discriminator (`Optimisation`), and, with `lr_decay`,
+    their `LambdaLR` schedules over a run of `max_steps` optimiser steps (Lightning's
+    `configure_optimizers` return value)."""
+    betas = (options.beta1, options.beta2)
+    optimizers = [
+        torch.optim.Adam(generator.parameters(), options.lr_generator, betas=betas),
+        torch.optim.Adam(discriminator.parameters(), options.lr_discriminator, betas=betas),
+    ]
+    if options.lr_decay == 0:
+        return optimizers
+    if max_steps is None or max_steps <= 0:
+        raise ConfigError(
+            "optimisation.lr_decay needs the run's length: give --generator_steps (or "
+            "--trainer.max_steps)"
+        )
+    factor = linear_decay(generator_steps_done(max_steps, options.n_critic), options.lr_decay)
+    return optimizers, [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
+
+
 def warmup_ema(decay: float) -> Callable[[list, list, torch.Tensor], None]:
     """`AveragedModel` multi_avg_fn: average <- d * average + (1 - d) * model, in place, with
     d = min(decay, (1 + k) / (10 + k)) after k updates, so that early on the average is not
@@ -103,7 +135,7 @@ def standing_statistics(
     Why: training updates the running averages in every pass of its step (the edit, the cycle
     on generated images, the identity), each with statistics of its own, and by the raw weights,
     not the averaged ones that render; inference renders real queries at target bins only
-    (benchmarks/README.md, "Batch norm's statistics"). Returns False (nothing done) when the
+    (docs/DESIGN.md, "Batch-norm statistics"). Returns False (nothing done) when the
     generator has no batch norm or `batches` is empty.
     """
     batches = list(batches)
@@ -114,3 +146,64 @@ def standing_statistics(
     # The wrapper starts in the generator's mode: update_bn restores the mode it found.
     update_bn([[batch] for batch in batches], _EditPass(generator).train(generator.training))
     return True
+
+
+class RecentBatches:
+    """The last training batches (images, their bins) holding at least `images` images: what
+    the EMA generator's statistics are recomputed from (`standing_statistics`)."""
+
+    def __init__(self, images: int) -> None:
+        self.images = images
+        self.batches: deque[tuple[torch.Tensor, torch.Tensor]] = deque()
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def add(self, images: torch.Tensor, bins: torch.Tensor) -> None:
+        """Keep a batch (N, C, H, W), (N,); drop the oldest ones no longer needed."""
+        self.batches.append((images.detach(), bins.detach()))
+        kept = sum(len(batch) for batch, _ in self.batches)
+        while kept - len(self.batches[0][0]) >= self.images:
+            kept -= len(self.batches.popleft()[0])
+
+    def at_random_bins(self, n_bins: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Each kept batch with target bins drawn from a generator of its own (seed 0), so
+        that training's random stream is untouched: `(images, source_bin, target_bin)`."""
+        draws = torch.Generator().manual_seed(0)
+        return [
+            (images, bins, torch.randint(n_bins, bins.shape, generator=draws).to(bins))
+            for images, bins in self.batches
+        ]
+
+
+def broadcast_from_rank_zero(tensors: Iterable[torch.Tensor]) -> None:
+    """Give every process rank 0's values of `tensors`, in place (a no-op outside DDP)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        for tensor in tensors:
+            torch.distributed.broadcast(tensor, src=0)
+
+
+@torch.no_grad()
+def validation_figures(
+    generator: nn.Module,
+    classifier: Callable[[torch.Tensor], torch.Tensor],
+    queries: torch.Tensor,
+    n_bins: int,
+    bin_target_kind: str = "centre",
+) -> tuple[Strip, dict[str, float]]:
+    """The generator's strips of `queries` (N, C, H, W) at every bin, rendered in eval mode, and
+    their figures: compat MAE, flip rate, monotonicity (`shift_summary`) and identity L1, the
+    mean |x - I(x, c_x)| at each query's own bin c_x. Only the black box is used."""
+    training = generator.training
+    generator.eval()
+    try:
+        strip = generator_strip(generator, classifier, queries, n_bins)
+    finally:
+        generator.train(training)
+    figures = shift_summary(
+        strip.posteriors, strip.target_bins, strip.query_posteriors, n_bins, bin_target_kind
+    )
+    own_bin = posterior_to_bin(strip.query_posteriors, n_bins)
+    same = strip.images[own_bin, torch.arange(len(queries), device=own_bin.device)]
+    figures["identity_l1"] = (same - queries).abs().mean().item()
+    return strip, figures

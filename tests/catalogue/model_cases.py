@@ -9,7 +9,15 @@ from cfgen.cli import main
 from cfgen.explain.latent_shift import LatentShift
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.models.blackbox import BlackBox, load_blackbox
-from tests.catalogue.workspace import Case, Workspace, autoencoder_file, fit, generate
+from tests.catalogue.workspace import (
+    Case,
+    Workspace,
+    autoencoder_file,
+    explainer_fit,
+    fit,
+    generate,
+)
+from tests.helpers import write_two_class_torchscript
 from tests.model_files import (
     IMAGE_SIZE,
     write_classifier_bundle,
@@ -124,6 +132,9 @@ MODEL_CASES = [
          argv=lambda ws: generate(ws, "synthetic:test", "--classifier",
                                   write_classifier_bundle(ws.root / "other.pt", seed=1))),
     Case("classifier-not-the-explained-one-evaluate", argv=evaluate_other_classifier),
+    Case("classifier-output-not-chosen",
+         argv=lambda ws: explainer_fit(ws, "--model.classifier",
+                                       write_two_class_torchscript(ws.root / "two.ts"))),
     # checkpoint
     Case("checkpoint-truncated",
          argv=lambda ws: generate(ws, "synthetic:test", "--classifier", truncated(ws),

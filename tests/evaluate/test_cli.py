@@ -10,6 +10,7 @@ from cfgen.evaluate.cli import parse_config
 from cfgen.io import save_bundle
 from cfgen.models.classifiers import build_classifier
 from cfgen.models.oracle import BUNDLE_KIND, FactorOracle
+from tests.helpers import tiny_networks
 
 SIZE = 16
 
@@ -57,10 +58,7 @@ def model_files(tmp_path):
     from cfgen.train.explainer import ExplainerModule
 
     classifier = str(write_classifier_bundle(tmp_path / "classifier.pt"))
-    widths = dict(generator_width=4, generator_max_width=8)
-    module = ExplainerModule(
-        classifier, image_size=SIZE, discriminator_width=4, discriminator_max_width=8, **widths
-    )
+    module = ExplainerModule(classifier, image_size=SIZE, **tiny_networks())
     explainer = module.export(tmp_path / "explainer.pt")
     oracle = FactorOracle(FACTOR_NAMES, width=4, num_features=8)
     save_bundle(tmp_path / "oracle.pt", BUNDLE_KIND, oracle.config(), oracle.state_dict())

@@ -23,7 +23,7 @@ from cfgen.evaluate.loading import EvalData, SuiteConfig, load_inputs
 from cfgen.io import save_bundle
 from cfgen.models.classifiers import build_classifier
 from tests.data.fakes import celeba_folder, chexpert_folder
-from tests.helpers import export_tiny_explainer
+from tests.helpers import export_tiny_explainer, tiny_networks
 
 SIZE = 16
 # What needs an oracle, judges, re-rendering, region masks or LPIPS weights (absent here; the
@@ -50,9 +50,7 @@ def tiny_explainer(folder, target: str, channels: int):
     torch.manual_seed(0)
     model = build_classifier("small_cnn", 1, SIZE, channels)
     classifier = save_bundle(folder / "classifier.pt", "classifier", config, model.state_dict())
-    widths = {"generator_width": 4, "generator_max_width": 8}
-    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
-    module = ExplainerModule(str(classifier), image_size=SIZE, channels=channels, **widths)
+    module = ExplainerModule(str(classifier), image_size=SIZE, channels=channels, **tiny_networks())
     return module.export(folder / "explainer.pt")
 
 

@@ -11,7 +11,12 @@ from cfgen.evaluate.shift import shift_summary
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import save_bundle
 from cfgen.models.blackbox import BlackBox, load_blackbox
-from tests.helpers import ChannelMeanLogit, export_tiny_explainer, write_classifier_bundle
+from tests.helpers import (
+    ChannelMeanLogit,
+    export_tiny_explainer,
+    tiny_networks,
+    write_classifier_bundle,
+)
 
 SIZE = 16
 
@@ -40,13 +45,21 @@ def images(n: int = 4) -> torch.Tensor:
 
 @pytest.fixture
 def exact() -> ProgressiveExaggeration:
-    return ProgressiveExaggeration(ExactGenerator(), BlackBox(ChannelMeanLogit()), batch_size=3)
+    return ProgressiveExaggeration(BlackBox(ChannelMeanLogit()), ExactGenerator(), batch_size=3)
 
 
 @pytest.fixture
 def bundle(tmp_path):
     """An explainer.pt exported by the training module, and its classifier file."""
     return export_tiny_explainer(tmp_path, size=SIZE)
+
+
+def test_the_classifier_comes_first_and_the_old_order_is_refused_with_the_fix():
+    classifier, generator = BlackBox(ChannelMeanLogit()), ExactGenerator()
+    explainer = ProgressiveExaggeration(classifier, generator)
+    assert (explainer.classifier, explainer.generator) == (classifier, generator)
+    with pytest.raises(ConfigError, match=r"takes \(classifier, generator\).*swap the two"):
+        ProgressiveExaggeration(generator, classifier)
 
 
 def test_exaggerate_is_one_strip_per_query_at_every_bin(exact):
@@ -86,7 +99,7 @@ def test_placement_moves_only_the_frames_whole_bins_miss_onto_their_bin_centres(
     # Gains 0.7 .. 1.4: every bin centre, 0.05 to 0.95, lies on every query's dial.
     x[:, 1] = torch.linspace(0.3, 1, 6)[:, None, None]
     dial = ProgressiveExaggeration(
-        DialGenerator(), BlackBox(ChannelMeanLogit()), batch_size=4, placement_steps=0
+        BlackBox(ChannelMeanLogit()), DialGenerator(), batch_size=4, placement_steps=0
     )
     centres = bin_centre(torch.arange(10), 10)[:, None].expand(10, 6)
     whole = dial.exaggerate(x)
@@ -126,7 +139,7 @@ def test_the_evaluation_reports_compat_as_drawn_and_the_share_of_frames_placed()
     x = images(6)
     x[:, 1] = torch.linspace(0.3, 1, 6)[:, None, None]
     classifier = BlackBox(ChannelMeanLogit())
-    dial = ProgressiveExaggeration(DialGenerator(), classifier, placement_steps=3)
+    dial = ProgressiveExaggeration(classifier, DialGenerator(), placement_steps=3)
     context = EvalContext(classifier=classifier, queries=x, n_bins=10, batch_size=4)
     shift = score_counterfactual(dial, context, ["shift"])[0]["metrics"]["shift"]
     drawn = dial.as_drawn().exaggerate(x)
@@ -139,13 +152,13 @@ def test_the_evaluation_reports_compat_as_drawn_and_the_share_of_frames_placed()
     off = score_counterfactual(dial.as_drawn(), context, ["shift"])[0]["metrics"]["shift"]
     assert "compat_mae_as_drawn" not in off
     with pytest.raises(ConfigError, match="placement_steps must be >= 0"):
-        ProgressiveExaggeration(DialGenerator(), classifier, placement_steps=-1)
+        ProgressiveExaggeration(classifier, DialGenerator(), placement_steps=-1)
 
 
 def test_placement_keeps_the_end_of_the_strip_for_a_centre_f_never_reaches():
     x = images(3)
     x[:, 1] = 0.0  # gain 0.4: f spans only sigmoid(+-1.8) = 0.14 .. 0.86
-    dial = ProgressiveExaggeration(DialGenerator(), BlackBox(ChannelMeanLogit()))
+    dial = ProgressiveExaggeration(BlackBox(ChannelMeanLogit()), DialGenerator())
     dial.placement_steps = 4
     strip = dial.exaggerate(x)
     for frame, end in ((0, 0), (-1, 9)):
@@ -233,9 +246,7 @@ def test_the_blend_mask_is_where_the_generator_redraws_and_a_map_like_x(tmp_path
     from cfgen.train.explainer import ExplainerModule
 
     classifier = write_classifier_bundle(tmp_path / "classifier.pt", size=SIZE)
-    widths = {"generator_width": 4, "generator_max_width": 8}
-    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
-    module = ExplainerModule(str(classifier), image_size=SIZE, generator_output="blend", **widths)
+    module = ExplainerModule(str(classifier), image_size=SIZE, **tiny_networks(output="blend"))
     with torch.no_grad():  # a zero head: mask sigmoid(0) = 0.5, drawn image tanh(0) = 0
         conv = module.ema_generator.head[-1]
         conv.weight.zero_()
@@ -257,11 +268,7 @@ def test_a_difference_explainer_gives_each_query_back_at_its_own_bin(tmp_path):
     from cfgen.train.explainer import ExplainerModule
 
     classifier = write_classifier_bundle(tmp_path / "classifier.pt", size=SIZE)
-    widths = {"generator_width": 4, "generator_max_width": 8}
-    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
-    module = ExplainerModule(
-        str(classifier), image_size=SIZE, generator_output="difference", **widths
-    )
+    module = ExplainerModule(str(classifier), image_size=SIZE, **tiny_networks(output="difference"))
     torch.manual_seed(0)
     for norm in module.ema_generator.modules():
         if isinstance(norm, ConditionalBatchNorm2d):

@@ -10,7 +10,7 @@ from cfgen.explain.registry import (
     is_counterfactual,
 )
 from cfgen.models.autoencoder import Autoencoder
-from tests.helpers import TinyConvNet, write_classifier_bundle
+from tests.helpers import TinyConvNet, tiny_networks, write_classifier_bundle
 
 # Smallest budgets per name, so that building and running every baseline stays fast.
 FAST = {
@@ -41,9 +41,7 @@ def fast(tmp_path) -> dict[str, dict]:
     from cfgen.train.explainer import ExplainerModule
 
     classifier = write_classifier_bundle(tmp_path / "classifier.pt", size=8)
-    widths = {"generator_width": 4, "generator_max_width": 8}
-    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
-    module = ExplainerModule(str(classifier), image_size=8, generator_output="blend", **widths)
+    module = ExplainerModule(str(classifier), image_size=8, **tiny_networks(output="blend"))
     return FAST | {"pe_mask": {"checkpoint": str(module.export(tmp_path / "explainer.pt"))}}
 
 

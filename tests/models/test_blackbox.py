@@ -41,7 +41,7 @@ def images(n: int = 2, channels: int = 3, size: int = 8) -> torch.Tensor:
 
 def test_sigmoid_of_logits_gives_the_target_posterior():
     x = images()
-    box = BlackBox(ChannelMeans(), target_index=1)
+    box = BlackBox(ChannelMeans(), target_index=1, activation="sigmoid")
     torch.testing.assert_close(box(x), torch.sigmoid(2 * x[:, 1].mean(dim=(1, 2))))
 
 
@@ -58,7 +58,7 @@ def test_probabilities_pass_through_and_one_dimensional_outputs_are_accepted():
 
 def test_black_box_is_frozen_in_eval_mode_and_differentiable_in_its_input():
     model = ChannelMeans()
-    box = BlackBox(model)
+    box = BlackBox(model, target_index=0, activation="sigmoid")
     box.train()
     assert not box.training and not model.dropout.training
     assert not any(p.requires_grad for p in box.parameters())
@@ -80,7 +80,11 @@ def test_a_parent_module_switching_to_training_leaves_the_black_box_in_eval():
     [
         (Fixed(torch.zeros(2, 2, 3)), {}, r"returned shape \(2, 2, 3\) for 2 images"),
         (Fixed(torch.zeros(3, 2)), {}, r"returned shape \(3, 2\) for 2 images; expected \(2, K\)"),
-        (Fixed(torch.zeros(2, 3)), {"target_index": 3}, r"target_index=3 is out of range.*3 out"),
+        (
+            Fixed(torch.zeros(2, 3)),
+            {"target_index": 3, "activation": "sigmoid"},
+            r"target_index=3 is out of range.*3 out",
+        ),
         (Fixed(torch.zeros(2, 1)), {"activation": "softmax"}, "needs at least 2 outputs"),
         (Fixed(torch.tensor([0.1, float("nan")])), {}, "non-finite values"),
         (Fixed((1.0, 2.0)), {}, "returned a tuple; expected a tensor"),
@@ -100,7 +104,7 @@ def test_misbehaving_classifiers_fail_on_first_call_saying_what_they_returned(
 
 
 def test_check_runs_the_output_checks_before_first_use():
-    box = BlackBox(Fixed(torch.zeros(2, 3)), target_index=5)
+    box = BlackBox(Fixed(torch.zeros(2, 3)), target_index=5, activation="softmax")
     with pytest.raises(ClassifierError, match="target_index=5"):
         box.check(images())
 
@@ -114,7 +118,7 @@ def test_wrong_input_channels_and_ranks_are_reported():
 
 
 def test_non_finite_images_are_refused_on_every_call():
-    box = BlackBox(ChannelMeans())
+    box = BlackBox(ChannelMeans(), target_index=0, activation="sigmoid")
     box(images())
     broken = images()
     broken[1, 0, 2, 3] = float("nan")
@@ -178,11 +182,11 @@ def test_torchscript_file_loads_and_name_targets_need_an_index(tmp_path):
     model = ChannelMeans().eval()
     path = tmp_path / "model.ts"
     torch.jit.trace(model, images()).save(str(path))
-    box = load_blackbox(str(path), target=1)
+    box = load_blackbox(str(path), output=1, activation="sigmoid")
     x = images()
     torch.testing.assert_close(box(x), torch.sigmoid(model(x))[:, 1])
     with pytest.raises(ClassifierError, match="has no attribute names; pass the output index"):
-        load_blackbox(str(path), target="Smiling")
+        load_blackbox(str(path), output="Smiling")
 
 
 def test_torch_export_file_loads_and_stays_in_eval_mode(tmp_path):
@@ -191,7 +195,7 @@ def test_torch_export_file_loads_and_stays_in_eval_mode(tmp_path):
     program = torch.export.export(model, (images(),), dynamic_shapes=({0: batch},))
     path = tmp_path / "model.pt2"
     torch.export.save(program, str(path))
-    box = load_blackbox(str(path), target=0)
+    box = load_blackbox(str(path), output=0, activation="sigmoid")
     box.train()
     x = images(n=5)
     torch.testing.assert_close(box(x), torch.sigmoid(model(x))[:, 0])
@@ -213,7 +217,7 @@ def user_module(tmp_path, monkeypatch):
 def test_import_path_needs_explicit_permission(user_module):
     with pytest.raises(ConfigError, match="would import and run Python code.*allow_import=True"):
         load_blackbox("user_classifier:build")
-    box = load_blackbox("user_classifier:build", target=1, allow_import=True)
+    box = load_blackbox("user_classifier:build", output=1, activation="sigmoid", allow_import=True)
     x = torch.rand(2, 3, 1, 1)
     expected = torch.sigmoid(box.model(x.flatten(1)))[:, 1]
     box.model = nn.Sequential(nn.Flatten(), box.model)

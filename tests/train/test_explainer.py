@@ -9,32 +9,29 @@ import shutil
 
 import pytest
 import torch
-from torch import nn
-from torch.optim.swa_utils import AveragedModel
 
 from cfgen.errors import CheckpointError, ConfigError, TrainingDivergedError
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import file_sha256, load_bundle, safe_torch_load
 from cfgen.losses import LOSSES
 from cfgen.models.blocks import ConditionalBatchNorm2d
-from cfgen.models.generator import Generator
 from cfgen.train.explainer import ExplainerModule
 from cfgen.train.explainer_cli import cli_main, not_learned
+from cfgen.train.explainer_options import LossWeights
 from cfgen.train.explainer_steps import (
-    generator_steps_done,
     linear_decay,
     optimizer_steps,
     standing_statistics,
-    warmup_ema,
 )
-from tests.helpers import write_classifier_bundle
+from tests.helpers import tiny_networks, write_classifier_bundle
 
 TINY = [
     "--data.image_size", "16", "--data.n_train", "64", "--data.n_val", "8", "--data.n_test", "8",
     "--data.batch_size", "8", "--data.steps_per_epoch", "2",
-    "--model.generator_width", "4", "--model.generator_max_width", "8",
-    "--model.discriminator_width", "4", "--model.discriminator_max_width", "8",
-    "--model.n_critic", "1", "--monitor.every_n_steps", "2", "--monitor.n_queries", "4",
+    "--model.generator.width", "4", "--model.generator.max_width", "8",
+    "--model.discriminator.width", "4", "--model.discriminator.max_width", "8",
+    "--model.optimisation.n_critic", "1",
+    "--monitor.every_n_steps", "2", "--monitor.n_queries", "4",
     "--logger", "csv", "--trainer.enable_progress_bar", "false",
     "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
 ]  # fmt: skip
@@ -95,36 +92,6 @@ def test_checkpoint_records_the_classifier_and_an_ema_generator(trained):
     assert not any(key.startswith("classifier.") for key in weights)  # not the explainer's
 
 
-def test_the_ema_copies_first_then_moves_towards_the_model_with_a_warm_up():
-    model = torch.nn.BatchNorm1d(2)
-    average = AveragedModel(model, multi_avg_fn=warmup_ema(0.9), use_buffers=True)
-    start = model.weight.detach().clone()
-    average.update_parameters(model)  # the first update copies
-    with torch.no_grad():
-        model.weight.add_(1.0)
-        model.num_batches_tracked.fill_(7)
-    average.update_parameters(model)  # after 1 update: decay min(0.9, 2 / 11)
-    decay = 2 / 11
-    torch.testing.assert_close(average.module.weight, decay * start + (1 - decay) * (start + 1))
-    assert int(average.module.num_batches_tracked) == 7  # integer buffers are copied
-    for _ in range(100):  # late on the decay is capped: one update moves 10% of the way
-        average.update_parameters(model)
-    before = average.module.weight.detach().clone()
-    with torch.no_grad():
-        model.weight.add_(1.0)
-    average.update_parameters(model)
-    torch.testing.assert_close(average.module.weight, 0.9 * before + 0.1 * model.weight.detach())
-
-
-def test_generator_and_optimiser_steps_convert_both_ways():
-    # n_critic 5: batches 0-4 make 5 D steps and, at batch 4, the first G step
-    for n_critic in (1, 2, 5):
-        for generator_steps in (1, 7):
-            steps = optimizer_steps(generator_steps, n_critic)
-            assert generator_steps_done(steps, n_critic) == generator_steps
-            assert generator_steps_done(steps - 1, n_critic) == generator_steps - 1
-
-
 def test_resuming_with_another_classifier_is_refused(run_copy):
     run_dir, _ = run_copy
     other = write_classifier_bundle(run_dir.parent / "other.pt", size=16, seed=1)
@@ -142,9 +109,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(run_copy, 
     last = run_dir / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
     with pytest.raises(TrainingDivergedError, match="loss 'classifier' is nan"):
-        fit(
-            run_dir, classifier, 12, "--ckpt_path", str(last), "--model.classifier_loss", "nan_loss"
-        )
+        fit(run_dir, classifier, 12, "--ckpt_path", str(last))
     assert last.read_bytes() == before
     weights = safe_torch_load(last)["state_dict"]
     assert all(bool(torch.isfinite(value).all()) for value in weights.values())
@@ -184,7 +149,7 @@ def test_an_explainer_that_has_not_learned_is_named_so():
 def test_the_end_of_a_run_warns_exactly_when_its_last_validation_did_not_flip(tmp_path, capfd):
     classifier = write_classifier_bundle(tmp_path / "classifier.pt", size=16)
     # No classifier term: nothing pulls the strips across the decision.
-    assert fit(tmp_path / "run", classifier, 4, "--model.weight_classifier", "0") == 0
+    assert fit(tmp_path / "run", classifier, 4, "--model.weights.classifier", "0") == 0
     last = json.loads((tmp_path / "run" / "monitor.json").read_text())[-1]
     assert ("has not learned" in capfd.readouterr().err) == (last["val/flip_rate"] < 0.5)
 
@@ -192,7 +157,7 @@ def test_the_end_of_a_run_warns_exactly_when_its_last_validation_did_not_flip(tm
 def test_generator_steps_set_the_length_of_a_run(tmp_path, trained):
     _, classifier = trained
     argv = ["fit", *TINY, "--trainer.default_root_dir", str(tmp_path / "run")]
-    argv += ["--model.classifier", str(classifier), "--model.n_critic", "2"]
+    argv += ["--model.classifier", str(classifier), "--model.optimisation.n_critic", "2"]
     assert cli_main([*argv, "--generator_steps", "3"]) == 0
     checkpoint = safe_torch_load(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == optimizer_steps(3, 2) == 9
@@ -207,7 +172,9 @@ def test_lr_decay_falls_linearly_to_zero_over_the_end_of_the_run(tmp_path, train
     assert [linear_decay(10, 0.0)(step) for step in (0, 10)] == [1.0, 1.0]
     _, classifier = trained
     run_dir = tmp_path / "run"
-    assert fit(run_dir, classifier, 8, "--model.lr_decay", "0.5") == 0  # 4 generator steps
+    assert (
+        fit(run_dir, classifier, 8, "--model.optimisation.lr_decay", "0.5") == 0
+    )  # 4 generator steps
     checkpoint = safe_torch_load(run_dir / "checkpoints" / "last.ckpt")
     # both optimisers stepped with the generator: at the end of the run their rates are 0
     assert [state["last_epoch"] for state in checkpoint["lr_schedulers"]] == [4, 4]
@@ -215,9 +182,9 @@ def test_lr_decay_falls_linearly_to_zero_over_the_end_of_the_run(tmp_path, train
     rates = [group["lr"] for state in states for group in state["param_groups"]]
     assert rates == [0.0, 0.0]
     with pytest.raises(ConfigError, match="lr_decay"):
-        fit(tmp_path / "other", classifier, 8, "--model.lr_decay", "1.5")
+        fit(tmp_path / "other", classifier, 8, "--model.optimisation.lr_decay", "1.5")
     # a run measured in epochs has no known end to decay towards
-    epochs = ("--trainer.max_epochs", "1", "--model.lr_decay", "0.5")
+    epochs = ("--trainer.max_epochs", "1", "--model.optimisation.lr_decay", "0.5")
     with pytest.raises(ConfigError, match="lr_decay needs the run's length"):
         fit(tmp_path / "epochs", classifier, -1, *epochs)
 
@@ -225,14 +192,24 @@ def test_lr_decay_falls_linearly_to_zero_over_the_end_of_the_run(tmp_path, train
 def test_every_generator_option_trains_and_exports_what_it_trained(tmp_path, trained):
     _, classifier = trained
     run_dir = tmp_path / "run"
-    options = ["--model.generator_output", "blend", "--model.generator_skips", "true"]
-    options += ["--model.edit_downsample", "2", "--model.weight_mask", "0.5"]
-    options += ["--model.weight_mask_tv", "0.1", "--model.weight_mask_binary", "0.5"]
-    options += ["--model.view_shift", "1.0", "--model.mask_downsample", "4"]
-    options += ["--model.weight_redraw", "1.0"]
-    options += ["--model.discriminator_views", "translation,cutout,colour"]
-    options += ["--model.view_blur", "1.0", "--model.view_noise", "0.05"]
-    options += ["--model.classifier_loss", "classifier_logit_l1"]
+    options = ["--model.generator.output", "blend", "--model.generator.skips", "true"]
+    options += ["--model.generator.edit_downsample", "2", "--model.weights.mask", "0.5"]
+    options += ["--model.weights.mask_tv", "0.1", "--model.weights.mask_binary", "0.5"]
+    options += [
+        "--model.classifier_term.view_shift",
+        "1.0",
+        "--model.generator.mask_downsample",
+        "4",
+    ]
+    options += ["--model.weights.redraw", "1.0"]
+    options += ["--model.discriminator.views", "[translation, cutout, colour]"]
+    options += [
+        "--model.classifier_term.view_blur",
+        "1.0",
+        "--model.classifier_term.view_noise",
+        "0.05",
+    ]
+    options += ["--model.classifier_term.loss", "classifier_logit_l1"]
     assert fit(run_dir, classifier, 4, *options) == 0
     with open(run_dir / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -249,16 +226,18 @@ def test_every_generator_option_trains_and_exports_what_it_trained(tmp_path, tra
 
 def test_mask_penalties_need_the_blend_output(trained):
     _, classifier = trained
-    with pytest.raises(ConfigError, match="generator_output: blend"):
-        ExplainerModule(str(classifier), image_size=16, generator_output="residual", weight_mask=1)
-    with pytest.raises(ConfigError, match="weight_mask_binary"):
-        ExplainerModule(str(classifier), image_size=16, weight_mask_binary=1)
+    with pytest.raises(ConfigError, match="set generator.output: blend"):
+        ExplainerModule(
+            str(classifier), image_size=16, generator={"output": "residual"}, weights={"mask": 1}
+        )
+    with pytest.raises(ConfigError, match="weights.mask_binary"):
+        ExplainerModule(str(classifier), image_size=16, weights=LossWeights(mask_binary=1))
 
 
 def test_the_context_loss_reads_the_region_masks_of_the_data(tmp_path, trained):
     _, classifier = trained
     run_dir = tmp_path / "run"
-    options = ["--data.context_region", "mouth", "--model.weight_context", "1.0"]
+    options = ["--data.context_region", "mouth", "--model.weights.context", "1.0"]
     assert fit(run_dir, classifier, 2, *options) == 0
     with open(run_dir / "metrics.csv") as handle:
         values = [
@@ -266,52 +245,25 @@ def test_the_context_loss_reads_the_region_masks_of_the_data(tmp_path, trained):
         ]
     assert values and all(value > 0 for value in values)
     with pytest.raises(ConfigError, match="set data.context_region"):
-        fit(tmp_path / "other", classifier, 2, "--model.weight_context", "1.0")
+        fit(tmp_path / "other", classifier, 2, "--model.weights.context", "1.0")
 
 
 # --- batch-norm statistics of the rendering generator ------------------------------------------
-
-
-def test_standing_statistics_make_inference_render_as_the_training_edit_did():
-    torch.manual_seed(0)
-    generator = Generator(16, n_bins=10, base_width=4, max_width=8)
-    images = torch.rand(64, 3, 16, 16) * 2 - 1
-    source, target = torch.randint(10, (64,)), torch.randint(10, (64,))
-    with torch.no_grad():
-        edit = generator.train().render(images, target, source).image  # batch statistics
-    with torch.no_grad():
-        before = generator.eval()(images, target)
-    assert float((before - edit).abs().max()) > 0.05  # the case tells the statistics apart
-    momenta = [m.momentum for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert standing_statistics(generator, [(images, source, target)])
-    assert not generator.training  # its mode and the norms' momenta are restored
-    assert [m.momentum for m in generator.modules() if isinstance(m, nn.BatchNorm2d)] == momenta
-    # One batch: the running statistics are that batch's (up to the unbiased variance, n/(n-1)
-    # with n >= 1024 values per channel, compounded over the layers).
-    with torch.no_grad():
-        after = generator(images, target)
-    assert float((after - edit).abs().max()) < 1e-2
-    assert float((after - edit).abs().mean()) < 0.02 * float((before - edit).abs().mean())
-    grouped = Generator(16, n_bins=10, base_width=4, max_width=8, norm="group")
-    assert not standing_statistics(grouped, [(images, source, target)])  # nothing to recompute
-    assert not standing_statistics(generator, [])
 
 
 def test_the_module_recomputes_the_ema_statistics_from_its_last_batches_not_training_draws(
     tmp_path,
 ):
     classifier = write_classifier_bundle(tmp_path / "classifier.pt", size=16)
-    widths = {"generator_width": 4, "generator_max_width": 8}
-    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
     module = ExplainerModule(
-        str(classifier), image_size=16, n_critic=1, standing_images=20, **widths
+        str(classifier), image_size=16, averaging={"standing_images": 20}, **tiny_networks()
     )
     assert not module.standing_statistics()  # no batch seen yet: the statistics are kept
     for size in (8, 8, 8, 8):
         images = torch.rand(size, 3, 16, 16) * 2 - 1
         module._remember(images, torch.randint(10, (size,)))
     # The last batches holding >= 20 images: three of 8; the first was dropped.
-    assert [len(images) for images, _ in module.recent_batches] == [8, 8, 8]
+    assert [len(images) for images, _ in module.recent_batches.batches] == [8, 8, 8]
     with torch.no_grad():  # bins that matter: an untrained generator renders every bin alike
         for norm in module.ema_generator.modules():
             if isinstance(norm, ConditionalBatchNorm2d):
@@ -320,7 +272,8 @@ def test_the_module_recomputes_the_ema_statistics_from_its_last_batches_not_trai
     expected = copy.deepcopy(module.ema_generator)
     draws = torch.Generator().manual_seed(0)
     batches = [
-        (x, c, torch.randint(10, c.shape, generator=draws)) for x, c in module.recent_batches
+        (x, c, torch.randint(10, c.shape, generator=draws))
+        for x, c in module.recent_batches.batches
     ]
     standing_statistics(expected, batches)
     state = torch.get_rng_state()
@@ -330,10 +283,38 @@ def test_the_module_recomputes_the_ema_statistics_from_its_last_batches_not_trai
         module.ema_generator.named_buffers(), expected.buffers(), strict=True
     ):
         torch.testing.assert_close(mine, theirs, msg=name)
-    running = ExplainerModule(str(classifier), image_size=16, bn_statistics="running", **widths)
+    running = ExplainerModule(
+        str(classifier), image_size=16, averaging={"bn_statistics": "running"}, **tiny_networks()
+    )
     running._remember(images, torch.randint(10, (8,)))
     assert not running.recent_batches and not running.standing_statistics()
-    with pytest.raises(ConfigError, match="unknown bn_statistics 'batch'"):
-        ExplainerModule(str(classifier), image_size=16, bn_statistics="batch", **widths)
+    with pytest.raises(ConfigError, match="unknown averaging.bn_statistics 'batch'"):
+        ExplainerModule(str(classifier), averaging={"bn_statistics": "batch"})
     with pytest.raises(ConfigError, match="standing_images must be >= 1.*got 0"):
-        ExplainerModule(str(classifier), image_size=16, standing_images=0, **widths)
+        ExplainerModule(str(classifier), averaging={"standing_images": 0})
+
+
+def test_help_describes_every_option_and_a_bad_choice_is_refused(capsys, tmp_path, trained):
+    import dataclasses
+    import typing
+
+    import docstring_parser
+
+    from cfgen.train.explainer import ExplainerModule as Module
+
+    assert cli_main(["fit", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    hints = typing.get_type_hints(Module.__init__)
+    groups = ("generator", "discriminator", "weights", "classifier_term", "optimisation")
+    for group in (*groups, "averaging"):
+        documented = {
+            p.arg_name: p.description for p in docstring_parser.parse(hints[group].__doc__).params
+        }
+        for field in dataclasses.fields(hints[group]):
+            assert f"--model.{group}.{field.name} " in text, (group, field.name)
+            opening = " ".join(documented[field.name].split()[:6])
+            assert opening in text, (group, field.name, opening)
+    assert "--model.averaging.bn_statistics {edit,running}" in text
+    _, classifier = trained
+    with pytest.raises(ConfigError, match="model.generator.output"):
+        fit(tmp_path / "run", classifier, 2, "--model.generator.output", "redrawn")

@@ -1,7 +1,8 @@
 """The explainer's loss assembly, against sums computed by hand from stub networks.
 
 `ExplainerModule.training_step` runs one discriminator and one generator step (n_critic 1) on
-stub networks whose outputs are closed forms of (image, bin): every term of METHOD.md §1 is then
+stub networks whose outputs are closed forms of (image, bin): every term of the generator's loss
+(`cfgen.train.explainer_objective`) is then
 known by hand, so the test pins which bin each network is called with, which target each
 classifier term uses (the target bin's centre for the classifier term, the query's own posterior
 for the reconstruction term), the signs, and that a weight of 0 leaves its term out.
@@ -21,6 +22,7 @@ from cfgen.models.blackbox import BlackBox
 from cfgen.models.generator import Rendered
 from cfgen.train.explainer import ExplainerModule
 from cfgen.train.explainer_steps import classifier_logit, warmup_ema
+from tests.helpers import tiny_networks
 
 N_BINS = 10
 SIZE = 8
@@ -109,20 +111,22 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # --- one training step of the real module on the stubs ---------------------------------------
 
 
-def tiny_module(tmp_path, weights: dict[str, float], **options) -> ExplainerModule:
-    """The real module (small real networks, `options` for its other hyper-parameters)
-    explaining the stub black box."""
+def tiny_module(
+    tmp_path, weights: dict[str, float], output: str = "image", views: tuple[str, ...] = ()
+) -> ExplainerModule:
+    """The real module (small real networks, the generator's `output`, the discriminator's
+    `views`, one D step per G step) explaining the stub black box."""
     path = tmp_path / "classifier.pt2"
     batch = torch.export.Dim("batch")
     example = (torch.zeros(2, 3, SIZE, SIZE),)
     program = torch.export.export(StubLogit(), example, dynamic_shapes=({0: batch},))
     torch.export.save(program, str(path))
-    widths = {"generator_width": 4, "generator_max_width": 8}
-    widths |= {"discriminator_width": 4, "discriminator_max_width": 8}
-    hparams = {f"weight_{name}": value for name, value in weights.items()}
+    networks = tiny_networks(output=output)
+    networks["discriminator"]["views"] = list(views)
     return ExplainerModule(
-        str(path), image_size=SIZE, n_bins=N_BINS, n_critic=1, **widths, **hparams, **options
-    )
+        str(path), image_size=SIZE, n_bins=N_BINS, weights=weights,
+        optimisation={"n_critic": 1}, **networks,
+    )  # fmt: skip
 
 
 def run_step(
@@ -132,7 +136,7 @@ def run_step(
     module = module or tiny_module(tmp_path, weights)
     module.generator = generator or StubGenerator()
     # The module's own averaging rule, over the stub.
-    averaging = warmup_ema(module.hparams.ema_decay)
+    averaging = warmup_ema(module.averaging.decay)
     module.ema = AveragedModel(module.generator, multi_avg_fn=averaging, use_buffers=True)
     module.discriminator = StubDiscriminator()
     module.trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
@@ -153,7 +157,7 @@ def run_step(
 
 
 def expected_terms(images, posteriors, source, target) -> dict[str, torch.Tensor]:
-    """METHOD.md §1, by hand: x, f(x), the query's bin c_x = source, the target bin c."""
+    """The official terms, by hand: x, f(x), the query's bin c_x = source, the target bin c."""
     fakes = generate(images, target)
     cycled = generate(fakes, source)
     return {
@@ -202,7 +206,7 @@ def view(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_the_discriminator_judges_views_of_the_real_and_the_generated_images(tmp_path, monkeypatch):
-    module = tiny_module(tmp_path, WEIGHTS, discriminator_views="translation,cutout")
+    module = tiny_module(tmp_path, WEIGHTS, views=("translation", "cutout"))
     assert module.discriminator_views.names == ["translation", "cutout"]
     monkeypatch.setattr(module, "discriminator_views", view)
     images, posteriors, source, target, logged, totals = run_step(
@@ -226,7 +230,7 @@ def test_the_discriminator_judges_views_of_the_real_and_the_generated_images(tmp
         assert abs(float(expected[name] - plain[name])) > 1e-3, name
 
 
-# --- weight_redraw: the blend's classifier term moves the mask, not what is drawn ----------
+# --- weights.redraw: the blend's classifier term moves the mask, not what is drawn ----------
 
 
 class StubBlendGenerator(StubGenerator):
@@ -248,7 +252,7 @@ class StubBlendGenerator(StubGenerator):
 def test_under_weight_redraw_the_blend_classifier_term_reaches_the_mask_only(tmp_path, monkeypatch):
     weights = {"adversarial": 0.0, "classifier": 1.7, "reconstruction": 0.0, "cycle": 0.0}
     weights |= {"embedding": 0.0, "redraw": 0.9}
-    module = tiny_module(tmp_path, weights, generator_output="blend")
+    module = tiny_module(tmp_path, weights, output="blend")
     stub = StubBlendGenerator()
     images, _, _, target, logged, totals = run_step(
         tmp_path, monkeypatch, weights, module=module, generator=stub
@@ -298,7 +302,7 @@ def test_the_difference_output_is_judged_whole_and_its_redraws_as_the_official_i
     tmp_path, monkeypatch
 ):
     weights = WEIGHTS | {"embedding": 0.0, "redraw": 0.8}
-    module = tiny_module(tmp_path, weights, generator_output="difference")
+    module = tiny_module(tmp_path, weights, output="difference")
     stub = StubDifferenceGenerator()
     images, posteriors, source, target, logged, totals = run_step(
         tmp_path, monkeypatch, weights, module=module, generator=stub
@@ -327,11 +331,11 @@ def test_the_difference_output_is_judged_whole_and_its_redraws_as_the_official_i
     torch.testing.assert_close(totals[-1], hand_sum)
 
 
-def test_weight_redraw_needs_a_generator_that_redraws(tmp_path):
-    with pytest.raises(ConfigError, match="weight_redraw trains the redraw"):
+def test_the_redraw_weight_needs_a_generator_that_redraws(tmp_path):
+    with pytest.raises(ConfigError, match="weights.redraw trains the redraw"):
         tiny_module(tmp_path, {"redraw": 1.0})
     with pytest.raises(ConfigError, match="act on the blend's mask"):
-        tiny_module(tmp_path, {"mask": 1.0}, generator_output="difference")
+        tiny_module(tmp_path, {"mask": 1.0}, output="difference")
 
 
 # --- the EMA generator: updated on every generator turn, and what is exported -------------
@@ -353,10 +357,11 @@ def test_a_generator_turn_moves_the_ema_generator_by_its_warm_up_decay(tmp_path,
     # AveragedModel's first update copies the generator (nothing averaged yet)...
     assert int(module.ema.n_averaged) == 1
     torch.testing.assert_close(module.ema_generator.unused.item(), 1.0)
-    # ...the next one moves the average by 1 - d, d = min(ema_decay, (1 + k) / (10 + k)), k = 1.
+    # ...the next one moves the average by 1 - d, d = min(averaging.decay, (1 + k) / (10 + k)),
+    # k = 1.
     module.generator.unused.data.fill_(3.0)
     module._update_ema()
-    decay = min(module.hparams.ema_decay, 2 / 11)
+    decay = min(module.averaging.decay, 2 / 11)
     torch.testing.assert_close(module.ema_generator.unused.item(), 1.0 + (1.0 - decay) * 2.0)
 
 

@@ -1,0 +1,131 @@
+"""The generator's objective: every term of its loss for one batch, and their weighted sum.
+
+The official terms (docs/DESIGN.md, "Official defaults") for a query x of bin c_x and a target
+bin c: adversarial (hinge, D's score of I(x, c) in c), classifier consistency (f(I(x, c)) at
+the target posterior of c), reconstruction consistency (f of the edit taken back,
+I(I(x, c), c_x), at f(x)), cycle (L1 between x and it), embedding (L2 between the encoder's
+embeddings of x and of I(x, c), both under c_x); then the options' terms: identity
+(L1 between x and I(x, c_x)), context (L1 outside the region the decision may change), the
+blend mask's penalties and the redraw's own adversarial and classifier terms. A term whose
+weight is 0 is still computed when it is cheap (it is logged), never when it costs a pass.
+
+Blend (`generator.output: blend`): `weights.mask`, `mask_tv` and `mask_binary` penalise the
+mask's area, speckle and transparency; `weights.redraw` trains what is drawn as the official
+generator's image (adversarial and classifier terms on the redraw, D judging redraws as fakes
+too) and lets the blend's classifier term move only the mask. Difference
+(`generator.output: difference`): the image x + G(x, c) - G(x, c_x) gets every official term
+(the cycle and reconstruction read its redraw G(x', c_x)); the identity term reads the redraw
+G(x, c_x) the render made; `weights.redraw` adds the official adversarial and classifier terms
+on the redraw G(x, c) itself.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from cfgen.bins import bin_target
+from cfgen.errors import ConfigError
+from cfgen.losses import get_loss
+from cfgen.models.generator import Generator, Rendered
+from cfgen.train.augment import RandomViews
+from cfgen.train.explainer_options import ClassifierTerm, LossWeights
+from cfgen.train.explainer_steps import classifier_logit
+
+
+@dataclass
+class GeneratorObjective:
+    """The generator's loss terms against the frozen classifier and the discriminator.
+
+    `judge(images, bins)` is D's score, through its views; `views` the random views the
+    classifier term reads (`ClassifierTerm`).
+    """
+
+    generator: Generator
+    classifier: Callable[[torch.Tensor], torch.Tensor]
+    judge: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    weights: LossWeights
+    term: ClassifierTerm
+    n_bins: int
+    bin_target_kind: str = "centre"
+
+    def __post_init__(self) -> None:
+        self.classifier_loss = get_loss(self.term.loss)
+        self.views = RandomViews(self.term.view_shift, self.term.view_blur, self.term.view_noise)
+
+    def _consistency(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.classifier_loss(classifier_logit(self.classifier, images), target)
+
+    def losses(
+        self,
+        images: torch.Tensor,
+        posteriors: torch.Tensor,
+        source_bin: torch.Tensor,
+        rendered: Rendered,
+        target_bin: torch.Tensor,
+        context: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Every term, by name, for queries `images` (N, C, H, W) with f(x) `posteriors` (N,)
+        in bins `source_bin` (N,), rendered (`rendered`) in `target_bin` (N,); `context`
+        (N, 1, H, W): where the decision may change (the context term)."""
+        fakes = rendered.image
+        fake_features = self.generator.encode(fakes, source_bin)
+        cycled = self.generator.decode(fake_features, fakes, source_bin).image
+        target_posterior = bin_target(target_bin, self.n_bins, self.bin_target_kind)
+        classified = fakes
+        if self.weights.redraw > 0 and rendered.mask is not None:
+            # The redraw is trained as the official generator's whole image is; the blend's
+            # classifier term then moves only the mask (where to take the redraw), not what is
+            # drawn, so the drawing cannot become a pattern that only f reads.
+            mask, drawn = rendered.mask, rendered.drawn
+            classified = mask * drawn.detach() + (1.0 - mask) * images
+        viewed = self.views(classified) if self.views.active else classified
+        losses = {
+            "adversarial": get_loss("hinge_generator")(self.judge(fakes, target_bin)),
+            "classifier": self._consistency(viewed, target_posterior),
+            "reconstruction": self._consistency(cycled, posteriors),
+            "cycle": get_loss("cycle_l1")(images, cycled),
+        }
+        losses |= self._kept(images, source_bin, rendered, fake_features, context)
+        if self.weights.redraw > 0:
+            drawn = rendered.drawn
+            losses["redraw"] = get_loss("hinge_generator")(
+                self.judge(drawn, target_bin)
+            ) + self._consistency(drawn, target_posterior)
+        if rendered.mask is not None:
+            losses["mask"] = get_loss("mask_area")(rendered.mask)
+            losses["mask_tv"] = get_loss("mask_total_variation")(rendered.mask)
+            losses["mask_binary"] = get_loss("mask_binary")(rendered.mask)
+        return losses
+
+    def _kept(
+        self,
+        images: torch.Tensor,
+        source_bin: torch.Tensor,
+        rendered: Rendered,
+        fake_features: list[torch.Tensor],
+        context: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """The terms that keep the query: embedding, identity and context."""
+        weights, losses = self.weights, {}
+        # A difference generator's render already holds the redraw in the query's own bin
+        # (`reference`): its identity term needs no encoder pass of its own.
+        same = rendered.reference
+        if weights.embedding > 0 or (weights.identity > 0 and same is None):
+            features = self.generator.encode(images, source_bin)
+            losses["embedding"] = get_loss("embedding_l2")(features[-1], fake_features[-1])
+            if weights.identity > 0 and same is None:
+                same = self.generator.decode(features, images, source_bin).image
+        if weights.identity > 0:
+            losses["identity"] = get_loss("identity_l1")(images, same)
+        if weights.context > 0:
+            if context is None:
+                raise ConfigError(
+                    "weights.context needs region masks in the batches: set data.context_region"
+                )
+            losses["context"] = get_loss("context_l1")(images, rendered.image, context)
+        return losses
+
+    def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted sum of `losses` (each name is a field of `LossWeights`)."""
+        return sum(getattr(self.weights, name) * value for name, value in losses.items())

@@ -1,0 +1,185 @@
+"""The explainer's training options in typed groups (`ExplainerModule`'s arguments).
+
+    cfgen explainer fit --model.generator.output blend --model.weights.cycle 10 \
+        --model.optimisation.n_critic 1 --model.averaging.decay 0.995
+
+    ExplainerModule("classifier.pt", generator=GeneratorOptions(output="blend"),
+                    weights=LossWeights(cycle=10.0, identity=10.0, embedding=0.0))
+
+Every group is a frozen dataclass (`cfgen.options`): `--help` prints each field's text below,
+a value outside a `Literal` is refused by the command line and by the constructor, and a
+checkpoint stores each group as a dict of its fields. The defaults are the official
+hyper-parameters of Progressive Exaggeration (docs/DESIGN.md, "Official defaults");
+`configs/explainer/*.yaml` override them per setting, each with its reason. The generator's
+own group, `GeneratorOptions`, lives beside the generator (`cfgen.models.generator`): explainer
+bundles are rebuilt from it without the training code.
+
+A new option goes into the group it belongs to, with its line under `Args:`; a new group is a
+new dataclass here and one argument of `ExplainerModule`.
+"""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cfgen.errors import ConfigError
+from cfgen.models.generator import GeneratorOptions
+from cfgen.options import check_choices
+
+ClassifierLoss = Literal["classifier_cross_entropy", "classifier_kl", "classifier_logit_l1"]
+DiscriminatorView = Literal["translation", "cutout", "colour"]
+
+
+@dataclass(frozen=True)
+class DiscriminatorOptions:
+    """The discriminator D(x, c): a spectrally-normalised ResNet with a projection head.
+
+    Args:
+        width: channels of its first level; they double at each level down to 4x4.
+        max_width: the most channels of any level.
+        projection: how D scores an image in a bin: ordinal (official: one learned vector
+            per threshold between bins, a bin sums those below it) or plain (one learned
+            embedding per bin).
+        views: random views of every image D judges, real or generated, applied in this
+            order (DiffAugment: translation, cutout, colour), so that D cannot learn a small
+            training set by heart; empty = none.
+    """
+
+    width: int = 32
+    max_width: int = 256
+    projection: Literal["ordinal", "plain"] = "ordinal"
+    views: list[DiscriminatorView] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_choices(self, "discriminator")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The weight of each term of the generator's loss (0 leaves a term out).
+
+    Args:
+        adversarial: the hinge loss against D.
+        classifier: classifier consistency: f of the edit reaches the target bin's posterior.
+        reconstruction: f of the edit taken back to the query's bin is f of the query.
+        cycle: L1 between the query and its edit taken back to the query's own bin.
+        embedding: L2 between the encoder's embeddings of the query and of its edit.
+        identity: L1 between the query and its render in its own bin (the paper's, off in
+            the official code).
+        mask: the blend mask's area (blend only).
+        mask_tv: the blend mask's total variation, its speckle (blend only).
+        mask_binary: 4 m (1 - m), pushing the blend mask to opaque or clear (blend only).
+        redraw: the adversarial and classifier terms on what a blend or difference generator
+            draws, which D then judges as a fake too; the blend's classifier term then moves
+            only the mask.
+        context: L1 outside the region the decision may change (needs data.context_region).
+    """
+
+    adversarial: float = 1.0
+    classifier: float = 1.0
+    reconstruction: float = 1.0
+    cycle: float = 100.0
+    embedding: float = 100.0
+    identity: float = 0.0
+    mask: float = 0.0
+    mask_tv: float = 0.0
+    mask_binary: float = 0.0
+    redraw: float = 0.0
+    context: float = 0.0
+
+    def check_generator(self, generator: GeneratorOptions) -> None:
+        """Refuse weights of terms that the generator's output does not have."""
+        if max(self.mask, self.mask_tv, self.mask_binary) > 0 and generator.output != "blend":
+            raise ConfigError(
+                "weights.mask / weights.mask_tv / weights.mask_binary act on the blend's mask: "
+                "set generator.output: blend"
+            )
+        if self.redraw > 0 and generator.output not in ("blend", "difference"):
+            raise ConfigError(
+                "weights.redraw trains the redraw of a blend or difference generator: set "
+                "generator.output: blend or difference"
+            )
+
+
+@dataclass(frozen=True)
+class ClassifierTerm:
+    """How the classifier-consistency terms read f.
+
+    Args:
+        loss: between f's logit and the target posterior: classifier_cross_entropy
+            (official), classifier_kl (the same gradients, zero at a match) or
+            classifier_logit_l1 (L1 on logits).
+        view_shift: the classifier term reads a random view of the edit, each image shifted
+            by up to this many pixels (0 = no shift).
+        view_blur: the view is blurred with a Gaussian of sigma drawn in [0, view_blur]
+            pixels (0 = no blur).
+        view_noise: Gaussian noise of this standard deviation is added to the view (0 = none).
+    """
+
+    loss: ClassifierLoss = "classifier_cross_entropy"
+    view_shift: float = 0.0
+    view_blur: float = 0.0
+    view_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_choices(self, "classifier_term")
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    """Both networks' optimisers (Adam) and their steps.
+
+    Args:
+        n_critic: discriminator steps per generator step.
+        lr_generator: the generator's learning rate.
+        lr_discriminator: the discriminator's learning rate.
+        beta1: Adam's first beta, both optimisers.
+        beta2: Adam's second beta, both optimisers.
+        lr_decay: the share of the run, at its end, over which both learning rates fall
+            linearly to 0 (0 = constant, the official; needs --generator_steps).
+        channels_last: feed the networks channels-last images (the same results; no speed-up
+            measured on a CPU).
+    """
+
+    n_critic: int = 5
+    lr_generator: float = 2e-4
+    lr_discriminator: float = 2e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    lr_decay: float = 0.0
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_critic < 1:
+            raise ConfigError(f"optimisation.n_critic must be >= 1, got {self.n_critic}")
+        if not 0.0 <= self.lr_decay <= 1.0:
+            raise ConfigError(
+                f"optimisation.lr_decay is the share of the run over which the learning rates "
+                f"fall to 0: give a value in [0, 1], got {self.lr_decay}"
+            )
+
+
+@dataclass(frozen=True)
+class Averaging:
+    """The averaged (EMA) generator that validation and the exported explainer use.
+
+    Args:
+        decay: the decay per generator step of its exponential moving average of the
+            generator's weights.
+        bn_statistics: where its batch-norm statistics come from: edit (recomputed over the
+            edit pass of the last training images before every validation, checkpoint and
+            export) or running (the running averages training left, the official).
+        standing_images: how many of the last training images the edit statistics are
+            recomputed from.
+    """
+
+    decay: float = 0.999
+    bn_statistics: Literal["edit", "running"] = "edit"
+    standing_images: int = 1024
+
+    def __post_init__(self) -> None:
+        check_choices(self, "averaging")
+        if self.standing_images < 1:
+            raise ConfigError(
+                f"averaging.standing_images must be >= 1 (training images the batch-norm "
+                f"statistics are recomputed from), got {self.standing_images}"
+            )

@@ -1,0 +1,82 @@
+"""The pieces of the explainer's training steps (`cfgen.train.explainer_steps`), on their own."""
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from cfgen.models.generator import Generator
+from cfgen.train.explainer_steps import (
+    RecentBatches,
+    generator_steps_done,
+    optimizer_steps,
+    standing_statistics,
+    warmup_ema,
+)
+
+
+def test_the_ema_copies_first_then_moves_towards_the_model_with_a_warm_up():
+    model = torch.nn.BatchNorm1d(2)
+    average = AveragedModel(model, multi_avg_fn=warmup_ema(0.9), use_buffers=True)
+    start = model.weight.detach().clone()
+    average.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        model.weight.add_(1.0)
+        model.num_batches_tracked.fill_(7)
+    average.update_parameters(model)  # after 1 update: decay min(0.9, 2 / 11)
+    decay = 2 / 11
+    torch.testing.assert_close(average.module.weight, decay * start + (1 - decay) * (start + 1))
+    assert int(average.module.num_batches_tracked) == 7  # integer buffers are copied
+    for _ in range(100):  # late on the decay is capped: one update moves 10% of the way
+        average.update_parameters(model)
+    before = average.module.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.update_parameters(model)
+    torch.testing.assert_close(average.module.weight, 0.9 * before + 0.1 * model.weight.detach())
+
+
+def test_generator_and_optimiser_steps_convert_both_ways():
+    # n_critic 5: batches 0-4 make 5 D steps and, at batch 4, the first G step
+    for n_critic in (1, 2, 5):
+        for generator_steps in (1, 7):
+            steps = optimizer_steps(generator_steps, n_critic)
+            assert generator_steps_done(steps, n_critic) == generator_steps
+            assert generator_steps_done(steps - 1, n_critic) == generator_steps - 1
+
+
+def test_standing_statistics_make_inference_render_as_the_training_edit_did():
+    torch.manual_seed(0)
+    generator = Generator(16, n_bins=10, base_width=4, max_width=8)
+    images = torch.rand(64, 3, 16, 16) * 2 - 1
+    source, target = torch.randint(10, (64,)), torch.randint(10, (64,))
+    with torch.no_grad():
+        edit = generator.train().render(images, target, source).image  # batch statistics
+    with torch.no_grad():
+        before = generator.eval()(images, target)
+    assert float((before - edit).abs().max()) > 0.05  # the case tells the statistics apart
+    momenta = [m.momentum for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert standing_statistics(generator, [(images, source, target)])
+    assert not generator.training  # its mode and the norms' momenta are restored
+    assert [m.momentum for m in generator.modules() if isinstance(m, nn.BatchNorm2d)] == momenta
+    # One batch: the running statistics are that batch's (up to the unbiased variance, n/(n-1)
+    # with n >= 1024 values per channel, compounded over the layers).
+    with torch.no_grad():
+        after = generator(images, target)
+    assert float((after - edit).abs().max()) < 1e-2
+    assert float((after - edit).abs().mean()) < 0.02 * float((before - edit).abs().mean())
+    grouped = Generator(16, n_bins=10, base_width=4, max_width=8, norm="group")
+    assert not standing_statistics(grouped, [(images, source, target)])  # nothing to recompute
+    assert not standing_statistics(generator, [])
+
+
+def test_recent_batches_keep_the_last_batches_holding_enough_images():
+    recent = RecentBatches(images=20)
+    for size in (8, 8, 8, 8, 4):
+        recent.add(torch.zeros(size, 3, 4, 4), torch.full((size,), size))
+    # 4 + 8 + 8 = 20 images are enough: the first two batches of 8 were dropped.
+    assert [len(images) for images, _ in recent.batches] == [8, 8, 4]
+    drawn = recent.at_random_bins(10)
+    again = recent.at_random_bins(10)
+    for (_, _, first), (_, _, second) in zip(drawn, again, strict=True):
+        torch.testing.assert_close(first, second)  # its own seeded draws, the same each time
+    assert all(int(bins.max()) < 10 for _, _, bins in drawn)
