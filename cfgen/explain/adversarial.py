@@ -32,16 +32,22 @@ from captum.robust import FGSM, PGD, MinParamPerturbation
 from cfgen.errors import ConfigError
 from cfgen.explain.base import Classifier, CounterfactualExplainer, resolve_target
 from cfgen.explain.options import check_options, factory_options
-from cfgen.explain.score import posterior_logit
+from cfgen.explain.score import explained_logit
 
 LOW, HIGH = -1.0, 1.0
 
 Attack = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def target_loss(posterior: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-query cross-entropy between posteriors and target posteriors, (N,), (N,) -> (N,)."""
-    return F.binary_cross_entropy_with_logits(posterior_logit(posterior), target, reduction="none")
+def target_loss(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-query cross-entropy between the explained logits and target posteriors, (N,), (N,) ->
+    (N,)."""
+    return F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+
+
+def _logit_of(classifier: Classifier) -> Classifier:
+    """The classifier's explained logit (`explained_logit`): what the attacks differentiate."""
+    return lambda images: explained_logit(classifier, images)
 
 
 def _without_grad_warning(attack: Attack) -> Attack:
@@ -57,7 +63,7 @@ def _without_grad_warning(attack: Attack) -> Attack:
 
 def _pgd(classifier: Classifier, steps: int = 10, step_factor: float = 2.5) -> Attack:
     """Targeted PGD; step size = step_factor * radius / steps (Madry et al.'s rule)."""
-    pgd = PGD(classifier, target_loss, lower_bound=LOW, upper_bound=HIGH)
+    pgd = PGD(_logit_of(classifier), target_loss, lower_bound=LOW, upper_bound=HIGH)
 
     def attack(x: torch.Tensor, radius: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         step_size = step_factor * radius / steps
@@ -68,7 +74,7 @@ def _pgd(classifier: Classifier, steps: int = 10, step_factor: float = 2.5) -> A
 
 def _fgsm(classifier: Classifier) -> Attack:
     """Targeted FGSM: one signed-gradient step of size `radius`."""
-    fgsm = FGSM(classifier, target_loss, lower_bound=LOW, upper_bound=HIGH)
+    fgsm = FGSM(_logit_of(classifier), target_loss, lower_bound=LOW, upper_bound=HIGH)
     return _without_grad_warning(
         lambda x, radius, target: fgsm.perturb(x, radius, target, targeted=True)
     )
@@ -188,7 +194,8 @@ class OptimisationCounterfactual(CounterfactualExplainer):
                 moved = (x + change).clamp(LOW, HIGH)
                 distance = (moved - x).abs().flatten(1).mean(dim=1)
                 # Summed over queries: each query's step is independent of the batch size.
-                loss = target_loss(self.classifier(moved), target) + self.l1_weight * distance
+                logit = explained_logit(self.classifier, moved)
+                loss = target_loss(logit, target) + self.l1_weight * distance
                 # Only the change gets a gradient: the classifier's weights stay untouched.
                 (change.grad,) = torch.autograd.grad(loss.sum(), change)
                 optimiser.step()

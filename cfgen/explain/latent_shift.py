@@ -45,7 +45,7 @@ import torch
 from cfgen.bins import bin_centre
 from cfgen.errors import ClassifierError, ConfigError, DataError
 from cfgen.explain.base import Classifier, CounterfactualExplainer, resolve_target
-from cfgen.explain.score import posterior_logit
+from cfgen.explain.score import explained_logit
 from cfgen.explain.strip import Strip
 from cfgen.models.autoencoder import Autoencoder, load_autoencoder
 
@@ -209,16 +209,16 @@ class LatentShift(CounterfactualExplainer):
         gradient is 0), and the posteriors of the reconstructions, (N,)."""
         codes = codes.detach().requires_grad_(True)
         with torch.enable_grad():
-            posterior = self.classifier(self.autoencoder.decode(codes))
-            if not posterior.requires_grad:
+            logit = explained_logit(self.classifier, self.autoencoder.decode(codes))
+            if not logit.requires_grad:
                 raise ClassifierError(
                     "latent shift needs the classifier's gradient, but its output carries none "
                     "(it is detached, computed under torch.no_grad, or thresholded); give a "
                     "differentiable classifier, e.g. one returning logits or probabilities"
                 )
-            (gradient,) = torch.autograd.grad(posterior_logit(posterior).sum(), codes)
+            (gradient,) = torch.autograd.grad(logit.sum(), codes)
         norm = gradient.flatten(1).norm(dim=1).view(-1, *[1] * (codes.dim() - 1))
-        posterior = posterior.detach()
+        posterior = torch.sigmoid(logit.detach())
         interior = (posterior > 0) & (posterior < 1)
         if not bool((norm > 0).any()) and bool(interior.any()):
             raise ClassifierError(

@@ -1,20 +1,23 @@
 """The scalar that a baseline explainer attributes: the classifier's score toward the target.
 
-The black box gives one posterior p = f(x) per image, (N,). An explanation asked for a target
-posterior t answers "what in x moves f toward t?": toward 1 when t >= f(x), toward 0 otherwise.
-`DirectionScore` turns f into a two-column output, (N, 2): column 0 is the score of moving up,
-column 1 the score of moving down, so captum's `target=` index picks the direction per query and
-every map comes out signed the same way: positive = evidence toward the target.
+The black box gives one posterior p = f(x) per image, (N,), and, when it is a `BlackBox` over
+logits, the logit z of the explained class itself (`explained_logit`): read from the model's
+scores, not recovered from a float32 posterior that saturates at |z| > ~16.6. An explanation
+asked for a target posterior t answers "what in x moves f toward t?": toward 1 when t >= f(x),
+toward 0 otherwise. `DirectionScore` turns f into a two-column output, (N, 2): column 0 is the
+score of moving up, column 1 the score of moving down, so captum's `target=` index picks the
+direction per query and every map comes out signed the same way: positive = evidence toward the
+target.
 
 Scores (`SCORES`), chosen by name:
-- `logit`: z = log p - log(1 - p) and -z. Gradients do not vanish when p saturates, and on a
-  logistic-linear classifier the gradient is exactly the weight vector. Default.
+- `logit`: z and -z. Gradients do not vanish when p saturates, and on a logistic-linear
+  classifier the gradient is exactly the weight vector. Default.
 - `posterior`: p and 1 - p, the raw output.
 - `log_posterior`: log p and log(1 - p), the (negative) cross-entropy of the target class that
   the second-order method of Singla et al. (2019) expands.
 
-A posterior that rounds to exactly 0 or 1 in float32 (|z| > ~16.6) carries no gradient whatever
-the score: the classifier's own sigmoid saturated.
+Only a classifier given as a plain callable of posteriors has its logit recovered from p
+(clamped), and carries no gradient where p rounds to exactly 0 or 1.
 """
 
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from torch import nn
 
 from cfgen.errors import ConfigError
 from cfgen.explain.base import Classifier, resolve_target
+from cfgen.models.blackbox_adapter import BlackBox
 
 # Keeps log(p) finite; 1 - 1e-7 is still distinct from 1 in float32.
 _EPS = 1e-7
@@ -36,17 +40,24 @@ def posterior_logit(posterior: torch.Tensor) -> torch.Tensor:
     return torch.log(posterior) - torch.log1p(-posterior)
 
 
-def _logit_scores(posterior: torch.Tensor) -> torch.Tensor:
-    logit = posterior_logit(posterior)
+def explained_logit(classifier: Classifier, images: torch.Tensor) -> torch.Tensor:
+    """Logit of the explained class, (N, C, H, W) -> (N,): a `BlackBox`'s own (`BlackBox.logit`),
+    else the log-odds of the callable's posterior."""
+    if isinstance(classifier, BlackBox):
+        return classifier.logit(images)
+    return posterior_logit(classifier(images))
+
+
+def _logit_scores(logit: torch.Tensor) -> torch.Tensor:
     return torch.stack([logit, -logit], dim=1)
 
 
-def _posterior_scores(posterior: torch.Tensor) -> torch.Tensor:
+def _posterior_scores(logit: torch.Tensor) -> torch.Tensor:
+    posterior = torch.sigmoid(logit)
     return torch.stack([posterior, 1 - posterior], dim=1)
 
 
-def _log_posterior_scores(posterior: torch.Tensor) -> torch.Tensor:
-    logit = posterior_logit(posterior)
+def _log_posterior_scores(logit: torch.Tensor) -> torch.Tensor:
     return torch.stack([F.logsigmoid(logit), F.logsigmoid(-logit)], dim=1)
 
 
@@ -79,7 +90,7 @@ class DirectionScore(nn.Module):
         self.score = check_score(score)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return SCORES[self.score](self.classifier(x))
+        return SCORES[self.score](explained_logit(self.classifier, x))
 
 
 def direction_index(

@@ -101,13 +101,31 @@ class BlackBox(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) images in [-1, 1] -> (N,) posterior of the target class, differentiable."""
+        scores = self._scores(images)  # checked first: the activation may not be chosen yet
+        return ACTIVATIONS[self.activation](scores)[:, self.target_index]
+
+    def _scores(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's scores (N, K) of checked images; the scores checked on first use."""
         self._check_input(images)
         scores = self.model(images)
         if not self.checked:
             self._check_scores(images, scores)
             self.checked = True
-        scores = scores.reshape(len(images), -1)
-        return ACTIVATIONS[self.activation](scores)[:, self.target_index]
+        return scores.reshape(len(images), -1)
+
+    def logit(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N,) logit of the target class, read from the model's scores so that
+        its gradient survives where the float32 posterior is exactly 0 or 1: the score itself
+        (sigmoid), the score minus the log-sum-exp of the others (softmax: the log-odds of the
+        class against the rest), or the log-odds of a model that returns probabilities."""
+        scores = self._scores(images)
+        target = scores[:, self.target_index]
+        if self.activation == "none":
+            return torch.logit(target.clamp(1e-7, 1 - 1e-7))
+        if self.activation == "sigmoid":
+            return target
+        others = torch.cat([scores[:, : self.target_index], scores[:, self.target_index + 1 :]], 1)
+        return target - others.logsumexp(dim=1)
 
     def check(self, example: torch.Tensor) -> None:
         """Run the output checks now on `example` `(N, C, H, W)` instead of on first use."""

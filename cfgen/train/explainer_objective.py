@@ -26,11 +26,11 @@ import torch
 
 from cfgen.bins import bin_target
 from cfgen.errors import ConfigError
+from cfgen.explain.score import explained_logit
 from cfgen.losses import get_loss
 from cfgen.models.generator import Generator, Rendered
 from cfgen.train.augment import RandomViews
 from cfgen.train.explainer_options import ClassifierTerm, LossWeights
-from cfgen.train.explainer_steps import classifier_logit
 
 
 @dataclass
@@ -54,7 +54,7 @@ class GeneratorObjective:
         self.views = RandomViews(self.term.view_shift, self.term.view_blur, self.term.view_noise)
 
     def _consistency(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.classifier_loss(classifier_logit(self.classifier, images), target)
+        return self.classifier_loss(explained_logit(self.classifier, images), target)
 
     def losses(
         self,

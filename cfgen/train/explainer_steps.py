@@ -1,7 +1,5 @@
 """What the explainer's training steps are made of, apart from the module that runs them.
 
-- `classifier_logit`: the explained class's logit, so the classifier terms keep a gradient where
-  the float32 posterior saturates;
 - `generator_steps_done` / `optimizer_steps`: the one conversion between generator steps and
   Lightning's optimiser steps (n_critic discriminator steps + 1 generator step each);
 - `generator_optimizers`: Adam for both networks, with the learning rates' decay;
@@ -24,26 +22,7 @@ from cfgen.errors import ConfigError
 from cfgen.evaluate.shift import shift_summary
 from cfgen.explain.rendering import generator_strip
 from cfgen.explain.strip import Strip
-from cfgen.models.blackbox_adapter import BlackBox
 from cfgen.train.explainer_options import Optimisation
-
-
-def classifier_logit(classifier: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Logit of the explained class, (N, C, H, W) -> (N,), without saturating.
-
-    For a `BlackBox` over logits the raw score is used, so the gradient survives where the
-    float32 posterior is exactly 0 or 1; otherwise the log-odds of the posterior.
-    """
-    if isinstance(classifier, BlackBox) and classifier.output == "logits" and classifier.checked:
-        scores = classifier.model(images).reshape(len(images), -1)
-        target = scores[:, classifier.target_index]
-        if classifier.activation == "sigmoid":
-            return target
-        others = torch.cat(
-            [scores[:, : classifier.target_index], scores[:, classifier.target_index + 1 :]], 1
-        )
-        return target - others.logsumexp(dim=1)
-    return torch.logit(classifier(images).clamp(1e-6, 1 - 1e-6))
 
 
 def generator_steps_done(global_step: int, n_critic: int) -> int:

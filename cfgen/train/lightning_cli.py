@@ -21,6 +21,7 @@ A training module plugs in with `run_cli(ModelClass, DataModuleClass, argv, run_
 `after_test` hooks (see `cfgen.train.classifier`).
 """
 
+import dataclasses
 import inspect
 import signal
 import sys
@@ -134,8 +135,8 @@ class CfgenCLI(LightningCLI):
         path = self.trainer.ckpt_path or self.subcommand_config().get("ckpt_path")
         saved = safe_torch_load(path) if path and Path(path).is_file() else {}
         sections = [
-            ("model", _public(saved.get("hyper_parameters", {})), _public(self.model.hparams)),
-            ("data", _public(saved.get("datamodule_hyper_parameters", {})), self._data_hparams()),
+            ("model", _flat(saved.get("hyper_parameters", {})), _flat(self.model.hparams)),
+            ("data", _flat(saved.get("datamodule_hyper_parameters", {})), self._data_hparams()),
         ]
         changed = [
             f"{section}.{key} is {before[key]!r} in the checkpoint, {now[key]!r} here"
@@ -157,7 +158,7 @@ class CfgenCLI(LightningCLI):
         )
 
     def _data_hparams(self) -> dict:
-        return _public(getattr(self.datamodule, "hparams", {}) or {})
+        return _flat(getattr(self.datamodule, "hparams", {}) or {})
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -282,6 +283,20 @@ def run_cli(
 def _public(hparams: Any) -> dict:
     """Hyper-parameters without Lightning's private entries (`_instantiator`)."""
     return {key: value for key, value in dict(hparams).items() if not key.startswith("_")}
+
+
+def _flat(hparams: Any) -> dict:
+    """`_public` hyper-parameters with option groups (dicts, dataclasses) flattened to dotted
+    keys (`generator.width`), so that a difference names the one setting that changed."""
+    flat = {}
+    for key, value in _public(hparams).items():
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        if isinstance(value, dict):
+            flat.update({f"{key}.{inner}": item for inner, item in _flat(value).items()})
+        else:
+            flat[key] = value
+    return flat
 
 
 def _require_training_checkpoint(path: str, loaded: Any, model_class: type) -> None:

@@ -72,8 +72,8 @@ def explainer_run(ws: Workspace, width: int, *extra) -> list:
         "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
         "--data.n_train", "8", "--data.n_val", "8", "--data.n_test", "8",
         "--data.batch_size", "4", "--data.steps_per_epoch", "1", "--model.n_bins", "4",
-        "--model.generator_width", str(width), "--model.generator_max_width", "16",
-        "--model.discriminator_width", "8", "--model.discriminator_max_width", "16",
+        "--model.generator.width", str(width), "--model.generator.max_width", "16",
+        "--model.discriminator.width", "8", "--model.discriminator.max_width", "16",
         "--monitor.n_queries", "4", *extra,
     ]  # fmt: skip
 

@@ -8,8 +8,6 @@ classifier term uses (the target bin's centre for the classifier term, the query
 for the reconstruction term), the signs, and that a weight of 0 leaves its term out.
 """
 
-import math
-
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -18,10 +16,9 @@ from torch.optim.swa_utils import AveragedModel
 
 from cfgen.errors import ConfigError
 from cfgen.io import load_bundle
-from cfgen.models.blackbox import BlackBox
 from cfgen.models.generator import Rendered
 from cfgen.train.explainer import ExplainerModule
-from cfgen.train.explainer_steps import classifier_logit, warmup_ema
+from cfgen.train.explainer_steps import warmup_ema
 from tests.helpers import tiny_networks
 
 N_BINS = 10
@@ -377,49 +374,3 @@ def test_export_writes_the_ema_generator_not_the_raw_one(tmp_path):
     for key, value in ema.items():
         torch.testing.assert_close(exported[key], value, msg=key)
     assert any(not torch.equal(exported[key], raw[key]) for key in raw)
-
-
-# --- classifier_logit ------------------------------------------------------------------------
-
-
-class FixedScores(nn.Module):
-    """Returns the same (N, K) scores whatever the images (one row per image)."""
-
-    def __init__(self, scores: torch.Tensor) -> None:
-        super().__init__()
-        self.scores = nn.Parameter(scores)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scores[: len(x)] + 0 * x.mean()
-
-
-def test_classifier_logit_of_a_softmax_head_is_the_log_odds_of_the_target_class():
-    scores = torch.tensor([[0.0, 2.0, -1.0], [1.0, -3.0, 0.5], [0.0, 40.0, 0.0]])
-    box = BlackBox(FixedScores(scores), target_index=1, output="logits", activation="softmax")
-    images = torch.zeros(3, 3, SIZE, SIZE)
-    box.check(images)
-    logits = classifier_logit(box, images)
-    # log p / (1 - p) with p = softmax(scores)[1]: the target score minus logsumexp of the others.
-    by_hand = torch.tensor(
-        [
-            2.0 - math.log(math.exp(0.0) + math.exp(-1.0)),
-            -3.0 - math.log(math.exp(1.0) + math.exp(0.5)),
-            40.0 - math.log(2.0),
-        ]
-    )
-    torch.testing.assert_close(logits, by_hand)
-    # Where the posterior is not saturated it is exactly the log-odds of what the box returns.
-    torch.testing.assert_close(logits[:2], torch.logit(box(images).double())[:2].float())
-    # Saturated (p = 1.0 in float32): still the true log-odds with a gradient, not a clamp.
-    assert box(images)[2].item() == 1.0
-    box.model.scores.requires_grad_(True)
-    classifier_logit(box, images)[2].backward()
-    torch.testing.assert_close(box.model.scores.grad[2], torch.tensor([-0.5, 1.0, -0.5]))
-
-
-def test_classifier_logit_of_a_sigmoid_head_is_the_raw_target_score():
-    scores = torch.tensor([[0.3, -7.0], [2.0, 30.0]])
-    box = BlackBox(FixedScores(scores), target_index=1, output="logits", activation="sigmoid")
-    images = torch.zeros(2, 3, SIZE, SIZE)
-    box.check(images)
-    torch.testing.assert_close(classifier_logit(box, images), torch.tensor([-7.0, 30.0]))
