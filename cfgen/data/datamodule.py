@@ -12,6 +12,7 @@ naming the choices. A value that contradicts the classifier's is refused.
 """
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import pytorch_lightning as pl
@@ -249,6 +250,23 @@ class AttributeDataModule(pl.LightningDataModule):
         self._splits = splits
         if self.target is not None:
             self.target_index  # noqa: B018 -- fail at setup, not at the first batch
+
+    def training_record(self) -> dict:
+        """What a model trained on this module saw, for its bundle (`meta.data`): the source
+        and where it lives, the seed (the synthetic faces, or a folder's split without a split
+        column), the training part, and the splits it read (the weights' and the validation
+        that chose among checkpoints). The evaluation refuses queries from any of them
+        (`cfgen.evaluate.held_out`)."""
+        options = self.hparams
+        root = None if options.root is None else str(Path(options.root).resolve())
+        return {
+            "source": options.source,
+            "root": root,
+            "csv": options.csv,
+            "seed": options.seed,
+            "train_part": options.train_part,
+            "splits": ["train", "val"],
+        }
 
     def _split(self, index: int) -> Dataset:
         if self._splits is None:

@@ -57,7 +57,9 @@ def data_module(
     sizes = {name: 1 for name in SPLITS}
     sizes[NEIGHBOUR_SPLIT] = max(config.n_neighbours, 1)
     sizes[REFERENCE_SPLIT] = max(config.n_real, 1)
-    sizes[config.split] = max(sizes[config.split], config.n_queries)
+    # Queries drawn from a reference split come first, the reference after them.
+    ahead = sizes[config.split] if config.split in (NEIGHBOUR_SPLIT, REFERENCE_SPLIT) else 0
+    sizes[config.split] = ahead + config.n_queries
     module = AttributeDataModule(
         source=options.source,
         root=options.root,
@@ -78,11 +80,11 @@ def data_module(
     return module
 
 
-def take(dataset: Dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `n` images (n, C, H, W) and label rows (n, A) of a dataset."""
+def take(dataset: Dataset, n: int, skip: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` images (n, C, H, W) and label rows (n, A) of a dataset, after its first `skip`."""
     if hasattr(dataset, "images"):  # the synthetic world holds its tensors
-        return dataset.images[:n], dataset.labels[:n]
-    items = [dataset[i] for i in range(min(n, len(dataset)))]
+        return dataset.images[skip : skip + n], dataset.labels[skip : skip + n]
+    items = [dataset[i] for i in range(skip, min(skip + n, len(dataset)))]
     images = torch.stack([item["image"] for item in items])
     return images, torch.stack([torch.as_tensor(item["labels"]) for item in items])
 
@@ -134,13 +136,17 @@ def build_context(config, classifier: Classifier, module: AttributeDataModule) -
     )
     if hasattr(queries, "factors"):  # the synthetic world: factors, region masks, re-rendering
         _use_world(context, queries, target, config)
+    # On the validation or training split, the queries are the first images and the reference
+    # sets the ones after them: no query is its own reference or neighbour.
     if config.n_real > 0:
-        reference, reference_labels = take(module.val_dataset, config.n_real)
+        skip = config.n_queries if config.split == REFERENCE_SPLIT else 0
+        reference, reference_labels = take(module.val_dataset, config.n_real, skip)
         context.real_images = reference
         context.real_posteriors = posteriors(classifier, reference, config.batch_size)
         context.real_labels = reference_labels[:, module.target_index].float()
     if config.n_neighbours > 0:
-        neighbours, labels = take(module.train_dataset, config.n_neighbours)
+        skip = config.n_queries if config.split == NEIGHBOUR_SPLIT else 0
+        neighbours, labels = take(module.train_dataset, config.n_neighbours, skip)
         labels = labels[:, module.target_index].float()
         if int(torch.isfinite(labels).sum()) >= config.neighbour_k:
             context.neighbours = NearestNeighbourJudge(neighbours, labels, config.neighbour_k)

@@ -8,6 +8,7 @@ an error.
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from cfgen.data.datamodule import AttributeDataModule
@@ -15,6 +16,7 @@ from cfgen.errors import ClassifierMismatchError, ConfigError
 from cfgen.evaluate.bias import BiasConfig
 from cfgen.evaluate.build import SPLITS, build_context, data_module
 from cfgen.evaluate.context import EvalContext
+from cfgen.evaluate.held_out import check_held_out
 from cfgen.evaluate.maps import MAP_SCORES
 from cfgen.evaluate.scoring import COUNTERFACTUAL_SCORES
 from cfgen.explain.base import Classifier, CounterfactualExplainer, Explainer
@@ -171,6 +173,8 @@ class SuiteInputs:
     counterfactual_methods: dict[str, CounterfactualExplainer]
     saliency_methods: dict[str, Explainer]
     bias_explainers: tuple[CounterfactualExplainer, CounterfactualExplainer] | None = None
+    # Models whose bundles record nothing of their training data: not checked as held out.
+    unrecorded: list[str] = field(default_factory=list)
 
 
 def _explainer(
@@ -252,6 +256,10 @@ def load_inputs(config: SuiteConfig) -> SuiteInputs:
             f"{explainer.n_bins} bins; leave n_bins unset to use them"
         )
     module = data_module(config, _classifier_source(config), explainer.generator.image_size)
+    options = config.data
+    unrecorded = check_held_out(
+        _bundles(config), options.source, options.root, config.split, config.seed
+    )
     module.setup()
     _check_shape(module, explainer, config.explainer)
     context = build_context(config, classifier, module)
@@ -266,4 +274,20 @@ def load_inputs(config: SuiteConfig) -> SuiteInputs:
         if config.bias.unbiased_explainer is not None:
             unbiased = _explainer(config.bias.unbiased_explainer, 0)
         bias = (_explainer(config.bias.biased_explainer, 0), unbiased)
-    return SuiteInputs(context, {**pe, **adversarial}, saliency, bias)
+    return SuiteInputs(context, {**pe, **adversarial}, saliency, bias, unrecorded)
+
+
+def _bundles(config: SuiteConfig) -> dict[str, str]:
+    """Every model file the evaluation reads, by its role."""
+    named = {
+        "explainer": config.explainer,
+        "classifier": _classifier_source(config),
+        "judge": config.judge,
+        "robust judge": config.robust_judge,
+        "oracle": config.oracle,
+        "biased explainer": config.bias.biased_explainer,
+        "latent shift's autoencoder": config.explainer_options.get("latent_shift", {}).get(
+            "autoencoder"
+        ),
+    }
+    return {role: str(path) for role, path in named.items() if path and Path(path).is_file()}

@@ -91,6 +91,7 @@ def run_suite(config: SuiteConfig, inputs: SuiteInputs) -> tuple[dict, dict[str,
     context = replace(inputs.context.head(n), seed=config.seed)
     shown = slice(0, config.report_queries)
     results: dict = {"methods": {}, "timing": {}, "n_queries": n, "n_map_queries": n_map}
+    results["held_out"] = {"unrecorded": list(inputs.unrecorded)}
     images: dict[str, np.ndarray] = {"queries": context.queries[shown].numpy()}
     with torch.no_grad():
         images["query_posteriors"] = context.classifier(context.queries[shown]).numpy()

@@ -28,7 +28,7 @@ from torchmetrics.image import PeakSignalNoiseRatio
 from cfgen.errors import ConfigError
 from cfgen.io import save_bundle
 from cfgen.models.autoencoder import BUNDLE_KIND, Autoencoder
-from cfgen.train.lightning_cli import CfgenCLI, run_cli
+from cfgen.train.lightning_cli import CfgenCLI, run_cli, training_data
 from cfgen.train.schedule import adamw_one_cycle, check_adamw
 
 BUNDLE_NAME = "autoencoder.pt"
@@ -136,6 +136,7 @@ class AutoencoderModule(pl.LightningModule):
             self.autoencoder.config(),
             self.autoencoder.state_dict(),
             validation=self.validation_figures,
+            data=training_data(self),
         )
 
     def on_fit_end(self) -> None:

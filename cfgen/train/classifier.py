@@ -39,7 +39,7 @@ from cfgen.errors import ConfigError, DataError
 from cfgen.io import save_bundle
 from cfgen.models.blackbox_adapter import ACTIVATIONS
 from cfgen.models.classifiers import build_classifier
-from cfgen.train.lightning_cli import CfgenCLI, run_cli
+from cfgen.train.lightning_cli import CfgenCLI, run_cli, training_data
 from cfgen.train.robust import fgsm_random_start
 from cfgen.train.schedule import check_adamw
 
@@ -79,6 +79,9 @@ class ClassifierModule(pl.LightningModule):
         adversarial_radius: > 0 trains on adversarial images within this L-infinity radius (in
             the [-1, 1] units of the images; `cfgen.train.robust`, fast FGSM with a random
             start): a robust classifier, the evaluation's robust judge. 0: plain training.
+        adversarial_warmup: the share of training over which the radius grows linearly from 0
+            to `adversarial_radius` (a network attacked at the full radius from its first step
+            may not start to learn at all: docs/DESIGN.md, "The robust judge").
 
     The data facts (attribute names, target, image size, channels) are not arguments: they
     come from the datamodule in `setup`, or from `configure_data` when used without a Trainer.
@@ -92,12 +95,18 @@ class ClassifierModule(pl.LightningModule):
         pretrained: bool = False,
         schedule: Literal["cosine", "constant"] = "cosine",
         adversarial_radius: float = 0.0,
+        adversarial_warmup: float = 0.4,
     ) -> None:
         super().__init__()
         if not 0.0 <= adversarial_radius < 1.0:
             raise ConfigError(
                 f"adversarial_radius is an L-infinity radius in [-1, 1] image units: give a "
                 f"value in [0, 1), e.g. 0.03; got {adversarial_radius}"
+            )
+        if not 0.0 <= adversarial_warmup <= 1.0:
+            raise ConfigError(
+                f"adversarial_warmup is a share of the training steps: give a value in [0, 1], "
+                f"got {adversarial_warmup}"
             )
         check_adamw(lr, weight_decay)
         self.save_hyperparameters()
@@ -203,10 +212,14 @@ class ClassifierModule(pl.LightningModule):
         if self.label_columns is not None:
             labels = labels[:, self.label_columns]
         return fgsm_random_start(
-            lambda images: logits_loss(self(images), labels),
-            batch["image"],
-            self.hparams.adversarial_radius,
+            lambda images: logits_loss(self(images), labels), batch["image"], self._radius()
         )
+
+    def _radius(self) -> float:
+        """The attack's radius at this step: `adversarial_radius` after the warm-up."""
+        warmup = self.hparams.adversarial_warmup * self.trainer.estimated_stepping_batches
+        done = 1.0 if warmup <= 0 else min(1.0, self.global_step / warmup)
+        return self.hparams.adversarial_radius * done
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
         loss, posterior, labels = self._target_scores(batch)
@@ -261,7 +274,12 @@ class ClassifierModule(pl.LightningModule):
         """Write the classifier bundle to `path`."""
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
         return save_bundle(
-            path, "classifier", self.bundle_config(), self.network.state_dict(), metrics=metrics
+            path,
+            "classifier",
+            self.bundle_config(),
+            self.network.state_dict(),
+            metrics=metrics,
+            data=training_data(self),
         )
 
     def on_fit_end(self) -> None:

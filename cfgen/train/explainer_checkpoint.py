@@ -24,6 +24,7 @@ from cfgen.errors import CheckpointError, TrainingDivergedError
 from cfgen.explain.bundle import EXPLAINER_KIND, explainer_config
 from cfgen.io import save_bundle
 from cfgen.models.blackbox_record import classifier_record, record_difference
+from cfgen.train.lightning_cli import training_data
 
 BUNDLE_NAME = "explainer.pt"
 
@@ -88,6 +89,7 @@ class ExplainerCheckpoint(pl.LightningModule):
             self.bundle_config(),
             self.ema_generator.state_dict(),
             global_step=int(self.global_step),
+            data=training_data(self),
         )
 
     def on_fit_end(self) -> None:

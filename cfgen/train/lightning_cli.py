@@ -280,6 +280,15 @@ def run_cli(
     return 0
 
 
+def training_data(model: Any) -> dict | None:
+    """The record of what a LightningModule was trained on (its trainer's data module's
+    `training_record`), for its bundle; None outside a trainer or without such a record."""
+    trainer = getattr(model, "_trainer", None)
+    module = getattr(trainer, "datamodule", None)
+    record = getattr(module, "training_record", None)
+    return record() if callable(record) else None
+
+
 def _public(hparams: Any) -> dict:
     """Hyper-parameters without Lightning's private entries (`_instantiator`)."""
     return {key: value for key, value in dict(hparams).items() if not key.startswith("_")}

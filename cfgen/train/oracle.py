@@ -42,7 +42,7 @@ from cfgen.errors import ConfigError
 from cfgen.io import save_bundle
 from cfgen.models.oracle import BUNDLE_KIND, Oracle, build_oracle
 from cfgen.train.classifier import masked_bce
-from cfgen.train.lightning_cli import CfgenCLI, run_cli
+from cfgen.train.lightning_cli import CfgenCLI, run_cli, training_data
 from cfgen.train.schedule import adamw_one_cycle, check_adamw
 
 BUNDLE_NAME = "oracle.pt"
@@ -239,6 +239,7 @@ class OracleModule(pl.LightningModule):
             self.oracle.state_dict(),
             image_size=self.image_size,
             validation=self.validation_figures,
+            data=training_data(self),
         )
 
     def on_fit_end(self) -> None:

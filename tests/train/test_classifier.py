@@ -127,8 +127,12 @@ def test_fit_exports_a_bundle_that_loads_as_the_black_box(fitted):
         "in_channels": 3,
         "output": "logits",
         "activation": "sigmoid",
+        "adversarial_radius": 0.0,
     }
     assert set(bundle["meta"]["metrics"]) >= {"val/auc", "train/loss"}
+    # A data module without a training record leaves none (AttributeDataModule's is checked in
+    # tests/evaluate/test_held_out.py).
+    assert bundle["meta"]["data"] is None
     box = load_blackbox(str(run_dir / BUNDLE_NAME))
     assert box.target_name == "Smiling"
     posterior = box(torch.rand(4, 3, 8, 8) * 2 - 1)
@@ -168,6 +172,8 @@ def test_fit_saves_the_resolved_config_and_last_checkpoint(fitted):
         "weight_decay": 1e-4,
         "pretrained": False,
         "schedule": "cosine",
+        "adversarial_radius": 0.0,
+        "adversarial_warmup": 0.4,
     }
     assert config["trainer"]["max_epochs"] == 2
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
@@ -245,3 +251,19 @@ def test_a_class_target_trains_a_softmax_over_its_column_on_grey_images(tmp_path
             row["test/class_acc"] for row in csv.DictReader(handle) if row["test/class_acc"]
         ]
     assert float(accuracy) >= 0.9
+
+
+def test_adversarial_training_attacks_within_the_radius_after_its_warm_up():
+    """FGSM with a random start stays in the L-infinity ball and raises the loss it attacks."""
+    from cfgen.train.robust import fgsm_random_start
+
+    weights = torch.randn(3 * 8 * 8)
+    images = torch.rand(16, 3, 8, 8) * 1.6 - 0.8
+
+    def loss(x):
+        return (x.flatten(1) @ weights).sum()
+
+    attacked = fgsm_random_start(loss, images, radius=0.05)
+    assert (attacked - images).abs().max() <= 0.05 + 1e-6
+    assert loss(attacked) > loss(images)
+    torch.testing.assert_close(fgsm_random_start(loss, images, radius=0.0), images)
