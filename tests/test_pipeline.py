@@ -14,6 +14,7 @@ def test_demo_config_lists_every_stage_in_order():
         "classifier",
         "classifier_confounded",
         "judge",
+        "robust_judge",
         "oracle",
         "autoencoder",
         "explainer",
@@ -73,6 +74,7 @@ def test_demo_runs_each_stage_once_and_reuses_them_after(tmp_path, monkeypatch, 
         "classifier",
         "classifier",
         "classifier",
+        "classifier",
         "oracle",
         "autoencoder",
         "explainer",
@@ -80,7 +82,7 @@ def test_demo_runs_each_stage_once_and_reuses_them_after(tmp_path, monkeypatch, 
         "generate",
         "evaluate",
     ]
-    explainer_argv = calls[5][1]
+    explainer_argv = calls[6][1]
     classifier_folder = explainer_argv[explainer_argv.index("--model.classifier") + 1]
     assert classifier_folder.startswith(f"{out}/classifier-") and classifier_folder.endswith(
         "/classifier.pt"
@@ -95,7 +97,7 @@ def test_demo_runs_each_stage_once_and_reuses_them_after(tmp_path, monkeypatch, 
     calls.clear()
     pipeline.main(["--quick", "--out", out])
     assert calls == []
-    assert printed.count("reusing") == 0 and capsys.readouterr().out.count("reusing finished") == 9
+    assert printed.count("reusing") == 0 and capsys.readouterr().out.count("reusing finished") == 10
 
 
 def test_run_pipeline_returns_every_folder(tmp_path):
