@@ -12,7 +12,8 @@ replace it with your model and its weights, and set `OUTPUT` (the column of the 
 explain) and `ACTIVATION` (sigmoid, softmax or none) to how your model reads.
 
 Writes <out>/explainer.pt (it records that its classifier was given in memory, with a
-fingerprint of its weights), <out>/strips/ (per image: the image, then its frame at each
+fingerprint of its weights; <out>/strips/ holds its training's monitor strips),
+<out>/counterfactuals/ (per image: the image, then its frame at each
 posterior bin, the classifier's posterior under each) and <out>/report/ (report.html,
 results.json: the explainer beside a gradient saliency map on the test images).
 """
@@ -85,7 +86,7 @@ def evaluate(explainer: cfgen.ProgressiveExaggeration, folder: Path, size: int, 
     gradient = cfgen.build_explainer("gradient", explainer.classifier)
     config = cfgen.SuiteConfig(
         explainer=str(args.out / "explainer.pt"), out=str(args.out / "report"), overwrite=True,
-        baselines=["gradient"], adversarial=[], saliency_metrics=["faithfulness"], logger="none",
+        baselines=["gradient"], adversarial=[], map_metrics=["faithfulness"], logger="none",
     )  # fmt: skip
     inputs = cfgen.SuiteInputs(context, {"pe": explainer}, {"gradient": gradient})
     return cfgen.run_evaluation(config, inputs)
@@ -111,10 +112,12 @@ def main() -> None:
     classifier = my_classifier(args.images, size, steps)
     explainer = train_explainer(classifier, args.images, size, args)
     queries = cfgen.open_input(str(args.images), 0, size, 3)
-    written = cfgen.generate_strips(explainer, queries, args.out / "strips", batch_size=64)
+    # Not args.out / "strips": training's monitor writes its step strips there.
+    strips = args.out / "counterfactuals"
+    written = cfgen.generate_strips(explainer, queries, strips, batch_size=64, overwrite=True)
     results = evaluate(explainer, args.images, size, args)
     shift = results["methods"]["pe"]["metrics"]["shift"]
-    print(f"{written} strips in {args.out / 'strips'}; report {results['paths']['html']}")
+    print(f"{written} strips in {strips}; report {results['paths']['html']}")
     print(f"PE: flip rate {shift['flip_rate']:.3f}, compat MAE {shift['compat_mae']:.3f}")
 
 

@@ -7,8 +7,8 @@
 `from_checkpoint` loads the explainer with the classifier it was trained for, read as it was
 then (its output and activation); pass `classifier=` for one held in memory. `--images` is a
 folder of images (any size: they are resized to the explainer's) or an attribute folder. Writes
-<out>/strips/<id>.png per image, <out>/overview.png and <out>/strips.json (as `cfgen generate`
-does), then prints the posteriors along the strip of the first image.
+<out>/strips/ (as `cfgen generate` does: strips/<id>.png per image, overview.png,
+strips.json), then prints the posteriors along the strip of the first image.
 """
 
 import argparse
@@ -36,8 +36,9 @@ def main() -> None:
     explainer = cfgen.ProgressiveExaggeration.from_checkpoint(args.explainer)
     size, channels = explainer.generator.image_size, explainer.generator.channels
     queries = cfgen.open_input(str(args.images), 0, size, channels)
-    written = cfgen.generate_strips(explainer, queries, args.out, batch_size=64)
-    print(f"{written} strips written to {args.out}")
+    strips = args.out / "strips"
+    written = cfgen.generate_strips(explainer, queries, strips, batch_size=64, overwrite=True)
+    print(f"{written} strips written to {strips}")
 
     # The same in your own code: images (N, C, H, W) in [-1, 1] -> a strip of S frames.
     x = next(queries.batches(4)).images

@@ -10,8 +10,16 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # What each example leaves in its --out folder.
 WRITES = {
-    "explain_your_classifier.py": ["explainer.pt", "strips/strips.json", "report/report.html"],
-    "strips_from_a_bundle.py": ["strips.json", "overview.png", "work/explainer/explainer.pt"],
+    "explain_your_classifier.py": [
+        "explainer.pt",
+        "counterfactuals/strips.json",
+        "report/report.html",
+    ],
+    "strips_from_a_bundle.py": [
+        "strips/strips.json",
+        "strips/overview.png",
+        "work/explainer/explainer.pt",
+    ],
     "captum_beside_pe.py": ["report/report.html", "report/results.json"],
 }
 # Examples whose --quick trains the same tiny classifier and explainer first (`out/work`): they

@@ -118,7 +118,7 @@ def test_graph_reader_sees_every_kind_of_import():
     assert "cfgen.errors" in graph["cfgen.cli"]  # from cfgen.errors import CfgenError
     assert "cfgen.commands" in graph["cfgen.stages"]
     assert "cfgen.figures" in graph["cfgen.evaluate.report"]  # from cfgen import figures
-    assert "cfgen.evaluate.realism" in graph["cfgen.evaluate.loading"]  # inside a function
+    assert "cfgen.evaluate.realism" in graph["cfgen.evaluate.build"]  # inside a function
     assert {"cfgen.a", "cfgen.b"} in cycles({"cfgen.a": {"cfgen.b"}, "cfgen.b": {"cfgen.a"}})
 
 

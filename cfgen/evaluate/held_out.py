@@ -20,6 +20,10 @@ from cfgen.io import safe_torch_load
 
 def recorded_data(path: str) -> dict | None:
     """The training record of a cfgen bundle at `path`, or None when it has none."""
+    from cfgen.models.blackbox import archive_kind
+
+    if archive_kind(Path(path)) != "bundle":  # TorchScript, torch.export: no record
+        return None
     try:
         bundle = safe_torch_load(path)
     except CfgenError:  # not a torch file of weights (TorchScript, an export): no record

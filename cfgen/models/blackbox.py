@@ -35,7 +35,7 @@ Choice = int | str | None
 FORMER_OUTPUT_WORDS = ("logits", "probabilities")
 
 
-def _archive_kind(path: Path) -> str:
+def archive_kind(path: Path) -> str:
     """ "export" (torch.export `.pt2`), "torchscript" or "bundle", from the archive's entries."""
     if not zipfile.is_zipfile(path):
         return "bundle"  # not a zip at all: load_bundle explains what it is not
@@ -166,7 +166,7 @@ def load_blackbox(
     if _import_spec(source):
         return _from_import(source, output, activation, allow_import)
     path = _existing_file(source)
-    return LOADERS[_archive_kind(path)](path, output, activation)
+    return LOADERS[archive_kind(path)](path, output, activation)
 
 
 def _existing_file(source: str) -> Path:
@@ -230,7 +230,7 @@ def classifier_facts(source: str) -> dict:
     target, its output names, image size and channels, and its activation. Empty for other
     classifiers (TorchScript, torch.export, import paths), which record none of it."""
     path = Path(source)
-    if _import_spec(source) or not path.is_file() or _archive_kind(path) != "bundle":
+    if _import_spec(source) or not path.is_file() or archive_kind(path) != "bundle":
         return {}
     config = load_bundle(path, kind="classifier")["config"]
     return {key: config[key] for key in FACT_KEYS if key in config}
