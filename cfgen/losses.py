@@ -78,6 +78,16 @@ def context_l1(image: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor)
     return ((image - generated).abs() * keep).sum() / keep.sum().clamp_min(1.0)
 
 
+def inpaint_l1(image: torch.Tensor, drawn: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """Mean |x - drawn| over the hidden pixels: how well an inpainter redraws what it did not see.
+
+    `hidden`: (N, 1, H, W) in [0, 1], 1 where x was hidden. Averaged over the hidden pixels, so the
+    value does not depend on how much was hidden.
+    """
+    weight = hidden.expand_as(image)
+    return ((image - drawn).abs() * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 def mask_area(mask: torch.Tensor) -> torch.Tensor:
     """Mean of a blend mask (N, 1, H, W) in [0, 1]: the share of the image the generator redraws."""
     return mask.mean()
@@ -112,6 +122,7 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "embedding_l2": embedding_l2,
     "identity_l1": identity_l1,
     "context_l1": context_l1,
+    "inpaint_l1": inpaint_l1,
     "mask_area": mask_area,
     "mask_total_variation": mask_total_variation,
     "mask_binary": mask_binary,

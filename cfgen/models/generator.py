@@ -24,9 +24,17 @@ blend", which cites the ablation that chose between them):
 - `norm`: `batch` (official conditional batch norm) or `group` (conditional group norm: each
   image normalised on its own, the same computation in training and at inference; see
   `cfgen.models.blocks.normalisation`);
-- `mask_downsample` (`blend` only): the same for the mask channel alone, so that the blend
-  chooses regions of the generator's redraw rather than single pixels, while what is drawn keeps
-  the head's resolution.
+- `mask_downsample` (`blend` and `inpaint`): the same for the mask channel alone, so that the
+  blend chooses regions of the generator's redraw rather than single pixels, while what is drawn
+  keeps the head's resolution;
+- `output="inpaint"`: the network takes the image and a mask of what is hidden from it (one
+  more input channel) and returns what to draw and a mask. `render` makes two passes: the first
+  sees the whole query (nothing hidden) and chooses the mask m of what to redraw for the target
+  bin; the second sees the query with m hidden, x (1 - m), and draws c(x, m, bin) there; the
+  image is m c + (1 - m) x. `inpaint(x, hidden, bins)` is the second pass alone: trained to
+  reconstruct real images under random masks in their own bin, it learns what the hidden parts
+  of real images look like in each bin, so that what an edit draws is what the data draw
+  (docs/DESIGN.md, "Edits drawn by an inpainter").
 """
 
 from collections.abc import Callable
@@ -82,7 +90,11 @@ OUTPUTS: dict[str, tuple[int, Callable[[torch.Tensor, torch.Tensor], Rendered]]]
     "residual": (0, _residual),
     "blend": (1, _blend),
     "difference": (0, _image),  # each decode is a redraw; `render` takes their difference
+    "inpaint": (1, _blend),  # the second pass's drawing, blended through the first pass's mask
 }
+MASKED = ("blend", "inpaint")
+# The relaxed Bernoulli's temperature of the inpainter's mask in training (`choose_mask`).
+MASK_TEMPERATURE = 0.5
 
 
 @dataclass(frozen=True)
@@ -97,13 +109,15 @@ class GeneratorOptions:
             by addition, no weights added).
         output: how the head's channels become the image: image (official: the whole image
             redrawn, tanh), residual (x + tanh(delta)), blend (m * G + (1 - m) * x through a
-            learned mask m, which the mask loss weights penalise) or difference
-            (x + G(x, c) - G(x, c_x): the redraw's change between the two bins added to x).
+            learned mask m, which the mask loss weights penalise), difference
+            (x + G(x, c) - G(x, c_x): the redraw's change between the two bins added to x) or
+            inpaint (a mask m chosen from x, then m filled in from x with m hidden: what is
+            drawn is learned by reconstructing real images, weights.inpaint).
         edit_downsample: the edit is average-pooled by this factor and upsampled back before
             it is combined with the query (a smooth edit, no pixel noise); a divisor of the
             image size, 1 = full resolution.
-        mask_downsample: the same for the blend's mask alone (blend only), so that it chooses
-            regions rather than single pixels.
+        mask_downsample: the same for the mask alone (blend and inpaint only), so that it
+            chooses regions rather than single pixels.
         norm: conditional batch norm (official; its inference statistics: the averaging
             group's bn_statistics) or group norm (each image normalised on its own, the same
             computation in training and at inference).
@@ -112,7 +126,7 @@ class GeneratorOptions:
     width: int = 32
     max_width: int = 256
     skips: bool = False
-    output: Literal["image", "residual", "blend", "difference"] = "image"
+    output: Literal["image", "residual", "blend", "difference", "inpaint"] = "image"
     edit_downsample: int = 1
     mask_downsample: int = 1
     norm: Literal["batch", "group"] = "batch"
@@ -162,8 +176,10 @@ class Generator(nn.Module):
                 raise ConfigError(
                     f"{name}_downsample must be a divisor of image_size {image_size}, got {factor}"
                 )
-        if mask_downsample > 1 and output != "blend":
-            raise ConfigError("mask_downsample needs the blend output: set output='blend'")
+        if mask_downsample > 1 and output not in MASKED:
+            raise ConfigError(
+                "mask_downsample needs a mask: set output='blend' or output='inpaint'"
+            )
         self.image_size = image_size
         self.channels = channels
         self.n_bins = n_bins
@@ -174,7 +190,9 @@ class Generator(nn.Module):
         self.norm = norm
         levels = levels_for(image_size, embedding_size)
         widths = channel_widths(levels, base_width, max_width)
-        self.stem = nn.Conv2d(channels, widths[0], 3, padding=1)
+        # The inpainter also reads which pixels are hidden from it.
+        inputs = channels + (1 if output == "inpaint" else 0)
+        self.stem = nn.Conv2d(inputs, widths[0], 3, padding=1)
         self.down = nn.ModuleList(
             GeneratorBlock(widths[i], widths[i + 1], n_bins, "down", norm) for i in range(levels)
         )
@@ -189,9 +207,15 @@ class Generator(nn.Module):
             nn.Conv2d(widths[0], channels + extra_channels, 3, padding=1),
         )
 
-    def encode(self, x: torch.Tensor, target_bin: torch.Tensor) -> list[torch.Tensor]:
+    def encode(
+        self, x: torch.Tensor, target_bin: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """Features of `x` under bin `target_bin` at every level, full resolution first; the
-        last is the embedding, (N, W_max, 4, 4)."""
+        last is the embedding, (N, W_max, 4, 4). The inpainter also reads `hidden` (N, 1, H,
+        W), the mask of what is hidden from it (default: nothing), with x already hidden."""
+        if self.output == "inpaint":
+            hidden = torch.zeros_like(x[:, :1]) if hidden is None else hidden
+            x = torch.cat([x, hidden.to(x)], dim=1)
         features = [self.stem(x)]
         for block in self.down:
             features.append(block(features[-1], target_bin))
@@ -205,22 +229,60 @@ class Generator(nn.Module):
         Only the embedding (`features[-1]`) is read unless `skips` is set; `query` is read only
         by the `residual` and `blend` outputs.
         """
+        head = _low_pass(self._head(features, target_bin), self.edit_downsample)
+        if self.mask_downsample > 1:
+            mask_logit = _low_pass(head[:, -1:], self.mask_downsample)
+            head = torch.cat([head[:, :-1], mask_logit], dim=1)
+        return self._combine(head, query)
+
+    def _head(self, features: list[torch.Tensor], target_bin: torch.Tensor) -> torch.Tensor:
+        """The decoder's head output (N, C + extra, H, W) from `encode`'s features."""
         h = features[-1]
         for level, block in zip(reversed(range(len(self.up))), self.up, strict=True):
             h = block(h, target_bin)
             if self.skips:
                 h = h + features[level]
-        head = _low_pass(self.head(h), self.edit_downsample)
+        return self.head(h)
+
+    def choose_mask(self, x: torch.Tensor, target_bin: torch.Tensor) -> torch.Tensor:
+        """The inpainter's mask of what to redraw in `x` for `target_bin`, (N, 1, H, W) of 0/1
+        blocks of `mask_downsample` pixels: each block redrawn with the probability the first
+        pass gives it. In training a block is drawn from a relaxed Bernoulli (Gumbel-sigmoid,
+        temperature `MASK_TEMPERATURE`) and rounded, its gradient the relaxation's (straight
+        through), so that the hidden blocks are truly hidden from the second pass and the
+        classifier term can still move the probabilities; at inference a block is redrawn when
+        its probability exceeds 1/2. What FIDO does (Chang et al., ICLR 2019)."""
+        logits = self._head(self.encode(x, target_bin), target_bin)[:, -1:]
         if self.mask_downsample > 1:
-            mask_logit = _low_pass(head[:, -1:], self.mask_downsample)
-            head = torch.cat([head[:, :-1], mask_logit], dim=1)
-        return self._combine(head, query)
+            logits = F.avg_pool2d(logits, self.mask_downsample)
+        if self.training:
+            uniform = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+            noise = torch.log(uniform) - torch.log1p(-uniform)
+            relaxed = torch.sigmoid((logits + noise) / MASK_TEMPERATURE)
+            blocks = (relaxed > 0.5).to(relaxed) + relaxed - relaxed.detach()
+        else:
+            blocks = (logits > 0).to(logits)
+        if self.mask_downsample > 1:
+            blocks = F.interpolate(blocks, scale_factor=self.mask_downsample, mode="nearest")
+        return blocks
+
+    def inpaint(
+        self, x: torch.Tensor, hidden: torch.Tensor, target_bin: torch.Tensor
+    ) -> torch.Tensor:
+        """What the inpainter draws where `hidden` (N, 1, H, W) in [0, 1] hides `x` (N, C, H,
+        W), for bin `target_bin`: (N, C, H, W) in [-1, 1], over the whole image."""
+        concealed = x * (1.0 - hidden)
+        return self.decode(self.encode(concealed, target_bin, hidden), x, target_bin).drawn
 
     def render(
         self, x: torch.Tensor, target_bin: torch.Tensor, source_bin: torch.Tensor | None = None
     ) -> Rendered:
         """`x` rendered in bin `target_bin`, with the blend mask when there is one; the
         `difference` output also needs `source_bin`, the bin of f(x)."""
+        if self.output == "inpaint":
+            mask = self.choose_mask(x, target_bin)
+            content = self.inpaint(x, mask.detach(), target_bin)
+            return Rendered(mask * content + (1.0 - mask) * x, mask, content)
         drawn = self.decode(self.encode(x, target_bin), x, target_bin)
         if self.output != "difference":
             return drawn

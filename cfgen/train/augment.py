@@ -28,6 +28,34 @@ from torchvision.transforms.v2 import functional as TF
 from cfgen.errors import ConfigError
 
 
+def random_boxes(images: torch.Tensor, low: float = 0.25, high: float = 0.5) -> torch.Tensor:
+    """One random box per image (N, C, H, W) -> masks (N, 1, H, W) of 0/1: sides drawn in
+    [low, high] of the image's, anywhere inside it. What the inpainter learns to fill in
+    (`weights.inpaint`): any part of a real image, from the rest of it and its bin."""
+    n, _, height, width = images.shape
+    device = images.device
+    sides = torch.rand(n, 2, device=device) * (high - low) + low
+    box_h = (sides[:, 0] * height).round().clamp(1, height)
+    box_w = (sides[:, 1] * width).round().clamp(1, width)
+    top = (torch.rand(n, device=device) * (height - box_h + 1)).floor()
+    left = (torch.rand(n, device=device) * (width - box_w + 1)).floor()
+    rows = torch.arange(height, device=device)[None, :, None]
+    columns = torch.arange(width, device=device)[None, None, :]
+    inside_rows = (rows >= top[:, None, None]) & (rows < (top + box_h)[:, None, None])
+    inside_columns = (columns >= left[:, None, None]) & (columns < (left + box_w)[:, None, None])
+    return (inside_rows & inside_columns).float()[:, None]
+
+
+def inpainting_masks(images: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """What the inpainter learns to fill in, per image (N, C, H, W) -> (N, 1, H, W): for half
+    the images a random box (`random_boxes`: any part of a real image), for the other half the
+    mask the generator chose for this batch (`chosen`, detached): the very regions it will be
+    asked to redraw, so that it learns what they hold in each bin."""
+    boxes = random_boxes(images)
+    take_box = torch.rand(len(images), 1, 1, 1, device=images.device) < 0.5
+    return torch.where(take_box, boxes, chosen)
+
+
 @dataclass(frozen=True)
 class RandomViews:
     """(N, C, H, W) -> (N, C, H, W), differentiable: each image shifted by up to `shift` pixels

@@ -29,7 +29,7 @@ from cfgen.errors import ConfigError
 from cfgen.explain.score import explained_logit
 from cfgen.losses import get_loss
 from cfgen.models.generator import Generator, Rendered
-from cfgen.train.augment import RandomViews
+from cfgen.train.augment import RandomViews, inpainting_masks
 from cfgen.train.explainer_options import ClassifierTerm, LossWeights
 
 
@@ -69,29 +69,39 @@ class GeneratorObjective:
         in bins `source_bin` (N,), rendered (`rendered`) in `target_bin` (N,); `context`
         (N, 1, H, W): where the decision may change (the context term)."""
         fakes = rendered.image
-        fake_features = self.generator.encode(fakes, source_bin)
-        cycled = self.generator.decode(fake_features, fakes, source_bin).image
+        inpainter = self.generator.output == "inpaint"
+        fake_features = None if inpainter else self.generator.encode(fakes, source_bin)
         target_posterior = bin_target(target_bin, self.n_bins, self.bin_target_kind)
         classified = fakes
-        if self.weights.redraw > 0 and rendered.mask is not None:
-            # The redraw is trained as the official generator's whole image is; the blend's
-            # classifier term then moves only the mask (where to take the redraw), not what is
-            # drawn, so the drawing cannot become a pattern that only f reads.
+        if (inpainter or self.weights.redraw > 0) and rendered.mask is not None:
+            # An inpainter's drawing is learned from real images (the inpaint term) and D; a
+            # redraw is trained as the official generator's image is. Either way the classifier
+            # term moves only the mask (where to redraw), not what is drawn, so the drawing
+            # cannot become a pattern that only f reads.
             mask, drawn = rendered.mask, rendered.drawn
             classified = mask * drawn.detach() + (1.0 - mask) * images
         viewed = self.views(classified) if self.views.active else classified
         losses = {
             "adversarial": get_loss("hinge_generator")(self.judge(fakes, target_bin)),
             "classifier": self._consistency(viewed, target_posterior),
-            "reconstruction": self._consistency(cycled, posteriors),
-            "cycle": get_loss("cycle_l1")(images, cycled),
         }
+        if self.weights.cycle > 0 or self.weights.reconstruction > 0:  # the cycle costs a pass
+            if inpainter:
+                cycled = self.generator.render(fakes, source_bin).image
+            else:
+                cycled = self.generator.decode(fake_features, fakes, source_bin).image
+            losses["reconstruction"] = self._consistency(cycled, posteriors)
+            losses["cycle"] = get_loss("cycle_l1")(images, cycled)
         losses |= self._kept(images, source_bin, rendered, fake_features, context)
         if self.weights.redraw > 0:
             drawn = rendered.drawn
             losses["redraw"] = get_loss("hinge_generator")(
                 self.judge(drawn, target_bin)
             ) + self._consistency(drawn, target_posterior)
+        if inpainter:
+            hidden = inpainting_masks(images, rendered.mask.detach())
+            drawn = self.generator.inpaint(images, hidden, source_bin)
+            losses["inpaint"] = get_loss("inpaint_l1")(images, drawn, hidden)
         if rendered.mask is not None:
             losses["mask"] = get_loss("mask_area")(rendered.mask)
             losses["mask_tv"] = get_loss("mask_total_variation")(rendered.mask)
@@ -111,6 +121,8 @@ class GeneratorObjective:
         # A difference generator's render already holds the redraw in the query's own bin
         # (`reference`): its identity term needs no encoder pass of its own.
         same = rendered.reference
+        if weights.identity > 0 and same is None and self.generator.output == "inpaint":
+            same = self.generator.render(images, source_bin).image
         if weights.embedding > 0 or (weights.identity > 0 and same is None):
             features = self.generator.encode(images, source_bin)
             losses["embedding"] = get_loss("embedding_l2")(features[-1], fake_features[-1])

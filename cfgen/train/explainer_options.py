@@ -72,6 +72,8 @@ class LossWeights:
             draws, which D then judges as a fake too; the blend's classifier term then moves
             only the mask.
         context: L1 outside the region the decision may change (needs data.context_region).
+        inpaint: L1 between real images and what the inpainter draws where a random box hides
+            them, in their own bin (inpaint only): what an edit draws is learned from the data.
     """
 
     adversarial: float = 1.0
@@ -85,13 +87,22 @@ class LossWeights:
     mask_binary: float = 0.0
     redraw: float = 0.0
     context: float = 0.0
+    inpaint: float = 0.0
 
     def check_generator(self, generator: GeneratorOptions) -> None:
         """Refuse weights of terms that the generator's output does not have."""
-        if max(self.mask, self.mask_tv, self.mask_binary) > 0 and generator.output != "blend":
+        masked = generator.output in ("blend", "inpaint")
+        if max(self.mask, self.mask_tv, self.mask_binary) > 0 and not masked:
             raise ConfigError(
-                "weights.mask / weights.mask_tv / weights.mask_binary act on the blend's mask: "
-                "set generator.output: blend"
+                "weights.mask / weights.mask_tv / weights.mask_binary act on the generator's "
+                "mask: set generator.output: blend or inpaint"
+            )
+        if self.inpaint > 0 and generator.output != "inpaint":
+            raise ConfigError("weights.inpaint trains an inpainter: set generator.output: inpaint")
+        if generator.output == "inpaint" and self.embedding > 0:
+            raise ConfigError(
+                "the inpainter has no embedding of the whole query to compare: set "
+                "weights.embedding: 0 with generator.output: inpaint"
             )
         if self.redraw > 0 and generator.output not in ("blend", "difference"):
             raise ConfigError(

@@ -80,9 +80,12 @@ def test_decode_of_encode_is_forward(output, skips):
     rendered = generator.decode(generator.encode(x, bins), x, bins)
     if output == "difference":  # each decode is the redraw that `render` takes the difference of
         torch.testing.assert_close(rendered.image, generator.render(x, bins, bins - 1).drawn)
+    elif output == "inpaint":  # the first of `render`'s two passes: the mask it chooses
+        chosen = (rendered.mask > 0.5).float()  # at inference, where its probability > 1/2
+        torch.testing.assert_close(chosen, generator.render(x, bins).mask)
     else:
         torch.testing.assert_close(rendered.image, generator(x, bins))
-    assert (rendered.mask is not None) == (output == "blend")
+    assert (rendered.mask is not None) == (output in ("blend", "inpaint"))
 
 
 def with_head(generator: Generator, weight: float, bias: list[float]) -> Generator:
@@ -197,7 +200,7 @@ def test_unknown_output_and_bad_downsample_are_refused():
         Generator(image_size=16, edit_downsample=3)
     with pytest.raises(ConfigError, match="mask_downsample"):
         Generator(image_size=16, output="blend", mask_downsample=3)
-    with pytest.raises(ConfigError, match="needs the blend output"):
+    with pytest.raises(ConfigError, match="mask_downsample needs a mask"):
         Generator(image_size=16, mask_downsample=2)
 
 
@@ -228,3 +231,33 @@ def test_group_norm_has_no_running_statistics_and_an_unknown_norm_is_refused():
         Generator(16, n_bins=10, norm="layer")
     with pytest.raises(ConfigError, match="unknown generator norm"):
         ConditionalBatchNorm2d(8, 10, norm="instance")
+
+
+def test_the_inpainter_keeps_the_query_outside_its_mask_and_never_sees_what_it_hides():
+    generator = Generator(image_size=16, base_width=4, max_width=8, output="inpaint").eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    bins = torch.tensor([0, 9])
+    rendered = generator.render(x, bins)
+    mask = rendered.mask
+    torch.testing.assert_close(rendered.image, mask * rendered.drawn + (1 - mask) * x)
+    # The drawing is the second pass: the query with the first pass's mask hidden.
+    torch.testing.assert_close(rendered.drawn, generator.inpaint(x, mask, bins))
+    # What a box hides cannot change what is drawn.
+    hidden = torch.zeros(2, 1, 16, 16)
+    hidden[..., 4:10, 3:12] = 1.0
+    other = x.clone()
+    other[..., 4:10, 3:12] = torch.rand(2, 3, 6, 9) * 2 - 1
+    torch.testing.assert_close(
+        generator.inpaint(x, hidden, bins), generator.inpaint(other, hidden, bins)
+    )
+
+
+def test_random_boxes_hide_one_box_of_the_asked_size_per_image():
+    from cfgen.train.augment import random_boxes
+
+    masks = random_boxes(torch.zeros(64, 3, 32, 32), low=0.25, high=0.5)
+    assert masks.shape == (64, 1, 32, 32) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    rows = masks.amax(dim=3).sum(dim=(1, 2))  # rows the box spans
+    columns = masks.amax(dim=2).sum(dim=(1, 2))
+    assert bool(((rows >= 8) & (rows <= 16) & (columns >= 8) & (columns <= 16)).all())
+    torch.testing.assert_close(masks.sum(dim=(1, 2, 3)), rows * columns)  # one full box each

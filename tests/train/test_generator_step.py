@@ -62,6 +62,8 @@ class StubGenerator(nn.Module):
     `decode` to a `Rendered`, `render`) as the closed forms above; records the bins of each
     `render` call."""
 
+    output = "image"
+
     def __init__(self) -> None:
         super().__init__()
         self.unused = nn.Parameter(torch.zeros(1))  # something for the EMA to average
@@ -331,7 +333,7 @@ def test_the_difference_output_is_judged_whole_and_its_redraws_as_the_official_i
 def test_the_redraw_weight_needs_a_generator_that_redraws(tmp_path):
     with pytest.raises(ConfigError, match="weights.redraw trains the redraw"):
         tiny_module(tmp_path, {"redraw": 1.0})
-    with pytest.raises(ConfigError, match="act on the blend's mask"):
+    with pytest.raises(ConfigError, match="act on the generator's mask: set generator.output: blend or inpaint"):
         tiny_module(tmp_path, {"mask": 1.0}, output="difference")
 
 
