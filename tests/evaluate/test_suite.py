@@ -223,3 +223,24 @@ def test_a_config_error_inside_a_metric_group_fails_the_run_instead_of_skipping(
     monkeypatch.setitem(scoring.COUNTERFACTUAL_SCORES, "misconfigured", misconfigured)
     with pytest.raises(ConfigError, match="reads no 'Smiling'"):
         run_suite(config(tmp_path, counterfactual_metrics=["misconfigured"]), make_inputs())
+
+
+class Decoded(ExactCounterfactual):
+    """A counterfactual method that decodes through an autoencoder (as the latent shift does)."""
+
+    def __init__(self, classifier, autoencoder) -> None:
+        super().__init__(classifier)
+        self.autoencoder = autoencoder
+
+
+def test_a_method_that_decodes_reports_its_autoencoder_s_reconstruction_floor(tmp_path):
+    inputs = make_inputs(4)
+    classifier = inputs.context.classifier
+    inputs.counterfactual_methods = {
+        "perfect": Decoded(classifier, torch.nn.Identity()),
+        "halving": Decoded(classifier, lambda x: 0.5 * x),
+    }
+    results, _ = run_suite(config(tmp_path), inputs)
+    assert results["methods"]["perfect"]["metrics"]["floor"]["floor_l1"] == 0.0
+    halved = results["methods"]["halving"]["metrics"]["floor"]["floor_l1"]
+    assert halved == pytest.approx((0.5 * inputs.context.queries).abs().mean().item())

@@ -1,0 +1,128 @@
+"""The rows of `bench_ablation.py`: every generator and loss option tried, by name.
+
+Each row is a list of `cfgen explainer fit` options applied on top of `OFFICIAL` (the official
+generator with the CPU config's weights), and a sentence of what it changes. No row's training
+reads the oracle, the judges, the synthetic factors or the renderer; a row that reads the
+ground-truth masks says so in its name (`gt_`).
+"""
+
+# The official generator (docs/DESIGN.md, "Official defaults"): encoder-decoder to a 4x4
+# bottleneck, no skips, the whole image redrawn; the CPU config's loss weights. Every row
+# starts from it.
+OFFICIAL = [
+    "--model.generator.output", "image", "--model.generator.skips", "false",
+    "--model.generator.edit_downsample", "1", "--model.generator.mask_downsample", "1",
+    "--model.generator.norm", "batch",
+    "--model.weights.mask", "0", "--model.weights.mask_tv", "0",
+    "--model.weights.mask_binary", "0", "--model.weights.redraw", "0",
+    "--model.classifier_term.view_shift", "0", "--model.classifier_term.view_blur", "0",
+    "--model.classifier_term.view_noise", "0",
+    "--model.classifier_term.loss", "classifier_cross_entropy",
+    "--model.discriminator.views", "[]",
+]  # fmt: skip
+BLEND = ["--model.generator.output", "blend", "--model.weights.mask", "1.0"]
+DIFFERENCE = ["--model.generator.output", "difference"]
+REDRAW = ["--model.weights.redraw", "1.0"]
+MASK4 = ["--model.generator.mask_downsample", "4"]
+BINARY = ["--model.weights.mask_binary", "1.0"]
+LOW2 = ["--model.generator.edit_downsample", "2"]
+AREA01 = ["--model.weights.mask", "0.1"]  # a tenth of the blend's area penalty
+DVIEWS = ["--model.discriminator.views", "[translation, cutout]"]  # DiffAugment for D
+# The CPU config's 16 -> 128 channels halved, in the generator and the discriminator.
+NARROW = [
+    "--model.generator.width", "8", "--model.generator.max_width", "64",
+    "--model.discriminator.width", "8", "--model.discriminator.max_width", "64",
+]  # fmt: skip
+VIEWS = [
+    "--model.classifier_term.view_shift", "1.0", "--model.classifier_term.view_blur", "0.7",
+    "--model.classifier_term.view_noise", "0.03",
+]  # fmt: skip
+# Row name -> (options on top of OFFICIAL, what the row changes).
+ROWS: dict[str, tuple[list[str], str]] = {
+    "official": ([], "official encoder-decoder (4x4 bottleneck, no skips)"),
+    "skips": (["--model.generator.skips", "true"], "+ U-Net skips, image output"),
+    "residual": (["--model.generator.output", "residual"], "residual output x + tanh(Δ)"),
+    "blend": (BLEND, "blend m·G + (1 − m)·x, mask area 1.0"),
+    "blend_views": ([*BLEND, *VIEWS], "blend + classifier term on random views"),
+    "blend_low2": ([*BLEND, *LOW2], "blend, edit at half resolution"),
+    "blend_bin": ([*BLEND, *BINARY], "blend, opaque-or-clear mask"),
+    "blend_low2_bin": (
+        [*BLEND, *BINARY, *LOW2],
+        "blend at half resolution, opaque-or-clear mask",
+    ),
+    "redraw": ([*BLEND, *REDRAW], "blend of a redraw trained as the official image; f moves m"),
+    "redraw_mask4": ([*BLEND, *REDRAW, *MASK4], "redraw, blended through a 1/4-resolution mask"),
+    "blend_mask4": ([*BLEND, *MASK4], "blend of the redraw through a mask at 1/4 resolution"),
+    "blend_low2_area01": ([*BLEND, *LOW2, *AREA01], "blend_low2 with mask area 0.1"),
+    "blend_low2_area0": (
+        [*BLEND, *LOW2, "--model.weights.mask", "0"],
+        "blend_low2 without a mask area penalty",
+    ),
+    "redraw_mask4_area01": ([*BLEND, *REDRAW, *MASK4, *AREA01], "redraw_mask4, mask area 0.1"),
+    "difference": (DIFFERENCE, "x + G(x, c) - G(x, c_x): the redraw's change added to the query"),
+    "official_running": (
+        ["--model.averaging.bn_statistics", "running"],
+        "official, rendering with the running batch-norm averages (the default before 2026-12-03)",
+    ),
+    "official_group": (
+        ["--model.generator.norm", "group"],
+        "official, conditional group norm instead of batch norm",
+    ),
+    "official_dviews": (DVIEWS, "official, D judges translated and cut-out views (DiffAugment)"),
+    "official_batch16": (
+        ["--data.batch_size", "16"],
+        "official, batches of 16 instead of 32 (half the work per generator step)",
+    ),
+    "official_logit_l1": (
+        ["--model.classifier_term.loss", "classifier_logit_l1"],
+        "official, classifier term L1 on logits (MedIA follow-up) instead of cross-entropy",
+    ),
+    "official_cls3": (
+        ["--model.weights.classifier", "3.0"],
+        "official, classifier term weighted 3 instead of 1",
+    ),
+    "blend_low2_area01_cls3": (
+        [*BLEND, *LOW2, *AREA01, "--model.weights.classifier", "3.0"],
+        "blend_low2_area01, classifier term weighted 3 instead of 1",
+    ),
+    "official_decay": (
+        ["--model.optimisation.lr_decay", "0.5"],
+        "official, learning rates fall linearly to 0 over the second half of the run",
+    ),
+    "blend_low2_area01_decay": (
+        [*BLEND, *LOW2, *AREA01, "--model.optimisation.lr_decay", "0.5"],
+        "blend_low2_area01, learning rates fall linearly to 0 over the second half",
+    ),
+    "official_decay25": (
+        ["--model.optimisation.lr_decay", "0.25"],
+        "official, learning rates fall linearly to 0 over the last quarter of the run",
+    ),
+    "official_narrow": (NARROW, "official, generator and discriminator at half the channels"),
+    "official_narrow_d": (NARROW[4:], "official, the discriminator alone at half the channels"),
+    "difference_redraw": (
+        [*DIFFERENCE, *REDRAW],
+        "difference, the redraw also trained as the official image",
+    ),
+}
+# An inpainter draws the edit (docs/DESIGN.md, "Edits drawn by an inpainter"): a mask chosen from
+# the query, then the hidden part redrawn by a network trained to fill in random boxes of real
+# images in their own bin; the classifier term moves only the mask.
+INPAINT = [
+    "--model.generator.output", "inpaint", "--model.generator.skips", "true",
+    "--model.generator.mask_downsample", "2", "--model.weights.inpaint", "10",
+    "--model.weights.mask", "0.1",
+]  # fmt: skip
+ROWS |= {
+    "inpaint": (INPAINT, "inpainter: mask from the query, hidden part redrawn by an inpainter"),
+}
+NO_CYCLE = ["--model.weights.cycle", "0", "--model.weights.reconstruction", "0"]
+ROWS |= {
+    "inpaint_l2": (
+        [*INPAINT, "--model.weights.inpaint", "2", *NO_CYCLE],
+        "inpainter, reconstruction weight 2 (D sharpens more), no cycle pass",
+    ),
+    "inpaint_l2_d2": (
+        [*INPAINT, "--model.weights.inpaint", "2", *NO_CYCLE, "--model.optimisation.n_critic", "2"],
+        "inpaint_l2 with two critic steps per generator step",
+    ),
+}
