@@ -26,7 +26,8 @@ from torchmetrics.functional.classification import (
 
 from cfgen.data.synthetic import FACTOR_NAMES, SyntheticFaces, render_faces
 from cfgen.models.blackbox import BlackBox, load_blackbox
-from cfgen.train.classifier import BUNDLE_NAME, ECE_BINS, cli_main
+from cfgen.train.classifier import BUNDLE_NAME, ECE_BINS
+from cfgen.train.classifier_cli import cli_main
 
 CONFIGS = {
     "unbiased": "configs/classifier/synthetic_smile.yaml",

@@ -41,7 +41,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "data": CommandSpec(
         "cfgen.data.cli", "main", "write the synthetic world or the digits to disk"
     ),
-    "classifier": training_command("cfgen.train.classifier", "train / test a black-box classifier"),
+    "classifier": training_command(
+        "cfgen.train.classifier_cli", "train / test a black-box classifier"
+    ),
     "oracle": training_command("cfgen.train.oracle", "train an oracle: factors or attributes"),
     "explainer": training_command(
         "cfgen.train.explainer_cli", "train the Progressive Exaggeration GAN"

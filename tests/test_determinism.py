@@ -11,7 +11,7 @@ import torch
 
 from cfgen.cli import main
 from cfgen.io import safe_torch_load
-from cfgen.train.classifier import cli_main as classifier_main
+from cfgen.train.classifier_cli import cli_main as classifier_main
 from tests.model_files import write_classifier_bundle
 from tests.tiny_runs import tiny_classifier_args, tiny_explainer_args
 

@@ -29,7 +29,8 @@ from cfgen.cli import main
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.io import safe_torch_load
 from cfgen.models.blackbox import load_blackbox
-from cfgen.train.classifier import BUNDLE_NAME, cli_main
+from cfgen.train.classifier import BUNDLE_NAME
+from cfgen.train.classifier_cli import cli_main
 from tests.model_files import write_classifier_bundle
 from tests.tiny_runs import tiny_classifier_args, tiny_explainer_args
 

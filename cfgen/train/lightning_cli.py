@@ -18,7 +18,7 @@ names the key. On top of Lightning's defaults, every run:
 
 A training module plugs in with `run_cli(ModelClass, DataModuleClass, argv, run_dir=...)` in its
 `cli_main` (the function `cfgen.commands` names); a CLI subclass can add `after_fit` /
-`after_test` hooks (see `cfgen.train.classifier`).
+`after_test` hooks (see `cfgen.train.classifier_cli`).
 """
 
 import dataclasses

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from cfgen.data.datamodule import SOURCES, AttributeDataModule
+from cfgen.data.datamodule import AttributeDataModule
+from cfgen.data.sources import SOURCES
 from cfgen.errors import ConfigError, DataError
 
 

@@ -19,11 +19,11 @@ from cfgen.io import load_bundle
 from cfgen.models.blackbox import load_blackbox
 from cfgen.train.classifier import (
     BUNDLE_NAME,
-    ClassifierCLI,
     ClassifierModule,
     class_cross_entropy,
     masked_bce,
 )
+from cfgen.train.classifier_cli import ClassifierCLI
 from cfgen.train.lightning_cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]

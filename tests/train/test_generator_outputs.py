@@ -1,0 +1,132 @@
+"""The loss assembly of the masked and redrawing generator outputs, on the stub networks of
+`tests/train/test_generator_step.py`: the blend's classifier term under `weights.redraw`, the
+difference output's two redraws, and the redraw weight's check.
+"""
+
+import pytest
+import torch
+from torch import nn
+
+from cfgen.errors import ConfigError
+from cfgen.models.generator import Rendered
+from tests.train.test_generator_step import (
+    N_BINS,
+    WEIGHTS,
+    StubGenerator,
+    critic,
+    cross_entropy,
+    generate,
+    logit,
+    run_step,
+    tiny_module,
+)
+
+
+class StubBlendGenerator(StubGenerator):
+    """A blend whose mask is sigmoid(`mask_logit`) everywhere and whose drawing is the closed
+    form `generate` plus `shade`: the two parameters a gradient can reach, one each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask_logit = nn.Parameter(torch.tensor(0.4))
+        self.shade = nn.Parameter(torch.tensor(0.2))
+
+    def render(self, x: torch.Tensor, bins: torch.Tensor, source_bin=None) -> Rendered:
+        self.forward_bins.append(bins.clone())
+        mask = torch.sigmoid(self.mask_logit).expand(len(x), 1, *x.shape[-2:])
+        drawn = generate(x, bins) + self.shade
+        return Rendered(mask * drawn + (1 - mask) * x, mask, drawn)
+
+
+def test_under_weight_redraw_the_blend_classifier_term_reaches_the_mask_only(tmp_path, monkeypatch):
+    weights = {"adversarial": 0.0, "classifier": 1.7, "reconstruction": 0.0, "cycle": 0.0}
+    weights |= {"embedding": 0.0, "redraw": 0.9}
+    module = tiny_module(tmp_path, weights, output="blend")
+    stub = StubBlendGenerator()
+    images, _, _, target, logged, totals = run_step(
+        tmp_path, monkeypatch, weights, module=module, generator=stub
+    )
+    target_posterior = (target.float() + 0.5) / N_BINS
+    mask_logit = stub.mask_logit.detach().clone().requires_grad_(True)
+    shade = stub.shade.detach().clone().requires_grad_(True)
+    mask = torch.sigmoid(mask_logit)
+    drawn = generate(images, target) + shade
+    # By hand: the blend's classifier term with the drawing held fixed, and the redraw's terms
+    # (adversarial + classifier on the drawing alone).
+    blend_term = cross_entropy(logit(mask * drawn.detach() + (1 - mask) * images), target_posterior)
+    redraw_term = -critic(drawn, target).mean() + cross_entropy(logit(drawn), target_posterior)
+    torch.testing.assert_close(logged["loss/classifier"], blend_term.detach())
+    torch.testing.assert_close(logged["loss/redraw"], redraw_term.detach())
+    (1.7 * blend_term + 0.9 * redraw_term).backward()
+    totals[-1].backward()
+    torch.testing.assert_close(stub.mask_logit.grad, mask_logit.grad)
+    torch.testing.assert_close(stub.shade.grad, shade.grad)
+    # The case tells the two apart: were the drawing not held fixed, the blend term would
+    # move it too.
+    through = torch.autograd.grad(
+        cross_entropy(logit(mask * drawn + (1 - mask) * images), target_posterior), shade
+    )[0]
+    assert abs(through.item()) > 1e-3
+
+
+# --- the difference output: x + G(x, c) - G(x, c_x), the redraws trained as the official image --
+
+
+class StubDifferenceGenerator(StubGenerator):
+    """`generate`'s change between the source and the target bin added to the query (unclipped:
+    the stubs' values stay small); records the source bins it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source_bins: list[torch.Tensor] = []
+
+    def render(self, x: torch.Tensor, bins: torch.Tensor, source_bin=None) -> Rendered:
+        self.forward_bins.append(bins.clone())
+        self.source_bins.append(source_bin.clone())
+        drawn, reference = generate(x, bins), generate(x, source_bin)
+        return Rendered(x + drawn - reference, drawn=drawn, reference=reference)
+
+
+def test_the_difference_output_is_judged_whole_and_its_redraws_as_the_official_image(
+    tmp_path, monkeypatch
+):
+    weights = WEIGHTS | {"embedding": 0.0, "redraw": 0.8}
+    module = tiny_module(tmp_path, weights, output="difference")
+    stub = StubDifferenceGenerator()
+    images, posteriors, source, target, logged, totals = run_step(
+        tmp_path, monkeypatch, weights, module=module, generator=stub
+    )
+    torch.testing.assert_close(stub.source_bins[0], source)
+    drawn = generate(images, target)
+    fakes = images + drawn - generate(images, source)
+    cycled = generate(fakes, source)
+    target_posterior = (target.float() + 0.5) / N_BINS
+    expected = {
+        # D: real queries in their own bin; the difference images and the redraws as fakes
+        "discriminator": torch.relu(1 - critic(images, source)).mean()
+        + torch.relu(1 + critic(torch.cat([fakes, drawn]), torch.cat([target, target]))).mean(),
+        "adversarial": -critic(fakes, target).mean(),
+        "classifier": cross_entropy(logit(fakes), target_posterior),
+        "reconstruction": cross_entropy(logit(cycled), posteriors),
+        "cycle": (images - cycled).abs().mean(),
+        # the redraw in the query's own bin, reused from the render: the official identity term
+        "identity": (images - generate(images, source)).abs().mean(),
+        "redraw": -critic(drawn, target).mean() + cross_entropy(logit(drawn), target_posterior),
+    }
+    for name, value in expected.items():
+        torch.testing.assert_close(logged[f"loss/{name}"], value, msg=name)
+    torch.testing.assert_close(totals[0], expected["discriminator"])
+    hand_sum = sum(weights[name] * expected[name] for name in expected if name != "discriminator")
+    torch.testing.assert_close(totals[-1], hand_sum)
+
+
+def test_the_redraw_weight_needs_a_generator_that_redraws(tmp_path):
+    with pytest.raises(ConfigError, match="weights.redraw trains the redraw"):
+        tiny_module(tmp_path, {"redraw": 1.0})
+    with pytest.raises(
+        ConfigError, match="act on the generator's mask: set generator.output: blend or inpaint"
+    ):
+        tiny_module(tmp_path, {"mask": 1.0}, output="difference")
+
+
+# --- the EMA generator: updated on every generator turn, and what is exported -------------
