@@ -1,8 +1,10 @@
 """The demo's closing summary: headline figures, the bias finding, where everything is.
 
-Reads the evaluation stage's `results.json`; prints one row per counterfactual method (the
-report's counterfactual table: the classifier's flip rate, compatibility MAE and monotonicity,
-the oracle's and the judge's flip, identity L1, FID, sFID, foreign-factor drift, MNAC), every
+Reads the evaluation stage's `results.json`; prints one row per counterfactual method in the
+report's two counterfactual tables (whether the cause changed: the classifier's flip rate,
+compatibility MAE and monotonicity, the distance to the true counterfactual, the oracle's reading
+and the judges' flips; then what is kept and how real: manifold distance, identity L1, FID,
+sFID, foreign-factor drift, MNAC), every
 skipped metric group with its reason, the bias finding, the report's path, and the `wandb sync`
 command for every offline W&B run the stages wrote.
 """
@@ -15,13 +17,20 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cfgen.evaluate.tables import counterfactual_table, skipped_groups
+from cfgen.evaluate.tables import counterfactual_tables, skipped_groups
 
 
-def headline(results: dict) -> Table:
-    """Rich table of the counterfactual methods' headline figures (the report's first table)."""
-    columns, rows = counterfactual_table(results, intervals=False)
-    table = Table(title="headline figures (held-out queries)", box=box.SIMPLE_HEAD, pad_edge=False)
+def headlines(results: dict) -> list[Table]:
+    """Rich tables of the counterfactual methods' headline figures (the report's first two)."""
+    titles = ["headline figures (held-out queries): did the cause change", "what is kept, how real"]
+    halves = counterfactual_tables(results, intervals=False).values()
+    pairs = zip(halves, titles, strict=True)
+    return [headline(columns, rows, title) for (columns, rows), title in pairs]
+
+
+def headline(columns: list[str], rows: list[list[str]], title: str) -> Table:
+    """One headline table as a rich table."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for index, label in enumerate(columns):
         # Wide enough for every figure; headers wrap instead (a narrow terminal folds them).
         width = max([len(row[index]) for row in rows], default=1)
@@ -48,7 +57,8 @@ def print_summary(config, folders: dict[str, Path], seconds: float) -> None:
     )
     if results_path.is_file():
         results = json.loads(results_path.read_text())
-        console.print(headline(results))
+        for table in headlines(results):
+            console.print(table)
         for reason, methods in skipped_groups(results).items():
             console.print(f"skipped {reason} ({', '.join(methods)})", soft_wrap=True)
         if "bias" in results:

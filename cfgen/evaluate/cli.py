@@ -33,12 +33,13 @@ def parse_config(argv: Sequence[str]) -> SuiteConfig:
 
 
 def _print_summary(results: dict) -> None:
-    from cfgen.evaluate.tables import counterfactual_table, skipped_groups
+    from cfgen.evaluate.tables import counterfactual_tables, skipped_groups
 
-    columns, rows = counterfactual_table(results, intervals=False)
-    widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *rows, strict=True)]
-    for row in [columns, *rows]:
-        print("  ".join(f"{cell:>{width}}" for cell, width in zip(row, widths, strict=True)))
+    for columns, rows in counterfactual_tables(results, intervals=False).values():
+        widths = [max(len(str(c)) for c in column) for column in zip(columns, *rows, strict=True)]
+        for row in [columns, *rows]:
+            print("  ".join(f"{cell:>{width}}" for cell, width in zip(row, widths, strict=True)))
+        print()
     for reason, methods in skipped_groups(results).items():
         print(f"skipped {reason} ({', '.join(methods)})")
     if "bias" in results:

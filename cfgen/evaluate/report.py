@@ -142,7 +142,7 @@ def render_markdown(results: dict, found: dict[str, tuple[str, bytes]]) -> str:
         parts += ["", f"**Bias finding:** {results['bias']['finding']}"]
     for title, (columns, rows) in _tables(results, "top"):
         parts += ["", f"## {title}", "", _markdown_table(columns, rows)]
-        if title == "Counterfactuals":
+        if title == "What the counterfactuals keep":
             parts += ["", LEGEND]
     skipped = _skipped_lines(results)
     if skipped:
@@ -180,7 +180,7 @@ def _html_tables(tables: list) -> list[str]:
     for title, (columns, rows) in tables:
         slug = title.lower().replace(" ", "-")
         parts += [f"<h2>{html.escape(title)}</h2>", _html_table(columns, rows, slug)]
-        if title == "Counterfactuals":
+        if title == "What the counterfactuals keep":
             parts.append(f'<p class="legend">{html.escape(LEGEND)}</p>')
     return parts
 

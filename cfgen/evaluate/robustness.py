@@ -9,10 +9,11 @@ registry name or a callable): never a concrete explainer class.
 - `infidelity`: captum's `infidelity` with Gaussian perturbations I: the mean squared gap
   between I . e(x) and s(x) - s(x - I), s the classifier's score toward the target
   (`cfgen.explain.score`) that saliency maps attribute.
-- `cascading_randomisation`: the sanity check of Adebayo et al. (2018), seeds/001: re-initialise
-  the classifier's layers from the output down, one more each step, on a deep copy, and compare
-  each map with the original one by Spearman rank correlation and SSIM. A method whose maps do not
-  change while the model is destroyed does not explain the model.
+- `cascading_randomisation`: the sanity check of Adebayo et al. ("Sanity Checks for Saliency
+  Maps", NeurIPS 2018): re-initialise the classifier's layers from the output down, one more
+  each step, on a deep copy, and compare each map with the original one by Spearman rank
+  correlation and SSIM. A method whose maps do not change while the model is destroyed does not
+  explain the model.
 """
 
 import copy

@@ -11,7 +11,9 @@ import math
 # explained classifier, the true counterfactual, the oracle, judges of other kinds, realism and
 # preservation); every method's relevance map (|x - x_far| for counterfactuals) is scored in
 # the second. `GLOSSARY` says what each column measures.
-COUNTERFACTUAL_COLUMNS = [
+# Two tables, so that each fits a page: whether the cause changed (the explained classifier,
+# the true counterfactual, the oracle's reading, the judges), then what is kept and how real.
+CAUSE_COLUMNS = [
     ("flip", "shift", "flip_rate"),
     ("compat MAE", "shift", "compat_mae"),
     ("monotonicity", "shift", "monotonicity"),
@@ -22,6 +24,8 @@ COUNTERFACTUAL_COLUMNS = [
     ("judge flip", "judge", "judge_flip_rate"),
     ("robust judge flip", "robust_judge", "robust_flip_rate"),
     ("kNN flip", "neighbours", "knn_flip_rate"),
+]
+KEPT_COLUMNS = [
     ("manifold ×", "neighbours", "manifold_ratio"),
     ("identity L1", "identity", "identity_l1"),
     ("FID", "realism", "fid_overall"),
@@ -29,6 +33,7 @@ COUNTERFACTUAL_COLUMNS = [
     ("foreign drift", "preservation", "foreign_drift"),
     ("MNAC", "preservation", "mnac"),
 ]
+COUNTERFACTUAL_COLUMNS = CAUSE_COLUMNS + KEPT_COLUMNS
 MAP_COLUMNS = [
     ("deletion AUC", "faithfulness", "deletion_auc"),
     ("insertion AUC", "faithfulness", "insertion_auc"),
@@ -99,7 +104,12 @@ def _cell(entry: dict, group: str, key: str, intervals: bool) -> str:
 
 
 def _table(
-    results: dict, columns: list, kinds: set[str], with_kind: bool, intervals: bool
+    results: dict,
+    columns: list,
+    kinds: set[str],
+    with_kind: bool,
+    intervals: bool,
+    timing: bool = True,
 ) -> tuple:
     labels = ["method", *(["kind"] if with_kind else []), "n"]
     labels += [label for label, _, _ in columns]
@@ -111,17 +121,32 @@ def _table(
         n = results.get("n_map_queries") if with_kind else entry.get("n_queries")
         row = [name, *([entry.get("kind", "")] if with_kind else []), _format(n)]
         row += [_cell(entry, group, key, intervals) for _, group, key in columns]
-        row.append(_format(results.get("timing", {}).get(name, {}).get("ms_per_query")))
+        if timing:
+            row.append(_format(results.get("timing", {}).get(name, {}).get("ms_per_query")))
         rows.append(row)
-    return [*labels, "ms / query"], rows
+    return [*labels, *(["ms / query"] if timing else [])], rows
 
 
 def counterfactual_table(
-    results: dict, intervals: bool = True
+    results: dict, intervals: bool = True, columns: list | None = None
 ) -> tuple[list[str], list[list[str]]]:
     """Columns and rows (one per counterfactual method, every one on the same n queries); '–'
-    where not measured; 95% intervals in brackets unless `intervals` is False."""
-    return _table(results, COUNTERFACTUAL_COLUMNS, {"counterfactual"}, False, intervals)
+    where not measured; 95% intervals in brackets unless `intervals` is False. `columns`: a part
+    of `COUNTERFACTUAL_COLUMNS` (default all, with the timing); a part gets the timing when it
+    ends the table (`KEPT_COLUMNS`)."""
+    if columns is None:
+        return _table(results, COUNTERFACTUAL_COLUMNS, {"counterfactual"}, False, intervals)
+    timing = columns[-1] == COUNTERFACTUAL_COLUMNS[-1]
+    return _table(results, columns, {"counterfactual"}, False, intervals, timing)
+
+
+def counterfactual_tables(results: dict, intervals: bool = True) -> dict[str, tuple]:
+    """The counterfactual table in its two halves, by title: whether the cause changed, then what
+    is kept and how real."""
+    return {
+        "Counterfactuals": counterfactual_table(results, intervals, CAUSE_COLUMNS),
+        "What the counterfactuals keep": counterfactual_table(results, intervals, KEPT_COLUMNS),
+    }
 
 
 def map_table(results: dict, intervals: bool = True) -> tuple[list[str], list[list[str]]]:
@@ -131,8 +156,8 @@ def map_table(results: dict, intervals: bool = True) -> tuple[list[str], list[li
 
 
 def headline_tables(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """The report's headline tables by title: counterfactuals, then relevance maps."""
-    return {"Counterfactuals": counterfactual_table(results), "Relevance maps": map_table(results)}
+    """The report's headline tables by title: counterfactuals (two halves), then relevance maps."""
+    return {**counterfactual_tables(results), "Relevance maps": map_table(results)}
 
 
 def skipped_groups(results: dict) -> dict[str, list[str]]:

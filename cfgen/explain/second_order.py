@@ -1,4 +1,4 @@
-"""Second-order, group-feature saliency (Singla, Wallace, Feng, Feizi, ICML 2019; seeds/002).
+"""Second-order, group-feature saliency (Singla, Wallace, Feng, Feizi, ICML 2019).
 
 Saliency as the perturbation that most increases the score s toward the target under its
 second-order expansion, with a sparsity penalty over groups of features:

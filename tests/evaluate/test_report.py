@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cfgen.evaluate.report import write_report
-from cfgen.evaluate.tables import counterfactual_table, map_table
+from cfgen.evaluate.tables import counterfactual_table, counterfactual_tables, map_table
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -87,6 +87,11 @@ def test_headline_tables_have_a_row_per_method_and_dashes_for_missing():
     assert pe["n"] == "3" and pe["compat MAE"] == "0.061"  # no interval: none recorded
     columns, rows = counterfactual_table(fake_results()[0], intervals=False)
     assert dict(zip(columns, rows[0], strict=True))["flip"] == "0.97"
+    # The report's two halves: the cause, then what is kept with the timing; every column once.
+    cause, kept = counterfactual_tables(fake_results()[0]).values()
+    assert cause[0][:2] == kept[0][:2] == ["method", "n"]
+    assert cause[0][2:] + kept[0][2:] == columns[2:] and kept[0][-1] == "ms / query"
+    assert cause[1][0][:3] == ["pe", "3", "0.97 [0.9, 1]"] and kept[1][0][-1] == "3"
     columns, rows = map_table(fake_results()[0])
     assert [row[0] for row in rows] == ["pe", "gradient"]
     gradient = dict(zip(columns, rows[1], strict=True))
@@ -104,6 +109,7 @@ def test_html_is_self_contained_balanced_and_holds_every_table(tmp_path):
     assert checker.errors == [] and checker.stack == []
     assert checker.tables == [
         "counterfactuals",
+        "what-the-counterfactuals-keep",
         "relevance-maps",
         "timing",
         "every-figure",
