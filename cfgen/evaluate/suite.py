@@ -20,7 +20,8 @@ A metric group that needs what the evaluation lacks (factors, region masks, an o
 is skipped with the reason; any other error stops the run. Outputs, all written atomically:
 `results.json` (figures, intervals, timing, config, versions), `report_images.npz` (the arrays
 the report draws) and the report itself (`report.md`, `report.html`). W&B logging comes last and
-may fail without losing anything.
+may fail without losing anything. The output folder is locked for the whole run
+(`cfgen.folder_lock`): a second evaluation into it at the same time is refused.
 """
 
 import copy
@@ -52,7 +53,8 @@ from cfgen.evaluate.methods import (
 from cfgen.evaluate.scoring import COUNTERFACTUAL_SCORES, far_end
 from cfgen.evaluate.truth import nearest_true_frames
 from cfgen.explain.strip import Strip
-from cfgen.io import atomic_write_bytes, atomic_write_json, prepare_output_dir
+from cfgen.folder_lock import claimed_output_dir
+from cfgen.io import atomic_write_bytes, atomic_write_json
 
 TRUTH = "truth"
 
@@ -273,11 +275,12 @@ def evaluate(config: SuiteConfig, inputs: SuiteInputs | None = None) -> dict:
     from cfgen.evaluate.tracking import log_to_wandb
 
     config.check()
-    out = prepare_output_dir(config.out, config.overwrite)
-    if inputs is None:
-        inputs = load_inputs(config)
-    results, images = run_suite(config, inputs)
-    paths = write_outputs(config, results, images, out)
-    results["paths"] = {key: str(path) for key, path in paths.items()}
-    results["wandb_sync"] = log_to_wandb(results, paths, out, config.logger)
+    # One evaluation per folder: another one writing into `out` is refused (`cfgen.folder_lock`).
+    with claimed_output_dir(config.out, "cfgen evaluate", config.overwrite) as out:
+        if inputs is None:
+            inputs = load_inputs(config)
+        results, images = run_suite(config, inputs)
+        paths = write_outputs(config, results, images, out)
+        results["paths"] = {key: str(path) for key, path in paths.items()}
+        results["wandb_sync"] = log_to_wandb(results, paths, out, config.logger)
     return results

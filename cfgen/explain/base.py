@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from cfgen.bins import bin_centre
+from cfgen.errors import ConfigError
 from cfgen.explain.strip import Strip
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]
@@ -29,13 +30,29 @@ def resolve_target(
     if target is None:
         with torch.no_grad():
             return (classifier(x) < 0.5).float()
+    return check_target(target, x)
+
+
+def check_target(target: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Target posterior per query, (N,), from a float or an (N,) tensor; a `ConfigError` for
+    another number of targets than the queries, or a target outside [0, 1] (NaN too)."""
+    n = x.shape[0]
     target = torch.as_tensor(target, dtype=torch.float32, device=x.device)
-    if target.dim() == 0:
-        target = target.expand(x.shape[0])
-    if target.shape != (x.shape[0],):
-        raise ValueError(f"target must be a float or shaped ({x.shape[0]},), got {target.shape}")
-    if not bool(((target >= 0) & (target <= 1)).all()):
-        raise ValueError("target posteriors must lie in [0, 1]")
+    if target.numel() == 1:
+        target = target.reshape(()).expand(n)
+    if target.shape != (n,):
+        raise ConfigError(
+            f"target must be one posterior or one per query, shaped ({n},); got shape "
+            f"{tuple(target.shape)}"
+        )
+    outside = ~((target >= 0) & (target <= 1))
+    if bool(outside.any()):
+        first = int(outside.nonzero()[0])
+        raise ConfigError(
+            f"target posteriors must lie in [0, 1] (how strongly the explained class should be "
+            f"present, not a class index); got {target[first].item():g} for query {first} "
+            f"({int(outside.sum())} of {n} outside)"
+        )
     return target
 
 

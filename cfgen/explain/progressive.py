@@ -21,7 +21,13 @@ from torch import nn
 
 from cfgen.bins import posterior_to_bin
 from cfgen.errors import CheckpointError, ConfigError, DataError
-from cfgen.explain.base import Classifier, CounterfactualExplainer, Explainer, resolve_target
+from cfgen.explain.base import (
+    Classifier,
+    CounterfactualExplainer,
+    Explainer,
+    check_target,
+    resolve_target,
+)
 from cfgen.explain.bundle import explained_classifier, load_explainer_bundle
 from cfgen.explain.rendering import generator_strip, place_frames, render_bins, takes_own_bins
 from cfgen.explain.strip import Strip
@@ -132,6 +138,11 @@ class ProgressiveExaggeration(CounterfactualExplainer):
                 f"this explainer takes images (N, {channels}, {size}, {size}); got shape "
                 f"{tuple(x.shape)}. Resize the images to {size}x{size} with {channels} channels"
             )
+        if x.shape[0] == 0:
+            raise DataError(
+                f"no images to explain: the batch is empty (shape {tuple(x.shape)}); give at "
+                "least one image"
+            )
         if not bool(torch.isfinite(x).all()):
             raise DataError(f"the images contain NaN or inf (shape {tuple(x.shape)}); clean them")
         low, high = x.min().item(), x.max().item()
@@ -145,7 +156,7 @@ class ProgressiveExaggeration(CounterfactualExplainer):
         """Each query rendered in the bin of its target posterior (placed by f with
         `placement_steps`, `place_frames`): (N, C, H, W), (N,) -> like x."""
         self.check_images(x)
-        target = torch.as_tensor(target, device=x.device).float().expand(x.shape[0])
+        target = check_target(target, x)
         chunks = zip(x.split(self.batch_size), target.split(self.batch_size), strict=True)
         return torch.cat([self._counterfactual(images, wanted) for images, wanted in chunks])
 
@@ -169,10 +180,13 @@ class ProgressiveExaggeration(CounterfactualExplainer):
                 f"this explainer's generator has output {self.generator.output!r}; only a "
                 "'blend' generator has a mask (train with --model.generator.output blend)"
             )
-        target_bin = posterior_to_bin(torch.as_tensor(target, device=x.device), self.n_bins)
-        target_bin = target_bin.expand(x.shape[0])
+        target_bin = posterior_to_bin(check_target(target, x), self.n_bins)
         chunks = zip(x.split(self.batch_size), target_bin.split(self.batch_size), strict=True)
         return torch.cat([self.generator.render(images, bins).mask for images, bins in chunks])
+
+    def explain(self, x: torch.Tensor, target: float | torch.Tensor | None = None) -> torch.Tensor:
+        self.check_images(x)  # before the classifier reads the queries for a None target
+        return super().explain(x, target)
 
     def exaggerate(
         self, x: torch.Tensor, n_bins: int | None = None, bins: torch.Tensor | None = None

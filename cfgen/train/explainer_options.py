@@ -162,6 +162,21 @@ class Optimisation:
     def __post_init__(self) -> None:
         if self.n_critic < 1:
             raise ConfigError(f"optimisation.n_critic must be >= 1, got {self.n_critic}")
+        # Adam would refuse these only when training starts, with a traceback.
+        for network in ("generator", "discriminator"):
+            lr = getattr(self, f"lr_{network}")
+            if not lr > 0:
+                raise ConfigError(
+                    f"optimisation.lr_{network} must be > 0 (the {network}'s learning rate), "
+                    f"got {lr}"
+                )
+        for name, moment in (("beta1", "gradient's mean"), ("beta2", "squared gradient's mean")):
+            beta = getattr(self, name)
+            if not 0.0 <= beta < 1.0:
+                raise ConfigError(
+                    f"optimisation.{name} must be in [0, 1) (the decay of Adam's running "
+                    f"{moment}), got {beta}"
+                )
         if not 0.0 <= self.lr_decay <= 1.0:
             raise ConfigError(
                 f"optimisation.lr_decay is the share of the run over which the learning rates "

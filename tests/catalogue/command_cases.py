@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from cfgen.evaluate.closeness import build_lpips
 from cfgen.evaluate.realism import inception_features
 from cfgen.folder_lock import FolderLock
@@ -16,12 +18,18 @@ from tests.catalogue.workspace import (
     Workspace,
     below_a_file,
     evaluate_latent_shift,
+    explainer,
     explainer_fit,
     fit,
     generate,
     split_folder,
     without_gpu,
 )
+
+
+def counterfactual_of_grey(ws: Workspace, target: float | torch.Tensor) -> torch.Tensor:
+    """The workspace explainer's counterfactual of two grey queries at `target`."""
+    return explainer(ws).counterfactual(torch.zeros(2, 3, 16, 16), target)
 
 
 def disk_full_on_write(ws: Workspace) -> None:
@@ -106,6 +114,14 @@ COMMAND_CASES = [
          argv=lambda ws: fit(ws, "--data.image_size", "8")),
     Case("config-callback-value",
          argv=lambda ws: explainer_fit(ws, "--monitor.every_n_steps", "0")),
+    Case("config-explainer-lr-not-positive",
+         argv=lambda ws: explainer_fit(ws, "--model.optimisation.lr_generator", "-1")),
+    Case("config-explainer-beta-out-of-range",
+         argv=lambda ws: explainer_fit(ws, "--model.optimisation.beta2", "1.5")),
+    Case("config-target-out-of-range",
+         call=lambda ws: counterfactual_of_grey(ws, torch.tensor([0.5, 1.5]))),
+    Case("config-target-nan",
+         call=lambda ws: counterfactual_of_grey(ws, float("nan"))),
     # command line
     Case("cli-unknown-command", argv=lambda ws: ["trian"]),
     Case("cli-output-folder-not-empty",
@@ -122,6 +138,11 @@ COMMAND_CASES = [
          argv=lambda ws: ["evaluate", "--explainer", ws.explainer, "--out", below_a_file(ws),
                           "--baselines", "[]", "--adversarial", "[]", "--n_queries", "2",
                           "--n_real", "0", "--logger", "none"]),
+    Case("cli-evaluate-concurrent-run",
+         argv=lambda ws: ["evaluate", "--explainer", ws.explainer, "--out",
+                          locked(ws, "eval", "cfgen evaluate"), "--baselines", "[]",
+                          "--adversarial", "[]", "--n_queries", "2", "--n_real", "0",
+                          "--logger", "none"]),
     # environment
     Case("env-gpu-absent",
          argv=lambda ws: fit(without_gpu(ws), "--trainer.accelerator", "gpu")),

@@ -171,6 +171,8 @@ DATA_CASES = [
     Case("data-not-scaled",
          call=lambda ws: explainer(ws).exaggerate(torch.linspace(0, 255, 1536).view(2, 3, 16, 16))),
     Case("data-nan-in-inputs", call=with_nan),
+    Case("data-empty-batch",
+         call=lambda ws: explainer(ws).exaggerate(torch.zeros(0, 3, 16, 16))),
     Case("data-duplicate-query-ids",
          argv=lambda ws: generate(ws, same_stem_twice(ws))),
     Case("data-input-missing",

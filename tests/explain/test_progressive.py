@@ -202,6 +202,23 @@ def test_bad_images_are_refused_with_the_expected_shape(exact, x, message):
         exact.exaggerate(x)
 
 
+def test_an_empty_batch_and_a_target_outside_0_1_are_refused_by_every_verb(exact):
+    empty = torch.zeros(0, 3, SIZE, SIZE)
+    for verb in (exact.exaggerate, exact.explain, lambda x: exact.counterfactual(x, 0.5)):
+        with pytest.raises(DataError, match=r"the batch is empty \(shape \(0, 3, 16, 16\)\)"):
+            verb(empty)
+    x = images(2)
+    outside = r"target posteriors must lie in \[0, 1\] .*; got "
+    for target, got in ((1.5, "1.5 for query 0"), (float("nan"), "nan for query 0")):
+        for verb in (exact.counterfactual, exact.explain):
+            with pytest.raises(ConfigError, match=outside + got + r" \(2 of 2 outside\)"):
+                verb(x, target)
+    with pytest.raises(ConfigError, match=outside + r"-1 for query 1 \(1 of 2 outside\)"):
+        exact.counterfactual(x, torch.tensor([0.5, -1.0]))
+    with pytest.raises(ConfigError, match=r"one per query, shaped \(2,\); got shape \(3,\)"):
+        exact.counterfactual(x, torch.full((3,), 0.5))
+
+
 def test_from_checkpoint_loads_the_ema_generator_and_the_recorded_classifier(bundle):
     path, classifier, module = bundle
     explainer = ProgressiveExaggeration.from_checkpoint(path)

@@ -1,10 +1,13 @@
 """The pieces of the explainer's training steps (`cfgen.train.explainer_steps`), on their own."""
 
+import pytest
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from cfgen.errors import ConfigError
 from cfgen.models.generator import Generator
+from cfgen.train.explainer_options import Optimisation
 from cfgen.train.explainer_steps import (
     RecentBatches,
     generator_steps_done,
@@ -80,3 +83,19 @@ def test_recent_batches_keep_the_last_batches_holding_enough_images():
     for (_, _, first), (_, _, second) in zip(drawn, again, strict=True):
         torch.testing.assert_close(first, second)  # its own seeded draws, the same each time
     assert all(int(bins.max()) < 10 for _, _, bins in drawn)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("lr_generator", -1.0, r"lr_generator must be > 0 \(the generator's learning rate\)"),
+        ("lr_discriminator", 0.0, r"lr_discriminator must be > 0 .*, got 0.0"),
+        ("beta1", -0.1, r"beta1 must be in \[0, 1\) \(the decay of Adam's running gradient's"),
+        ("beta2", 1.0, r"beta2 must be in \[0, 1\) .*, got 1.0"),
+        ("beta2", float("nan"), r"beta2 must be in \[0, 1\) .*, got nan"),
+    ],
+)
+def test_optimisation_refuses_what_adam_refuses_only_once_training_starts(option, value, message):
+    with pytest.raises(ConfigError, match=message):
+        Optimisation(**{option: value})
+    Optimisation(lr_generator=1e-4, lr_discriminator=4e-4, beta1=0.5, beta2=0.999)  # accepted
