@@ -43,14 +43,15 @@ def explainer_module(config_path: str, folder: Path) -> tuple[ExplainerModule, i
     model["classifier"] = classifier_file(model.get("classifier", default), size, folder)
     module = ExplainerModule(image_size=size, **model)
     module.classifier.check(torch.zeros(2, 3, size, size))
-    optimizers = module.configure_optimizers()
-    # A bare single-process Trainer answers what the module asks it (global step, the
-    # strategy's reduce of the finite-loss check); nothing is fitted through it.
+    # A bare single-process Trainer answers what the module asks it (global step, max steps for
+    # the learning-rate schedule, the strategy's reduce of the finite-loss check); nothing is
+    # fitted through it.
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     module.trainer = pl.Trainer(
         accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
+    optimizers = module.configure_optimizers()
     # Outside a Trainer: the module's hooks that need one are replaced by plain equivalents.
     module.optimizers = lambda: optimizers
     module.manual_backward = lambda loss: loss.backward()

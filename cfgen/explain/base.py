@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from cfgen.bins import bin_centre
-from cfgen.errors import ConfigError
+from cfgen.errors import ConfigError, DataError
 from cfgen.explain.strip import Strip
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]
@@ -26,7 +26,13 @@ Classifier = Callable[[torch.Tensor], torch.Tensor]
 def resolve_target(
     classifier: Classifier, x: torch.Tensor, target: float | torch.Tensor | None
 ) -> torch.Tensor:
-    """Target posterior per query, (N,), from a float, an (N,) tensor or None (flip)."""
+    """Target posterior per query, (N,), from a float, an (N,) tensor or None (flip); a
+    `DataError` for an empty batch (every explainer reads its target first)."""
+    if x.shape[0] == 0:
+        raise DataError(
+            f"no images to explain: the batch is empty (shape {tuple(x.shape)}); give at least "
+            "one image"
+        )
     if target is None:
         with torch.no_grad():
             return (classifier(x) < 0.5).float()

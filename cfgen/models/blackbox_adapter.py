@@ -108,6 +108,10 @@ class BlackBox(nn.Module):
         """The model's scores (N, K) of checked images; the scores checked on first use."""
         self._check_input(images)
         scores = self.model(images)
+        if len(images) == 0:  # an empty batch: no posteriors, no values to check yet
+            columns = scores.shape[1] if scores.ndim == 2 else 1
+            self._choose_reading(columns)
+            return scores.reshape(0, columns)
         if not self.checked:
             self._check_scores(images, scores)
             self.checked = True

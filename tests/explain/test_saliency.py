@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cfgen.errors import ClassifierError, ConfigError
+from cfgen.errors import ClassifierError, ConfigError, DataError
 from cfgen.explain.saliency import SALIENCY_METHODS, CaptumSaliency
 from cfgen.explain.score import posterior_logit
 from tests.helpers import LinearClassifier, OneLayerReLU, TinyConvNet
@@ -23,6 +23,13 @@ def test_every_method_returns_a_finite_map_shaped_like_x(method):
     assert relevance.shape == x.shape
     assert bool(relevance.isfinite().all())
     assert relevance.abs().sum() > 0
+
+
+@pytest.mark.parametrize("method", ["gradient", "occlusion", "lime"])
+def test_an_empty_batch_is_refused_before_captum_sees_it(method):
+    explainer = CaptumSaliency(TinyConvNet(3), method, **FAST.get(method, {}))
+    with pytest.raises(DataError, match=r"no images to explain: the batch is empty \(shape \(0,"):
+        explainer.explain(torch.zeros(0, 3, 8, 8))
 
 
 def test_gradient_of_a_linear_model_is_its_weight_signed_by_direction():

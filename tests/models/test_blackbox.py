@@ -51,6 +51,14 @@ def test_softmax_of_logits_is_over_all_outputs():
     torch.testing.assert_close(box(x), torch.softmax(2 * x.mean(dim=(2, 3)), dim=1)[:, 2])
 
 
+def test_an_empty_batch_reads_as_no_posteriors_and_the_first_real_batch_is_still_checked():
+    box = BlackBox(Fixed(torch.zeros(0, 3)), target_index=1, activation="softmax")
+    assert box(images(0)).shape == (0,) and not box.checked
+    box.model.output = torch.tensor([[0.0, float("nan"), 1.0], [1.0, 2.0, 3.0]])
+    with pytest.raises(ClassifierError, match="non-finite"):
+        box(images())
+
+
 def test_probabilities_pass_through_and_one_dimensional_outputs_are_accepted():
     box = BlackBox(Fixed(torch.tensor([0.25, 0.75])), output="probabilities")
     torch.testing.assert_close(box(images()), torch.tensor([0.25, 0.75]))
