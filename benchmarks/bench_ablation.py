@@ -97,8 +97,12 @@ def train(row: str, seed: int, args: argparse.Namespace) -> dict[str, float]:
 
 
 def score(row: str, seed: int, args: argparse.Namespace, context) -> dict:
+    # The classifier given here, not the path the bundle recorded: a recorded relative path
+    # resolves against the folder the training ran from (its fingerprint is still checked).
     explainer = ProgressiveExaggeration.from_checkpoint(
-        run_dir(args, row, seed) / "explainer.pt", placement_steps=args.placement_steps
+        run_dir(args, row, seed) / "explainer.pt",
+        classifier=str(args.classifier),
+        placement_steps=args.placement_steps,
     )
     entry, strip = score_counterfactual(explainer, context, METRICS)
     if seed == args.seeds[0]:
