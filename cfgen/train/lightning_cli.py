@@ -21,8 +21,6 @@ A training module plugs in with `run_cli(ModelClass, DataModuleClass, argv, run_
 `after_test` hooks (see `cfgen.train.classifier_cli`).
 """
 
-import dataclasses
-import inspect
 import signal
 import sys
 import warnings
@@ -36,10 +34,11 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from cfgen.errors import CfgenError, CheckpointError, ConfigError, RunInterrupted
+from cfgen.errors import CfgenError, ConfigError, RunInterrupted
 from cfgen.io import atomic_write_text, safe_torch_load
 from cfgen.loggers import LOGGER_NAMES, build_logger, finish_logger
 from cfgen.train.interrupt import RunCheckpoint, sigint_stops_training
+from cfgen.train.resume_checks import flat, require_same_settings, require_training_checkpoint
 
 CONFIG_FILENAME = "config.yaml"
 _SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -135,8 +134,8 @@ class CfgenCLI(LightningCLI):
         path = self.trainer.ckpt_path or self.subcommand_config().get("ckpt_path")
         saved = safe_torch_load(path) if path and Path(path).is_file() else {}
         sections = [
-            ("model", _flat(saved.get("hyper_parameters", {})), _flat(self.model.hparams)),
-            ("data", _flat(saved.get("datamodule_hyper_parameters", {})), self._data_hparams()),
+            ("model", flat(saved.get("hyper_parameters", {})), flat(self.model.hparams)),
+            ("data", flat(saved.get("datamodule_hyper_parameters", {})), self._data_hparams()),
         ]
         changed = [
             f"{section}.{key} is {before[key]!r} in the checkpoint, {now[key]!r} here"
@@ -158,7 +157,7 @@ class CfgenCLI(LightningCLI):
         )
 
     def _data_hparams(self) -> dict:
-        return _flat(getattr(self.datamodule, "hparams", {}) or {})
+        return flat(getattr(self.datamodule, "hparams", {}) or {})
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -178,7 +177,9 @@ class CfgenCLI(LightningCLI):
         # so a missing, corrupt or code-carrying one gets a clear CheckpointError.
         path = section.get("ckpt_path")
         if path and str(path).split(":")[0] not in _CKPT_KEYWORDS:
-            _require_training_checkpoint(path, safe_torch_load(path), self.model_class)
+            loaded = safe_torch_load(path)
+            require_training_checkpoint(path, loaded, self.model_class)
+            require_same_settings(path, loaded, section.get("model"), self.config.get("subcommand"))
         if path == "last":
             self._require_last_checkpoint(section)
         # `--ckpt_path` may come from anyone: never unpickle code, whatever the environment
@@ -287,47 +288,3 @@ def training_data(model: Any) -> dict | None:
     module = getattr(trainer, "datamodule", None)
     record = getattr(module, "training_record", None)
     return record() if callable(record) else None
-
-
-def _public(hparams: Any) -> dict:
-    """Hyper-parameters without Lightning's private entries (`_instantiator`)."""
-    return {key: value for key, value in dict(hparams).items() if not key.startswith("_")}
-
-
-def _flat(hparams: Any) -> dict:
-    """`_public` hyper-parameters with option groups (dicts, dataclasses) flattened to dotted
-    keys (`generator.width`), so that a difference names the one setting that changed."""
-    flat = {}
-    for key, value in _public(hparams).items():
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = dataclasses.asdict(value)
-        if isinstance(value, dict):
-            flat.update({f"{key}.{inner}": item for inner, item in _flat(value).items()})
-        else:
-            flat[key] = value
-    return flat
-
-
-def _require_training_checkpoint(path: str, loaded: Any, model_class: type) -> None:
-    """Refuse a torch file Lightning cannot resume from (it would fail with a KeyError), and
-    the checkpoint of another kind of model (Lightning would apply its hyper-parameters to this
-    command's model, and fail on the first one that is not an argument of it)."""
-    if not (
-        isinstance(loaded, dict) and {"state_dict", "pytorch-lightning_version"} <= set(loaded)
-    ):
-        kind = "a cfgen model bundle" if isinstance(loaded, dict) and "format" in loaded else "it"
-        raise CheckpointError(
-            f"{path} is not a training checkpoint: {kind} holds no Lightning training state. "
-            "--ckpt_path takes a checkpoint a training run wrote (checkpoints/last.ckpt in its "
-            "run folder, or --ckpt_path last)"
-        )
-    parameters = inspect.signature(model_class.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    foreign = sorted(set(_public(loaded.get("hyper_parameters", {}))) - set(parameters))
-    if foreign:
-        raise CheckpointError(
-            f"{path} is the checkpoint of another kind of model: its settings {foreign[:4]} are "
-            f"not {model_class.__name__}'s. Resume it with the command that trained it, or leave "
-            "out --ckpt_path"
-        )

@@ -84,6 +84,13 @@ def resumed_with_another_width(ws: Workspace) -> list:
     return explainer_run(ws, 4, "--trainer.max_steps", "2", "--ckpt_path", "last")
 
 
+def resumed_from_the_file_with_another_width(ws: Workspace) -> list:
+    """An explainer run trained with width 8, resumed from its checkpoint's path with width 4."""
+    assert main([str(arg) for arg in explainer_run(ws, 8)]) == 0
+    last = ws.root / "explainer_run" / "checkpoints" / "last.ckpt"
+    return explainer_run(ws, 4, "--trainer.max_steps", "2", "--ckpt_path", last)
+
+
 def classifier_resumed_from_an_explainer(ws: Workspace) -> list:
     """`cfgen classifier fit --ckpt_path` of an explainer run's checkpoint."""
     assert main([str(arg) for arg in explainer_run(ws, 8)]) == 0
@@ -153,6 +160,7 @@ MODEL_CASES = [
          argv=lambda ws: ["generate", "--checkpoint", text_file(ws), "--input", "synthetic:test",
                           "--out", ws.root / "strips"]),
     Case("checkpoint-resume-other-architecture", argv=resumed_with_another_width),
+    Case("checkpoint-resume-file-other-settings", argv=resumed_from_the_file_with_another_width),
     Case("checkpoint-resume-last-missing",
          argv=lambda ws: fit(ws, "--trainer.default_root_dir", ws.root / "fresh",
                              "--ckpt_path", "last")),
