@@ -18,6 +18,7 @@ In-memory datasets (the synthetic world keeps its tensors in `.images`) are serv
 per index lookup, with no per-item Python work.
 """
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -254,10 +255,13 @@ class ExplainerDataModule(AttributeDataModule):
 
     def sample_weights(self) -> torch.Tensor:
         """Sampling weight of every training image, (N,), by the `balance` scheme."""
-        bins = posterior_to_bin(self._posteriors(), self.n_bins)
+        posteriors = self._posteriors()
+        bins = posterior_to_bin(posteriors, self.n_bins)
         weights = BALANCE[self.balance](bins, self.n_bins, self.max_per_bin, self.hparams.seed)
         if not bool((weights > 0).any()):
             raise DataError("no training image left to sample; check the training split")
+        if self.trainer is None or self.trainer.is_global_zero:
+            warn_narrow_posteriors(posteriors, bins, self.n_bins)
         return weights
 
     def train_dataloader(self) -> DataLoader:
@@ -290,3 +294,25 @@ class ExplainerDataModule(AttributeDataModule):
         dataset = self.val_dataset if split == "val" else self.test_dataset
         n = min(n, len(dataset))
         return dataset_images(dataset, torch.arange(n))
+
+
+def warn_narrow_posteriors(posteriors: torch.Tensor, bins: torch.Tensor, n_bins: int) -> None:
+    """Say so on stderr when the classifier reads every training image in one bin, or on one
+    side of its decision: the critic then sees no real image of the bins the strips are drawn
+    toward, and the classifier term alone says what they look like."""
+    low, high = float(posteriors.min()), float(posteriors.max())
+    seen = f"all {posteriors.numel()} training images"
+    if int(torch.unique(bins).numel()) == 1:
+        where = f"in one bin of {n_bins} (bin {int(bins[0])})"
+    elif high < 0.5 or low >= 0.5:
+        where = "as absent" if high < 0.5 else "as present"
+    else:
+        return
+    print(
+        f"warning: the classifier reads {seen} {where} (posteriors {low:.3f} to {high:.3f}): "
+        "the critic sees no real image of the other bins, so the strips are drawn toward bins "
+        "no training image shows; give the explainer images the classifier reads on both sides "
+        "of its decision, or check the classifier's output and activation "
+        "(--model.classifier_output, --model.classifier_activation)",
+        file=sys.stderr,
+    )

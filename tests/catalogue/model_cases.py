@@ -17,7 +17,7 @@ from tests.catalogue.workspace import (
     fit,
     generate,
 )
-from tests.helpers import write_two_class_torchscript
+from tests.helpers import ChannelMeanLogit, write_two_class_torchscript
 from tests.model_files import (
     IMAGE_SIZE,
     write_classifier_bundle,
@@ -91,6 +91,13 @@ def resumed_from_the_file_with_another_width(ws: Workspace) -> list:
     return explainer_run(ws, 4, "--trainer.max_steps", "2", "--ckpt_path", last)
 
 
+def explainer_of_a_classifier_of_one_answer(ws: Workspace) -> list:
+    """An explainer trained against a TorchScript classifier that reads every image 0.047."""
+    constant = ws.root / "constant.ts"
+    torch.jit.script(ChannelMeanLogit(scale=0.0, bias=-3.0)).save(str(constant))
+    return explainer_run(ws, 8, "--model.classifier", constant)
+
+
 def classifier_resumed_from_an_explainer(ws: Workspace) -> list:
     """`cfgen classifier fit --ckpt_path` of an explainer run's checkpoint."""
     assert main([str(arg) for arg in explainer_run(ws, 8)]) == 0
@@ -139,6 +146,8 @@ MODEL_CASES = [
          argv=lambda ws: generate(ws, "synthetic:test", "--classifier",
                                   write_classifier_bundle(ws.root / "other.pt", seed=1))),
     Case("classifier-not-the-explained-one-evaluate", argv=evaluate_other_classifier),
+    Case("classifier-one-bin-of-training-posteriors",
+         argv=explainer_of_a_classifier_of_one_answer, exit_code=0),
     Case("classifier-output-not-chosen",
          argv=lambda ws: explainer_fit(ws, "--model.classifier",
                                        write_two_class_torchscript(ws.root / "two.ts"))),

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from cfgen.bins import posterior_to_bin
 from cfgen.data.synthetic import SyntheticFaces
 from cfgen.errors import ConfigError
 from cfgen.train.explainer_data import (
@@ -10,6 +11,7 @@ from cfgen.train.explainer_data import (
     collate_batch,
     compute_posteriors,
     region_masks,
+    warn_narrow_posteriors,
 )
 
 
@@ -94,3 +96,17 @@ def test_a_context_region_needs_a_data_set_with_that_region():
         region_masks(InMemory(torch.rand(2, 3, 4, 4)), "mouth")
     with pytest.raises(ConfigError, match="unknown context_region 'nose'"):
         region_masks(SyntheticFaces(2, image_size=16), "nose")
+
+
+def test_posteriors_on_one_side_or_in_one_bin_are_warned_about_and_a_spread_is_not(capsys):
+    def warning(posteriors: list[float]) -> str:
+        posteriors = torch.tensor(posteriors)
+        warn_narrow_posteriors(posteriors, posterior_to_bin(posteriors, 4), 4)
+        return capsys.readouterr().err
+
+    assert warning([0.1, 0.3, 0.6, 0.9]) == ""
+    assert "all 2 training images in one bin of 4 (bin 2) (posteriors 0.550 to 0.600)" in warning(
+        [0.55, 0.6]
+    )
+    assert "all 3 training images as absent (posteriors 0.100 to 0.400)" in warning([0.1, 0.3, 0.4])
+    assert "all 2 training images as present (posteriors 0.500 to 0.900)" in warning([0.5, 0.9])
