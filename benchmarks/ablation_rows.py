@@ -38,6 +38,8 @@ VIEWS = [
     "--model.classifier_term.view_noise", "0.03",
 ]  # fmt: skip
 # Row name -> (options on top of OFFICIAL, what the row changes).
+CRITIC2_ADV3 = ["--model.optimisation.n_critic", "2", "--model.weights.adversarial", "3.0"]
+
 ROWS: dict[str, tuple[list[str], str]] = {
     "official": ([], "official encoder-decoder (4x4 bottleneck, no skips)"),
     "skips": (["--model.generator.skips", "true"], "+ U-Net skips, image output"),
@@ -84,6 +86,12 @@ ROWS: dict[str, tuple[list[str], str]] = {
     "blend_low2_area01_cls3": (
         [*BLEND, *LOW2, *AREA01, "--model.weights.classifier", "3.0"],
         "blend_low2_area01, classifier term weighted 3 instead of 1",
+    ),
+    # A critic of this size tells the default's frames from real faces on its own (bench_critic):
+    # give it two steps per generator step and its term three times the weight.
+    "blend_low2_area01_d2_adv3": (
+        [*BLEND, *LOW2, *AREA01, *CRITIC2_ADV3],
+        "blend_low2_area01, two critic steps per generator step, adversarial term weighted 3",
     ),
     "official_decay": (
         ["--model.optimisation.lr_decay", "0.5"],
