@@ -37,9 +37,8 @@ VIEWS = [
     "--model.classifier_term.view_shift", "1.0", "--model.classifier_term.view_blur", "0.7",
     "--model.classifier_term.view_noise", "0.03",
 ]  # fmt: skip
-# Row name -> (options on top of OFFICIAL, what the row changes).
 CRITIC2_ADV3 = ["--model.optimisation.n_critic", "2", "--model.weights.adversarial", "3.0"]
-
+# Row name -> (options on top of OFFICIAL, what the row changes).
 ROWS: dict[str, tuple[list[str], str]] = {
     "official": ([], "official encoder-decoder (4x4 bottleneck, no skips)"),
     "skips": (["--model.generator.skips", "true"], "+ U-Net skips, image output"),

@@ -38,7 +38,12 @@ from cfgen.errors import CfgenError, ConfigError, RunInterrupted
 from cfgen.io import atomic_write_text, safe_torch_load
 from cfgen.loggers import LOGGER_NAMES, build_logger, finish_logger
 from cfgen.train.interrupt import RunCheckpoint, sigint_stops_training
-from cfgen.train.resume_checks import flat, require_same_settings, require_training_checkpoint
+from cfgen.train.resume_checks import (
+    changes,
+    flat,
+    require_same_settings,
+    require_training_checkpoint,
+)
 
 CONFIG_FILENAME = "config.yaml"
 _SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -138,10 +143,7 @@ class CfgenCLI(LightningCLI):
             ("data", flat(saved.get("datamodule_hyper_parameters", {})), self._data_hparams()),
         ]
         changed = [
-            f"{section}.{key} is {before[key]!r} in the checkpoint, {now[key]!r} here"
-            for section, before, now in sections
-            for key in sorted(set(before) & set(now))
-            if before[key] != now[key]
+            line for section, before, now in sections for line in changes(section, before, now)
         ]
         _, saved_model, model = sections[0]
         first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)

@@ -76,15 +76,19 @@ def require_training_checkpoint(path: str, loaded: Any, model_class: type) -> No
         )
 
 
-def overridden_settings(loaded: dict, model_config: Any) -> list[str]:
-    """The model settings of the command line that the checkpoint's saved ones replace, as
-    `model.<key> is <saved> in the checkpoint, <given> here`."""
-    saved, given = flat(loaded.get("hyper_parameters", {})), flat(model_config or {})
+def changes(section: str, saved: dict, given: dict) -> list[str]:
+    """Each setting of two `flat` dicts that both hold with other values, as
+    `<section>.<key> is <saved> in the checkpoint, <given> here`."""
     return [
-        f"model.{key} is {saved[key]!r} in the checkpoint, {given[key]!r} here"
+        f"{section}.{key} is {saved[key]!r} in the checkpoint, {given[key]!r} here"
         for key in sorted(set(saved) & set(given))
         if _comparable(saved[key]) != _comparable(given[key])
     ]
+
+
+def overridden_settings(loaded: dict, model_config: Any) -> list[str]:
+    """The model settings of the command line that the checkpoint's saved ones replace."""
+    return changes("model", flat(loaded.get("hyper_parameters", {})), flat(model_config or {}))
 
 
 def require_same_settings(path: str, loaded: dict, model_config: Any, subcommand: str) -> None:
