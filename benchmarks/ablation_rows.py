@@ -133,3 +133,28 @@ ROWS |= {
         "inpaint_l2 with two critic steps per generator step",
     ),
 }
+# Edits that only move the query's own pixels (docs/DESIGN.md, "Edits that move the query's
+# pixels"): no colour appears that the query does not hold within `reach` pixels.
+MOVE = ["--model.generator.skips", "true", "--model.generator.reach", "3"]
+ROWS |= {
+    "warp": (
+        [*MOVE, "--model.generator.output", "warp", *LOW2],
+        "the query resampled along a flow of at most 3 px, drawn at half resolution",
+    ),
+    "copy": (
+        [*MOVE, "--model.generator.output", "copy"],
+        "each pixel a learned convex mix of the query's pixels within 3 px",
+    ),
+}
+ROWS |= {
+    "warp_d2_adv3": (
+        [*MOVE, "--model.generator.output", "warp", *LOW2, *CRITIC2_ADV3],
+        "warp, two critic steps per generator step, adversarial term weighted 3",
+    ),
+}
+ROWS |= {
+    "warp_blend_d2_adv3": (
+        [*MOVE, "--model.generator.output", "warp_blend", *LOW2, *AREA01, *CRITIC2_ADV3],
+        "blend_low2_area01_d2_adv3 drawn over the warped query: parts move, strokes are drawn",
+    ),
+}

@@ -34,7 +34,11 @@ blend", which cites the ablation that chose between them):
   image is m c + (1 - m) x. `inpaint(x, hidden, bins)` is the second pass alone: trained to
   reconstruct real images under random masks in their own bin, it learns what the hidden parts
   of real images look like in each bin, so that what an edit draws is what the data draw
-  (docs/DESIGN.md, "Edits drawn by an inpainter").
+  (docs/DESIGN.md, "Edits drawn by an inpainter");
+- `output="warp"` / `"copy"` with `reach` (`cfgen.models.rearrange`): the image is the query's
+  own pixels moved by a flow of at most `reach` pixels, or mixed over a window of that reach;
+  no colour is drawn that the query does not hold nearby; `"warp_blend"` blends a drawing over
+  the warped query (m G + (1 - m) warp(x)), so that parts can move and strokes be drawn.
 """
 
 from collections.abc import Callable
@@ -46,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cfgen.errors import ConfigError
+from cfgen.models import rearrange
 from cfgen.models.blocks import GeneratorBlock, channel_widths, levels_for, normalisation
 from cfgen.options import check_choices
 
@@ -92,7 +97,10 @@ OUTPUTS: dict[str, tuple[int, Callable[[torch.Tensor, torch.Tensor], Rendered]]]
     "difference": (0, _image),  # each decode is a redraw; `render` takes their difference
     "inpaint": (1, _blend),  # the second pass's drawing, blended through the first pass's mask
 }
-MASKED = ("blend", "inpaint")
+# Outputs that only move the query's pixels (`cfgen.models.rearrange`); their heads' channels
+# follow `reach`, not the image's.
+MOVES = ("warp", "copy", "warp_blend")
+MASKED = ("blend", "inpaint", "warp_blend")
 # The relaxed Bernoulli's temperature of the inpainter's mask in training (`choose_mask`).
 MASK_TEMPERATURE = 0.5
 
@@ -112,7 +120,10 @@ class GeneratorOptions:
             learned mask m, which the mask loss weights penalise), difference
             (x + G(x, c) - G(x, c_x): the redraw's change between the two bins added to x) or
             inpaint (a mask m chosen from x, then m filled in from x with m hidden: what is
-            drawn is learned by reconstructing real images, weights.inpaint).
+            drawn is learned by reconstructing real images, weights.inpaint), warp (x
+            resampled along a flow of at most `reach` pixels), copy (each pixel a learned
+            convex mix of x's pixels within `reach`) or warp_blend (m G + (1 - m) warp(x):
+            the blend over the warped query).
         edit_downsample: the edit is average-pooled by this factor and upsampled back before
             it is combined with the query (a smooth edit, no pixel noise); a divisor of the
             image size, 1 = full resolution.
@@ -121,15 +132,19 @@ class GeneratorOptions:
         norm: conditional batch norm (official; its inference statistics: the averaging
             group's bn_statistics) or group norm (each image normalised on its own, the same
             computation in training and at inference).
+        reach: how far, in pixels, warp and copy move a pixel (warp and copy only).
     """
 
     width: int = 32
     max_width: int = 256
     skips: bool = False
-    output: Literal["image", "residual", "blend", "difference", "inpaint"] = "image"
+    output: Literal[
+        "image", "residual", "blend", "difference", "inpaint", "warp", "copy", "warp_blend"
+    ] = "image"
     edit_downsample: int = 1
     mask_downsample: int = 1
     norm: Literal["batch", "group"] = "batch"
+    reach: int = 3
 
     def __post_init__(self) -> None:
         check_choices(self, "generator")
@@ -148,6 +163,7 @@ class GeneratorOptions:
             "edit_downsample": self.edit_downsample,
             "mask_downsample": self.mask_downsample,
             "norm": self.norm,
+            "reach": self.reach,
         }
 
 
@@ -167,10 +183,18 @@ class Generator(nn.Module):
         edit_downsample: int = 1,
         mask_downsample: int = 1,
         norm: str = "batch",
+        reach: int = 3,
     ) -> None:
         super().__init__()
-        if output not in OUTPUTS:
-            raise ConfigError(f"unknown generator output {output!r}; choose one of {list(OUTPUTS)}")
+        if output not in (*OUTPUTS, *MOVES):
+            raise ConfigError(
+                f"unknown generator output {output!r}; choose one of {[*OUTPUTS, *MOVES]}"
+            )
+        if output in MOVES and not 1 <= reach < image_size // 2:
+            raise ConfigError(
+                f"reach must be between 1 and {image_size // 2 - 1} pixels for {image_size} px "
+                f"images, got {reach}"
+            )
         for name, factor in (("edit", edit_downsample), ("mask", mask_downsample)):
             if factor < 1 or image_size % factor:
                 raise ConfigError(
@@ -178,7 +202,7 @@ class Generator(nn.Module):
                 )
         if mask_downsample > 1 and output not in MASKED:
             raise ConfigError(
-                "mask_downsample needs a mask: set output='blend' or output='inpaint'"
+                "mask_downsample needs a mask: set output='blend', 'warp_blend' or 'inpaint'"
             )
         self.image_size = image_size
         self.channels = channels
@@ -188,6 +212,7 @@ class Generator(nn.Module):
         self.edit_downsample = edit_downsample
         self.mask_downsample = mask_downsample
         self.norm = norm
+        self.reach = reach
         levels = levels_for(image_size, embedding_size)
         widths = channel_widths(levels, base_width, max_width)
         # The inpainter also reads which pixels are hidden from it.
@@ -200,12 +225,32 @@ class Generator(nn.Module):
             GeneratorBlock(widths[i + 1], widths[i], n_bins, "up", norm)
             for i in reversed(range(levels))
         )
-        extra_channels, self._combine = OUTPUTS[output]
+        if output in MOVES:
+            head_channels = {
+                "warp": 2,
+                "copy": rearrange.copy_channels(reach),
+                "warp_blend": 2 + channels + 1,
+            }[output]
+            self._combine = self._move
+        else:
+            extra_channels, self._combine = OUTPUTS[output]
+            head_channels = channels + extra_channels
         self.head = nn.Sequential(
             normalisation(norm, widths[0], affine=True),
             nn.ReLU(),
-            nn.Conv2d(widths[0], channels + extra_channels, 3, padding=1),
+            nn.Conv2d(widths[0], head_channels, 3, padding=1),
         )
+        if output in MOVES:  # start at the identity: no flow, the copy's centre tap
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
+
+    def _move(self, head: torch.Tensor, query: torch.Tensor) -> Rendered:
+        if self.output == "copy":
+            return Rendered(rearrange.copy(head, query, self.reach))
+        warped = rearrange.warp(head, query, self.reach)
+        if self.output == "warp":
+            return Rendered(warped)
+        return _blend(head[:, 2:], warped)  # warp_blend: m G + (1 - m) warp(x)
 
     def encode(
         self, x: torch.Tensor, target_bin: torch.Tensor, hidden: torch.Tensor | None = None

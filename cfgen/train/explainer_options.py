@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cfgen.errors import ConfigError
-from cfgen.models.generator import GeneratorOptions
+from cfgen.models.generator import MASKED, GeneratorOptions
 from cfgen.options import check_choices
 
 ClassifierLoss = Literal["classifier_cross_entropy", "classifier_kl", "classifier_logit_l1"]
@@ -91,11 +91,11 @@ class LossWeights:
 
     def check_generator(self, generator: GeneratorOptions) -> None:
         """Refuse weights of terms that the generator's output does not have."""
-        masked = generator.output in ("blend", "inpaint")
+        masked = generator.output in MASKED
         if max(self.mask, self.mask_tv, self.mask_binary) > 0 and not masked:
             raise ConfigError(
                 "weights.mask / weights.mask_tv / weights.mask_binary act on the generator's "
-                "mask: set generator.output: blend or inpaint"
+                "mask: set generator.output: blend, warp_blend or inpaint"
             )
         if self.inpaint > 0 and generator.output != "inpaint":
             raise ConfigError("weights.inpaint trains an inpainter: set generator.output: inpaint")

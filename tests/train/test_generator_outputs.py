@@ -124,7 +124,8 @@ def test_the_redraw_weight_needs_a_generator_that_redraws(tmp_path):
     with pytest.raises(ConfigError, match="weights.redraw trains the redraw"):
         tiny_module(tmp_path, {"redraw": 1.0})
     with pytest.raises(
-        ConfigError, match="act on the generator's mask: set generator.output: blend or inpaint"
+        ConfigError,
+        match="act on the generator's mask: set generator.output: blend, warp_blend or inpaint",
     ):
         tiny_module(tmp_path, {"mask": 1.0}, output="difference")
 
