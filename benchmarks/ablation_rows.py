@@ -158,3 +158,10 @@ ROWS |= {
         "blend_low2_area01_d2_adv3 drawn over the warped query: parts move, strokes are drawn",
     ),
 }
+LOW4 = ["--model.generator.edit_downsample", "4"]
+ROWS |= {
+    "warp_low4": (
+        [*MOVE, "--model.generator.output", "warp", *LOW4],
+        "warp, the flow drawn at a quarter of the resolution (smoother bends)",
+    ),
+}
