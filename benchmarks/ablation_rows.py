@@ -165,3 +165,9 @@ ROWS |= {
         "warp, the flow drawn at a quarter of the resolution (smoother bends)",
     ),
 }
+ROWS |= {
+    "warp_full": (
+        [*MOVE, "--model.generator.output", "warp"],
+        "warp, the flow drawn at full resolution",
+    ),
+}
