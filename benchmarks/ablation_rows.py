@@ -171,3 +171,9 @@ ROWS |= {
         "warp, the flow drawn at full resolution",
     ),
 }
+ROWS |= {
+    "warp_reach6": (
+        [*MOVE, "--model.generator.output", "warp", *LOW2, "--model.generator.reach", "6"],
+        "warp with a reach of 6 px: a fold of the flow can copy a stroke that far",
+    ),
+}
