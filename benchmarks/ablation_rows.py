@@ -177,3 +177,9 @@ ROWS |= {
         "warp with a reach of 6 px: a fold of the flow can copy a stroke that far",
     ),
 }
+ROWS |= {
+    "warp_full_tv1": (
+        [*MOVE, "--model.generator.output", "warp", "--model.weights.flow_tv", "1.0"],
+        "warp_full with the flow's total variation weighted 1 (smooth bends)",
+    ),
+}

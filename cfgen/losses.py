@@ -125,6 +125,7 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "inpaint_l1": inpaint_l1,
     "mask_area": mask_area,
     "mask_total_variation": mask_total_variation,
+    "total_variation": mask_total_variation,  # of any map (N, C, H, W): a warp's flow
     "mask_binary": mask_binary,
 }
 

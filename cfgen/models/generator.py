@@ -60,12 +60,14 @@ class Rendered(NamedTuple):
     blend `mask` (N, 1, H, W) in [0, 1] (1 = drawn by the generator, 0 = kept from the query) and
     what was `drawn` (N, C, H, W), the generator's whole-image redraw that the mask blends in;
     for `output="difference"`, `drawn` is the redraw in the target bin and `reference` the redraw
-    in the query's own bin."""
+    in the query's own bin; for `warp` and `warp_blend`, `flow` (N, 2, H, W) is the flow in
+    pixels that the query was resampled along."""
 
     image: torch.Tensor
     mask: torch.Tensor | None = None
     drawn: torch.Tensor | None = None
     reference: torch.Tensor | None = None
+    flow: torch.Tensor | None = None
 
 
 def _image(head: torch.Tensor, query: torch.Tensor) -> Rendered:
@@ -247,10 +249,11 @@ class Generator(nn.Module):
     def _move(self, head: torch.Tensor, query: torch.Tensor) -> Rendered:
         if self.output == "copy":
             return Rendered(rearrange.copy(head, query, self.reach))
-        warped = rearrange.warp(head, query, self.reach)
+        flow = rearrange.flow(head, self.reach)
+        warped = rearrange.warp(query, flow)
         if self.output == "warp":
-            return Rendered(warped)
-        return _blend(head[:, 2:], warped)  # warp_blend: m G + (1 - m) warp(x)
+            return Rendered(warped, flow=flow)
+        return _blend(head[:, 2:], warped)._replace(flow=flow)  # m G + (1 - m) warp(x)
 
     def encode(
         self, x: torch.Tensor, target_bin: torch.Tensor, hidden: torch.Tensor | None = None

@@ -28,11 +28,15 @@ def copy_channels(reach: int) -> int:
     return (2 * reach + 1) ** 2
 
 
-def warp(head: torch.Tensor, query: torch.Tensor, reach: int) -> torch.Tensor:
-    """`query` (N, C, H, W) resampled along the flow reach * tanh(head[:, :2]) in pixels (x then
-    y), borders repeated."""
-    n, _, height, width = query.shape
-    flow = reach * torch.tanh(head[:, :2])
+def flow(head: torch.Tensor, reach: int) -> torch.Tensor:
+    """The flow (N, 2, H, W) in pixels (x then y) that `head[:, :2]` asks for: reach * tanh."""
+    return reach * torch.tanh(head[:, :2])
+
+
+def warp(query: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """`query` (N, C, H, W) resampled bilinearly along `flow` (N, 2, H, W) in pixels (x then
+    y): x'(p) = x(p + flow(p)), borders repeated."""
+    _, _, height, width = query.shape
     ys = torch.linspace(-1 + 1 / height, 1 - 1 / height, height, device=query.device)
     xs = torch.linspace(-1 + 1 / width, 1 - 1 / width, width, device=query.device)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")

@@ -106,6 +106,8 @@ class GeneratorObjective:
             losses["mask"] = get_loss("mask_area")(rendered.mask)
             losses["mask_tv"] = get_loss("mask_total_variation")(rendered.mask)
             losses["mask_binary"] = get_loss("mask_binary")(rendered.mask)
+        if rendered.flow is not None:
+            losses["flow_tv"] = get_loss("total_variation")(rendered.flow)
         return losses
 
     def _kept(

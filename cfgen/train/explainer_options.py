@@ -74,6 +74,8 @@ class LossWeights:
         context: L1 outside the region the decision may change (needs data.context_region).
         inpaint: L1 between real images and what the inpainter draws where a random box hides
             them, in their own bin (inpaint only): what an edit draws is learned from the data.
+        flow_tv: the warp's total variation in pixels, mean |difference| of the flow between
+            neighbours (warp and warp_blend only): parts bend smoothly rather than zigzag.
     """
 
     adversarial: float = 1.0
@@ -88,6 +90,7 @@ class LossWeights:
     redraw: float = 0.0
     context: float = 0.0
     inpaint: float = 0.0
+    flow_tv: float = 0.0
 
     def check_generator(self, generator: GeneratorOptions) -> None:
         """Refuse weights of terms that the generator's output does not have."""
@@ -96,6 +99,10 @@ class LossWeights:
             raise ConfigError(
                 "weights.mask / weights.mask_tv / weights.mask_binary act on the generator's "
                 "mask: set generator.output: blend, warp_blend or inpaint"
+            )
+        if self.flow_tv > 0 and generator.output not in ("warp", "warp_blend"):
+            raise ConfigError(
+                "weights.flow_tv smooths a warp's flow: set generator.output: warp or warp_blend"
             )
         if self.inpaint > 0 and generator.output != "inpaint":
             raise ConfigError("weights.inpaint trains an inpainter: set generator.output: inpaint")

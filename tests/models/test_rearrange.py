@@ -17,14 +17,14 @@ def test_warp_by_a_constant_flow_shifts_the_image_by_that_many_pixels():
     head = torch.zeros(2, 2, 16, 16)
     head[:, 0] = math.atanh(2 / 3)  # 2 px right of reach 3: x'(p) = x(p + 2 px along width)
     head[:, 1] = -math.atanh(1 / 3)  # 1 px up: x'(p) = x(p - 1 px along height)
-    moved = rearrange.warp(head, x, reach=3)
+    moved = rearrange.warp(x, rearrange.flow(head, reach=3))
     torch.testing.assert_close(moved[..., 1:, :-2], x[..., :-1, 2:], atol=1e-5, rtol=0)
 
 
 def test_warp_never_moves_a_pixel_further_than_its_reach():
     x = torch.zeros(1, 1, 16, 16)
     x[..., 8, 8] = 1.0  # one bright pixel
-    moved = rearrange.warp(torch.full((1, 2, 16, 16), 50.0), x, reach=2)
+    moved = rearrange.warp(x, rearrange.flow(torch.full((1, 2, 16, 16), 50.0), reach=2))
     rows, cols = torch.nonzero(moved[0, 0] > 0, as_tuple=True)
     assert rows.numel() > 0
     assert int((rows - 8).abs().max()) <= 2 and int((cols - 8).abs().max()) <= 2
@@ -92,3 +92,5 @@ def test_warp_blend_draws_through_its_mask_over_the_warped_query():
     expected = 0.5 * 0.5 + 0.5 * warped
     torch.testing.assert_close(rendered.image[..., :-1], expected[..., :-1], atol=1e-5, rtol=0)
     torch.testing.assert_close(rendered.mask, torch.full_like(rendered.mask, 0.5))
+    torch.testing.assert_close(rendered.flow[:, 0], torch.ones(2, 16, 16))  # in pixels
+    torch.testing.assert_close(rendered.flow[:, 1], torch.zeros(2, 16, 16))

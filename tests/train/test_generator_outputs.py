@@ -130,4 +130,31 @@ def test_the_redraw_weight_needs_a_generator_that_redraws(tmp_path):
         tiny_module(tmp_path, {"mask": 1.0}, output="difference")
 
 
+class StubWarpGenerator(StubGenerator):
+    """The closed form `generate` with a flow of `slope` px more per column, so that the flow's
+    total variation is `slope` by construction (horizontal steps of `slope`, vertical ones 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slope = nn.Parameter(torch.tensor(0.3))
+
+    def render(self, x: torch.Tensor, bins: torch.Tensor, source_bin=None) -> Rendered:
+        self.forward_bins.append(bins.clone())
+        columns = torch.arange(x.shape[-1], dtype=x.dtype).expand(len(x), 2, *x.shape[-2:])
+        return Rendered(generate(x, bins), flow=self.slope * columns)
+
+
+def test_the_flow_smoothness_term_is_the_flows_total_variation(tmp_path, monkeypatch):
+    weights = {"adversarial": 0.0, "classifier": 0.0, "reconstruction": 0.0, "cycle": 0.0}
+    weights |= {"embedding": 0.0, "flow_tv": 2.0}
+    module = tiny_module(tmp_path, weights, output="warp")
+    stub = StubWarpGenerator()
+    *_, logged, totals = run_step(tmp_path, monkeypatch, weights, module=module, generator=stub)
+    torch.testing.assert_close(logged["loss/flow_tv"], torch.tensor(0.3))
+    totals[-1].backward()
+    torch.testing.assert_close(stub.slope.grad, torch.tensor(2.0))  # d(2 |slope|) / d slope
+    with pytest.raises(ConfigError, match="weights.flow_tv smooths a warp's flow"):
+        tiny_module(tmp_path, {"flow_tv": 1.0}, output="blend")
+
+
 # --- the EMA generator: updated on every generator turn, and what is exported -------------
