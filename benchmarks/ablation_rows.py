@@ -141,10 +141,6 @@ ROWS |= {
         [*MOVE, "--model.generator.output", "warp", *LOW2],
         "the query resampled along a flow of at most 3 px, drawn at half resolution",
     ),
-    "copy": (
-        [*MOVE, "--model.generator.output", "copy"],
-        "each pixel a learned convex mix of the query's pixels within 3 px",
-    ),
 }
 ROWS |= {
     "warp_d2_adv3": (

@@ -35,9 +35,9 @@ blend", which cites the ablation that chose between them):
   reconstruct real images under random masks in their own bin, it learns what the hidden parts
   of real images look like in each bin, so that what an edit draws is what the data draw
   (docs/DESIGN.md, "Edits drawn by an inpainter");
-- `output="warp"` / `"copy"` with `reach` (`cfgen.models.rearrange`): the image is the query's
-  own pixels moved by a flow of at most `reach` pixels, or mixed over a window of that reach;
-  no colour is drawn that the query does not hold nearby; `"warp_blend"` blends a drawing over
+- `output="warp"` with `reach` (`cfgen.models.rearrange`): the image is the query's own pixels
+  moved by a flow of at most `reach` pixels; no colour is drawn that the query does not hold
+  nearby; `"warp_blend"` blends a drawing over
   the warped query (m G + (1 - m) warp(x)), so that parts can move and strokes be drawn.
 """
 
@@ -101,7 +101,7 @@ OUTPUTS: dict[str, tuple[int, Callable[[torch.Tensor, torch.Tensor], Rendered]]]
 }
 # Outputs that only move the query's pixels (`cfgen.models.rearrange`); their heads' channels
 # follow `reach`, not the image's.
-MOVES = ("warp", "copy", "warp_blend")
+MOVES = ("warp", "warp_blend")
 MASKED = ("blend", "inpaint", "warp_blend")
 # The relaxed Bernoulli's temperature of the inpainter's mask in training (`choose_mask`).
 MASK_TEMPERATURE = 0.5
@@ -123,8 +123,7 @@ class GeneratorOptions:
             (x + G(x, c) - G(x, c_x): the redraw's change between the two bins added to x) or
             inpaint (a mask m chosen from x, then m filled in from x with m hidden: what is
             drawn is learned by reconstructing real images, weights.inpaint), warp (x
-            resampled along a flow of at most `reach` pixels), copy (each pixel a learned
-            convex mix of x's pixels within `reach`) or warp_blend (m G + (1 - m) warp(x):
+            resampled along a flow of at most `reach` pixels) or warp_blend (m G + (1 - m) warp(x):
             the blend over the warped query).
         edit_downsample: the edit is average-pooled by this factor and upsampled back before
             it is combined with the query (a smooth edit, no pixel noise); a divisor of the
@@ -134,15 +133,15 @@ class GeneratorOptions:
         norm: conditional batch norm (official; its inference statistics: the averaging
             group's bn_statistics) or group norm (each image normalised on its own, the same
             computation in training and at inference).
-        reach: how far, in pixels, warp and copy move a pixel (warp and copy only).
+        reach: how far, in pixels, the warp moves a pixel (warp and warp_blend only).
     """
 
     width: int = 32
     max_width: int = 256
     skips: bool = False
-    output: Literal[
-        "image", "residual", "blend", "difference", "inpaint", "warp", "copy", "warp_blend"
-    ] = "image"
+    output: Literal["image", "residual", "blend", "difference", "inpaint", "warp", "warp_blend"] = (
+        "image"
+    )
     edit_downsample: int = 1
     mask_downsample: int = 1
     norm: Literal["batch", "group"] = "batch"
@@ -228,11 +227,7 @@ class Generator(nn.Module):
             for i in reversed(range(levels))
         )
         if output in MOVES:
-            head_channels = {
-                "warp": 2,
-                "copy": rearrange.copy_channels(reach),
-                "warp_blend": 2 + channels + 1,
-            }[output]
+            head_channels = 2 if output == "warp" else 2 + channels + 1  # flow (+ drawing, mask)
             self._combine = self._move
         else:
             extra_channels, self._combine = OUTPUTS[output]
@@ -242,13 +237,11 @@ class Generator(nn.Module):
             nn.ReLU(),
             nn.Conv2d(widths[0], head_channels, 3, padding=1),
         )
-        if output in MOVES:  # start at the identity: no flow, the copy's centre tap
+        if output in MOVES:  # start at the identity: no flow
             nn.init.zeros_(self.head[-1].weight)
             nn.init.zeros_(self.head[-1].bias)
 
     def _move(self, head: torch.Tensor, query: torch.Tensor) -> Rendered:
-        if self.output == "copy":
-            return Rendered(rearrange.copy(head, query, self.reach))
         flow = rearrange.flow(head, self.reach)
         warped = rearrange.warp(query, flow)
         if self.output == "warp":
