@@ -136,46 +136,31 @@ ROWS |= {
 # Edits that only move the query's own pixels (docs/DESIGN.md, "Edits that move the query's
 # pixels"): no colour appears that the query does not hold within `reach` pixels.
 MOVE = ["--model.generator.skips", "true", "--model.generator.reach", "3"]
+WARP = [*MOVE, "--model.generator.output", "warp"]
 ROWS |= {
     "warp": (
-        [*MOVE, "--model.generator.output", "warp", *LOW2],
+        [*WARP, *LOW2],
         "the query resampled along a flow of at most 3 px, drawn at half resolution",
     ),
-}
-ROWS |= {
+    "warp_full": (WARP, "warp, the flow drawn at full resolution"),
+    "warp_low4": (
+        [*WARP, "--model.generator.edit_downsample", "4"],
+        "warp, the flow drawn at a quarter of the resolution (smoother bends)",
+    ),
     "warp_d2_adv3": (
-        [*MOVE, "--model.generator.output", "warp", *LOW2, *CRITIC2_ADV3],
+        [*WARP, *LOW2, *CRITIC2_ADV3],
         "warp, two critic steps per generator step, adversarial term weighted 3",
     ),
-}
-ROWS |= {
+    "warp_reach6": (
+        [*WARP, *LOW2, "--model.generator.reach", "6"],
+        "warp with a reach of 6 px: a fold of the flow can copy a stroke that far",
+    ),
+    "warp_full_tv1": (
+        [*WARP, "--model.weights.flow_tv", "1.0"],
+        "warp_full with the flow's total variation weighted 1 (smooth bends)",
+    ),
     "warp_blend_d2_adv3": (
         [*MOVE, "--model.generator.output", "warp_blend", *LOW2, *AREA01, *CRITIC2_ADV3],
         "blend_low2_area01_d2_adv3 drawn over the warped query: parts move, strokes are drawn",
-    ),
-}
-LOW4 = ["--model.generator.edit_downsample", "4"]
-ROWS |= {
-    "warp_low4": (
-        [*MOVE, "--model.generator.output", "warp", *LOW4],
-        "warp, the flow drawn at a quarter of the resolution (smoother bends)",
-    ),
-}
-ROWS |= {
-    "warp_full": (
-        [*MOVE, "--model.generator.output", "warp"],
-        "warp, the flow drawn at full resolution",
-    ),
-}
-ROWS |= {
-    "warp_reach6": (
-        [*MOVE, "--model.generator.output", "warp", *LOW2, "--model.generator.reach", "6"],
-        "warp with a reach of 6 px: a fold of the flow can copy a stroke that far",
-    ),
-}
-ROWS |= {
-    "warp_full_tv1": (
-        [*MOVE, "--model.generator.output", "warp", "--model.weights.flow_tv", "1.0"],
-        "warp_full with the flow's total variation weighted 1 (smooth bends)",
     ),
 }

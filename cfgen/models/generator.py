@@ -37,8 +37,8 @@ blend", which cites the ablation that chose between them):
   (docs/DESIGN.md, "Edits drawn by an inpainter");
 - `output="warp"` with `reach` (`cfgen.models.rearrange`): the image is the query's own pixels
   moved by a flow of at most `reach` pixels; no colour is drawn that the query does not hold
-  nearby; `"warp_blend"` blends a drawing over
-  the warped query (m G + (1 - m) warp(x)), so that parts can move and strokes be drawn.
+  nearby. `"warp_blend"` blends a drawing over the warped query, m G + (1 - m) warp(x), so that
+  parts can move and strokes be drawn (docs/DESIGN.md, "Edits that move the query's pixels").
 """
 
 from collections.abc import Callable
@@ -99,8 +99,8 @@ OUTPUTS: dict[str, tuple[int, Callable[[torch.Tensor, torch.Tensor], Rendered]]]
     "difference": (0, _image),  # each decode is a redraw; `render` takes their difference
     "inpaint": (1, _blend),  # the second pass's drawing, blended through the first pass's mask
 }
-# Outputs that only move the query's pixels (`cfgen.models.rearrange`); their heads' channels
-# follow `reach`, not the image's.
+# Outputs built on a warp of the query (`cfgen.models.rearrange`): their heads hold the flow's
+# two channels, and warp_blend's drawing and mask after them.
 MOVES = ("warp", "warp_blend")
 MASKED = ("blend", "inpaint", "warp_blend")
 # The relaxed Bernoulli's temperature of the inpainter's mask in training (`choose_mask`).
