@@ -93,11 +93,12 @@ def mask_area(mask: torch.Tensor) -> torch.Tensor:
     return mask.mean()
 
 
-def mask_total_variation(mask: torch.Tensor) -> torch.Tensor:
-    """Mean |difference| of a mask (N, 1, H, W) between vertical and between horizontal
-    neighbours, summed over the two directions: 0 for a constant mask, large for speckle."""
-    vertical = (mask[..., 1:, :] - mask[..., :-1, :]).abs().mean()
-    horizontal = (mask[..., :, 1:] - mask[..., :, :-1]).abs().mean()
+def total_variation(field: torch.Tensor) -> torch.Tensor:
+    """Mean |difference| of a map (N, C, H, W), a blend mask or a warp's flow, between vertical
+    and between horizontal neighbours, summed over the two directions: 0 for a constant map,
+    large for speckle."""
+    vertical = (field[..., 1:, :] - field[..., :-1, :]).abs().mean()
+    horizontal = (field[..., :, 1:] - field[..., :, :-1]).abs().mean()
     return vertical + horizontal
 
 
@@ -124,8 +125,7 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "context_l1": context_l1,
     "inpaint_l1": inpaint_l1,
     "mask_area": mask_area,
-    "mask_total_variation": mask_total_variation,
-    "total_variation": mask_total_variation,  # of any map (N, C, H, W): a warp's flow
+    "total_variation": total_variation,
     "mask_binary": mask_binary,
 }
 

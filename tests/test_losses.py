@@ -69,9 +69,9 @@ def test_mask_area_and_total_variation_known_values():
     mask = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])  # left column on: area 1/2
     torch.testing.assert_close(get_loss("mask_area")(mask), torch.tensor(0.5))
     # vertical neighbours equal (0), horizontal ones differ by 1 in both rows (mean 1)
-    torch.testing.assert_close(get_loss("mask_total_variation")(mask), torch.tensor(1.0))
+    torch.testing.assert_close(get_loss("total_variation")(mask), torch.tensor(1.0))
     torch.testing.assert_close(
-        get_loss("mask_total_variation")(torch.full((1, 1, 3, 3), 0.7)), torch.tensor(0.0)
+        get_loss("total_variation")(torch.full((1, 1, 3, 3), 0.7)), torch.tensor(0.0)
     )
 
 

@@ -104,7 +104,7 @@ class GeneratorObjective:
             losses["inpaint"] = get_loss("inpaint_l1")(images, drawn, hidden)
         if rendered.mask is not None:
             losses["mask"] = get_loss("mask_area")(rendered.mask)
-            losses["mask_tv"] = get_loss("mask_total_variation")(rendered.mask)
+            losses["mask_tv"] = get_loss("total_variation")(rendered.mask)
             losses["mask_binary"] = get_loss("mask_binary")(rendered.mask)
         if rendered.flow is not None:
             losses["flow_tv"] = get_loss("total_variation")(rendered.flow)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cfgen.errors import ConfigError
-from cfgen.models.generator import MASKED, GeneratorOptions
+from cfgen.models.generator import MASKED, MOVES, GeneratorOptions
 from cfgen.options import check_choices
 
 ClassifierLoss = Literal["classifier_cross_entropy", "classifier_kl", "classifier_logit_l1"]
@@ -100,7 +100,7 @@ class LossWeights:
                 "weights.mask / weights.mask_tv / weights.mask_binary act on the generator's "
                 "mask: set generator.output: blend, warp_blend or inpaint"
             )
-        if self.flow_tv > 0 and generator.output not in ("warp", "warp_blend"):
+        if self.flow_tv > 0 and generator.output not in MOVES:
             raise ConfigError(
                 "weights.flow_tv smooths a warp's flow: set generator.output: warp or warp_blend"
             )
