@@ -37,6 +37,7 @@ VIEWS = [
     "--model.classifier_term.view_shift", "1.0", "--model.classifier_term.view_blur", "0.7",
     "--model.classifier_term.view_noise", "0.03",
 ]  # fmt: skip
+FIXED = ["--model.classifier_term.drawing", "fixed"]  # f moves only the mask and the flow
 CRITIC2_ADV3 = ["--model.optimisation.n_critic", "2", "--model.weights.adversarial", "3.0"]
 # Row name -> (options on top of OFFICIAL, what the row changes).
 ROWS: dict[str, tuple[list[str], str]] = {
@@ -162,5 +163,15 @@ ROWS |= {
     "warp_blend_d2_adv3": (
         [*MOVE, "--model.generator.output", "warp_blend", *LOW2, *AREA01, *CRITIC2_ADV3],
         "blend_low2_area01_d2_adv3 drawn over the warped query: parts move, strokes are drawn",
+    ),
+    "warp_blend_area1_d2_adv3": (
+        [*MOVE, "--model.generator.output", "warp_blend", *LOW2, *CRITIC2_ADV3],
+        "warp_blend_d2_adv3 with the mask's area weighted 1: draw only where a move cannot do it",
+    ),
+    # The classifier term moves the mask and the flow only: f chooses where to draw and how to
+    # move the query, D alone what is drawn (`classifier_term.drawing: fixed`).
+    "warp_blend_fixed_d2_adv3": (
+        [*MOVE, "--model.generator.output", "warp_blend", *LOW2, *AREA01, *CRITIC2_ADV3, *FIXED],
+        "warp_blend_d2_adv3 with the drawing out of the classifier term's reach",
     ),
 }

@@ -123,6 +123,7 @@ class ExplainerModule(ExplainerCheckpoint):
         self.optimisation = as_group(optimisation, Optimisation, "optimisation")
         self.averaging = as_group(averaging, Averaging, "averaging")
         self.weights.check_generator(self.generator_options)
+        self.classifier_term.check_generator(self.generator_options)
         if bin_target_kind not in ("centre", "lower"):
             raise ConfigError(
                 f"unknown bin_target_kind {bin_target_kind!r}; choose one of ['centre', 'lower']"

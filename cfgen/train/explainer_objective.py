@@ -28,6 +28,7 @@ from cfgen.bins import bin_target
 from cfgen.errors import ConfigError
 from cfgen.explain.score import explained_logit
 from cfgen.losses import get_loss
+from cfgen.models import rearrange
 from cfgen.models.generator import Generator, Rendered
 from cfgen.train.augment import RandomViews, inpainting_masks
 from cfgen.train.explainer_options import ClassifierTerm, LossWeights
@@ -73,13 +74,16 @@ class GeneratorObjective:
         fake_features = None if inpainter else self.generator.encode(fakes, source_bin)
         target_posterior = bin_target(target_bin, self.n_bins, self.bin_target_kind)
         classified = fakes
-        if (inpainter or self.weights.redraw > 0) and rendered.mask is not None:
+        fixed = inpainter or self.weights.redraw > 0 or self.term.drawing == "fixed"
+        if fixed and rendered.mask is not None:
             # An inpainter's drawing is learned from real images (the inpaint term) and D; a
-            # redraw is trained as the official generator's image is. Either way the classifier
-            # term moves only the mask (where to redraw), not what is drawn, so the drawing
-            # cannot become a pattern that only f reads.
+            # redraw is trained as the official generator's image is; a fixed drawing from D
+            # and the keeping terms. Each time the classifier term moves only the mask (where
+            # to redraw) and a warp's flow, not what is drawn, so the drawing cannot become a
+            # pattern that only f reads.
             mask, drawn = rendered.mask, rendered.drawn
-            classified = mask * drawn.detach() + (1.0 - mask) * images
+            kept = images if rendered.flow is None else rearrange.warp(images, rendered.flow)
+            classified = mask * drawn.detach() + (1.0 - mask) * kept
         viewed = self.views(classified) if self.views.active else classified
         losses = {
             "adversarial": get_loss("hinge_generator")(self.judge(fakes, target_bin)),

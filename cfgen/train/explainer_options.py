@@ -131,15 +131,29 @@ class ClassifierTerm:
         view_blur: the view is blurred with a Gaussian of sigma drawn in [0, view_blur]
             pixels (0 = no blur).
         view_noise: Gaussian noise of this standard deviation is added to the view (0 = none).
+        drawing: whether the term trains what a blend or warp_blend draws: trained (the
+            official: every pixel of the frame) or fixed (the term moves only the mask and the
+            warp's flow, where to draw and how to move the query; what is drawn is learned
+            from D and the keeping terms alone, so it cannot become a pattern only f reads).
     """
 
     loss: ClassifierLoss = "classifier_cross_entropy"
     view_shift: float = 0.0
     view_blur: float = 0.0
     view_noise: float = 0.0
+    drawing: Literal["trained", "fixed"] = "trained"
 
     def __post_init__(self) -> None:
         check_choices(self, "classifier_term")
+
+    def check_generator(self, generator: GeneratorOptions) -> None:
+        """Refuse a fixed drawing for a generator that draws through no mask."""
+        if self.drawing == "fixed" and generator.output not in ("blend", "warp_blend"):
+            raise ConfigError(
+                "classifier_term.drawing: fixed keeps the classifier term off what a blend "
+                "draws: set generator.output: blend or warp_blend (the inpainter's drawing is "
+                "never trained by it)"
+            )
 
 
 @dataclass(frozen=True)

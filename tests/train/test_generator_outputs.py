@@ -9,6 +9,7 @@ from torch import nn
 
 from cfgen.errors import ConfigError
 from cfgen.models.generator import Rendered
+from cfgen.models.rearrange import warp
 from tests.train.test_generator_step import (
     N_BINS,
     WEIGHTS,
@@ -155,6 +156,64 @@ def test_the_flow_smoothness_term_is_the_flows_total_variation(tmp_path, monkeyp
     torch.testing.assert_close(stub.slope.grad, torch.tensor(2.0))  # d(2 |slope|) / d slope
     with pytest.raises(ConfigError, match="weights.flow_tv smooths a warp's flow"):
         tiny_module(tmp_path, {"flow_tv": 1.0}, output="blend")
+
+
+class StubWarpBlendGenerator(StubBlendGenerator):
+    """The stub blend drawn over the query shifted by `push` pixels to the right, everywhere:
+    m (generate + shade) + (1 - m) warp(x, push)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.push = nn.Parameter(torch.tensor(0.6))
+
+    def render(self, x: torch.Tensor, bins: torch.Tensor, source_bin=None) -> Rendered:
+        self.forward_bins.append(bins.clone())
+        mask = torch.sigmoid(self.mask_logit).expand(len(x), 1, *x.shape[-2:])
+        drawn = generate(x, bins) + self.shade
+        flow = torch.stack([-self.push, torch.zeros(())]).view(1, 2, 1, 1)
+        flow = flow.expand(len(x), 2, *x.shape[-2:])
+        moved = warp(x, flow)
+        return Rendered(mask * drawn + (1 - mask) * moved, mask, drawn, flow=flow)
+
+
+def test_a_fixed_drawing_leaves_the_classifier_term_the_mask_and_the_flow(tmp_path, monkeypatch):
+    weights = {"adversarial": 0.0, "classifier": 1.7, "reconstruction": 0.0, "cycle": 0.0}
+    weights |= {"embedding": 0.0}
+    module = tiny_module(
+        tmp_path, weights, output="warp_blend", classifier_term={"drawing": "fixed"}
+    )
+    stub = StubWarpBlendGenerator()
+    images, _, _, target, logged, totals = run_step(
+        tmp_path, monkeypatch, weights, module=module, generator=stub
+    )
+    target_posterior = (target.float() + 0.5) / N_BINS
+    mask_logit, shade, push = (
+        p.detach().clone().requires_grad_(True) for p in (stub.mask_logit, stub.shade, stub.push)
+    )
+    mask = torch.sigmoid(mask_logit)
+    drawn = generate(images, target) + shade
+    # By hand: the query shifted right by `push` pixels (bilinear: a mix of the whole-pixel
+    # shifts either side, the border column repeated), the drawing held fixed.
+    whole = int(push.detach().floor())
+    left = torch.cat([images[..., :1].expand(*images.shape[:-1], whole), images], -1)
+    right = torch.cat([images[..., :1].expand(*images.shape[:-1], whole + 1), images], -1)
+    width = images.shape[-1]
+    moved = (1 - (push - whole)) * left[..., :width] + (push - whole) * right[..., :width]
+    term = cross_entropy(logit(mask * drawn.detach() + (1 - mask) * moved), target_posterior)
+    torch.testing.assert_close(logged["loss/classifier"], term.detach())
+    (1.7 * term).backward()
+    totals[-1].backward()
+    torch.testing.assert_close(stub.mask_logit.grad, mask_logit.grad)
+    torch.testing.assert_close(stub.push.grad, push.grad)
+    assert abs(push.grad.item()) > 1e-4  # the flow is moved by the term
+    assert stub.shade.grad is None or stub.shade.grad.abs().item() == 0.0  # the drawing is not
+    # The case tells the two apart: a trained drawing is moved by the same term.
+    through = torch.autograd.grad(
+        cross_entropy(logit(mask * drawn + (1 - mask) * moved), target_posterior), shade
+    )[0]
+    assert abs(through.item()) > 1e-3
+    with pytest.raises(ConfigError, match="classifier_term.drawing: fixed keeps"):
+        tiny_module(tmp_path, {}, output="warp", classifier_term={"drawing": "fixed"})
 
 
 # --- the EMA generator: updated on every generator turn, and what is exported -------------

@@ -110,10 +110,15 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def tiny_module(
-    tmp_path, weights: dict[str, float], output: str = "image", views: tuple[str, ...] = ()
+    tmp_path,
+    weights: dict[str, float],
+    output: str = "image",
+    views: tuple[str, ...] = (),
+    classifier_term: dict | None = None,
 ) -> ExplainerModule:
     """The real module (small real networks, the generator's `output`, the discriminator's
-    `views`, one D step per G step) explaining the stub black box."""
+    `views`, one D step per G step, the `classifier_term` options) explaining the stub black
+    box."""
     path = tmp_path / "classifier.pt2"
     batch = torch.export.Dim("batch")
     example = (torch.zeros(2, 3, SIZE, SIZE),)
@@ -123,7 +128,7 @@ def tiny_module(
     networks["discriminator"]["views"] = list(views)
     return ExplainerModule(
         str(path), image_size=SIZE, n_bins=N_BINS, weights=weights,
-        optimisation={"n_critic": 1}, **networks,
+        optimisation={"n_critic": 1}, classifier_term=classifier_term or {}, **networks,
     )  # fmt: skip
 
 
