@@ -175,3 +175,16 @@ ROWS |= {
         "warp_blend_d2_adv3 with the drawing out of the classifier term's reach",
     ),
 }
+# Drawings in the query's own colours (docs/DESIGN.md, "Edits drawn in the query's colours"):
+# each drawn pixel a mix of the query's 8 main colours, so no green or purple on a face.
+PALETTE = ["--model.generator.palette", "8"]
+ROWS |= {
+    "blend_palette_d2_adv3": (
+        [*BLEND, *LOW2, *AREA01, *CRITIC2_ADV3, *PALETTE],
+        "blend_low2_area01_d2_adv3 drawn in the query's 8 main colours",
+    ),
+    "warp_blend_palette_d2_adv3": (
+        [*MOVE, "--model.generator.output", "warp_blend", *LOW2, *AREA01, *CRITIC2_ADV3, *PALETTE],
+        "warp_blend_d2_adv3 drawn in the query's 8 main colours",
+    ),
+}

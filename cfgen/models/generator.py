@@ -38,7 +38,10 @@ blend", which cites the ablation that chose between them):
 - `output="warp"` with `reach` (`cfgen.models.rearrange`): the image is the query's own pixels
   moved by a flow of at most `reach` pixels; no colour is drawn that the query does not hold
   nearby. `"warp_blend"` blends a drawing over the warped query, m G + (1 - m) warp(x), so that
-  parts can move and strokes be drawn (docs/DESIGN.md, "Edits that move the query's pixels").
+  parts can move and strokes be drawn (docs/DESIGN.md, "Edits that move the query's pixels");
+- `palette` (`blend` and `warp_blend`, `cfgen.models.palette`): the drawing is, per pixel, a mix
+  of the query's `palette` main colours, so that no colour is drawn that the query does not
+  hold (docs/DESIGN.md, "Edits drawn in the query's colours").
 """
 
 from collections.abc import Callable
@@ -50,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cfgen.errors import ConfigError
-from cfgen.models import rearrange
+from cfgen.models import palette, rearrange
 from cfgen.models.blocks import GeneratorBlock, channel_widths, levels_for, normalisation
 from cfgen.options import check_choices
 
@@ -86,8 +89,13 @@ def _low_pass(image: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(low, size=image.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _blend(head: torch.Tensor, query: torch.Tensor) -> Rendered:
-    drawn, mask = torch.tanh(head[:, :-1]), torch.sigmoid(head[:, -1:])
+def _blend(
+    head: torch.Tensor, query: torch.Tensor, colours: torch.Tensor | None = None
+) -> Rendered:
+    """m G + (1 - m) query; G is tanh of the head's channels, or with `colours` (N, k, C) the
+    mix of those colours the channels choose (`cfgen.models.palette`)."""
+    logits, mask = head[:, :-1], torch.sigmoid(head[:, -1:])
+    drawn = torch.tanh(logits) if colours is None else palette.draw(logits, colours)
     return Rendered(mask * drawn + (1.0 - mask) * query, mask, drawn)
 
 
@@ -103,6 +111,8 @@ OUTPUTS: dict[str, tuple[int, Callable[[torch.Tensor, torch.Tensor], Rendered]]]
 # two channels, and warp_blend's drawing and mask after them.
 MOVES = ("warp", "warp_blend")
 MASKED = ("blend", "inpaint", "warp_blend")
+# Outputs that can draw in the query's main colours (`palette`).
+PAINTED = ("blend", "warp_blend")
 # The relaxed Bernoulli's temperature of the inpainter's mask in training (`choose_mask`).
 MASK_TEMPERATURE = 0.5
 
@@ -134,6 +144,8 @@ class GeneratorOptions:
             group's bn_statistics) or group norm (each image normalised on its own, the same
             computation in training and at inference).
         reach: how far, in pixels, the warp moves a pixel (warp and warp_blend only).
+        palette: 0 (the official: any colour) or how many of the query's main colours a blend
+            or warp_blend draws with, each drawn pixel a mix of them (grey stays grey).
     """
 
     width: int = 32
@@ -146,6 +158,7 @@ class GeneratorOptions:
     mask_downsample: int = 1
     norm: Literal["batch", "group"] = "batch"
     reach: int = 3
+    palette: int = 0
 
     def __post_init__(self) -> None:
         check_choices(self, "generator")
@@ -165,6 +178,7 @@ class GeneratorOptions:
             "mask_downsample": self.mask_downsample,
             "norm": self.norm,
             "reach": self.reach,
+            "palette": self.palette,
         }
 
 
@@ -185,6 +199,7 @@ class Generator(nn.Module):
         mask_downsample: int = 1,
         norm: str = "batch",
         reach: int = 3,
+        palette: int = 0,
     ) -> None:
         super().__init__()
         if output not in (*OUTPUTS, *MOVES):
@@ -201,6 +216,12 @@ class Generator(nn.Module):
                 raise ConfigError(
                     f"{name}_downsample must be a divisor of image_size {image_size}, got {factor}"
                 )
+        if palette and (output not in PAINTED or palette < 2):
+            raise ConfigError(
+                f"palette draws a blend in the query's main colours: set output='blend' or "
+                f"'warp_blend' and palette to 2 or more colours (0 = any colour), got "
+                f"output={output!r}, palette={palette}"
+            )
         if mask_downsample > 1 and output not in MASKED:
             raise ConfigError(
                 "mask_downsample needs a mask: set output='blend', 'warp_blend' or 'inpaint'"
@@ -214,6 +235,7 @@ class Generator(nn.Module):
         self.mask_downsample = mask_downsample
         self.norm = norm
         self.reach = reach
+        self.palette = palette
         levels = levels_for(image_size, embedding_size)
         widths = channel_widths(levels, base_width, max_width)
         # The inpainter also reads which pixels are hidden from it.
@@ -226,9 +248,12 @@ class Generator(nn.Module):
             GeneratorBlock(widths[i + 1], widths[i], n_bins, "up", norm)
             for i in reversed(range(levels))
         )
+        drawing = palette or channels  # a weight per colour, or the colour itself
         if output in MOVES:
-            head_channels = 2 if output == "warp" else 2 + channels + 1  # flow (+ drawing, mask)
+            head_channels = 2 if output == "warp" else 2 + drawing + 1  # flow (+ drawing, mask)
             self._combine = self._move
+        elif palette:
+            head_channels, self._combine = drawing + 1, self._paint
         else:
             extra_channels, self._combine = OUTPUTS[output]
             head_channels = channels + extra_channels
@@ -241,12 +266,19 @@ class Generator(nn.Module):
             nn.init.zeros_(self.head[-1].weight)
             nn.init.zeros_(self.head[-1].bias)
 
+    def _colours(self, query: torch.Tensor) -> torch.Tensor | None:
+        return palette.main_colours(query, self.palette) if self.palette else None
+
+    def _paint(self, head: torch.Tensor, query: torch.Tensor) -> Rendered:
+        return _blend(head, query, self._colours(query))
+
     def _move(self, head: torch.Tensor, query: torch.Tensor) -> Rendered:
         flow = rearrange.flow(head, self.reach)
         warped = rearrange.warp(query, flow)
         if self.output == "warp":
             return Rendered(warped, flow=flow)
-        return _blend(head[:, 2:], warped)._replace(flow=flow)  # m G + (1 - m) warp(x)
+        # m G + (1 - m) warp(x)
+        return _blend(head[:, 2:], warped, self._colours(query))._replace(flow=flow)
 
     def encode(
         self, x: torch.Tensor, target_bin: torch.Tensor, hidden: torch.Tensor | None = None

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cfgen.errors import ConfigError
-from cfgen.models.generator import MASKED, MOVES, GeneratorOptions
+from cfgen.models.generator import MASKED, MOVES, PAINTED, GeneratorOptions
 from cfgen.options import check_choices
 
 ClassifierLoss = Literal["classifier_cross_entropy", "classifier_kl", "classifier_logit_l1"]
@@ -148,7 +148,7 @@ class ClassifierTerm:
 
     def check_generator(self, generator: GeneratorOptions) -> None:
         """Refuse a fixed drawing for a generator that draws through no mask."""
-        if self.drawing == "fixed" and generator.output not in ("blend", "warp_blend"):
+        if self.drawing == "fixed" and generator.output not in PAINTED:
             raise ConfigError(
                 "classifier_term.drawing: fixed keeps the classifier term off what a blend "
                 "draws: set generator.output: blend or warp_blend (the inpainter's drawing is "

@@ -27,6 +27,7 @@ NON_DEFAULT = {
     "mask_downsample": {"output": "blend", "mask_downsample": 4},
     "norm": {"norm": "group"},
     "reach": {"output": "warp", "reach": 2},
+    "palette": {"output": "blend", "palette": 4},
 }
 
 
@@ -57,7 +58,7 @@ def test_each_generator_option_comes_back_from_the_bundle_and_the_checkpoint(tmp
     save_lightning_checkpoint(module, checkpoint)
     tiny = {"image_size": SIZE, "channels": 3, "n_bins": 10, "base_width": 4, "max_width": 8}
     tiny |= {"skips": False, "output": "image", "edit_downsample": 1, "mask_downsample": 1}
-    tiny |= {"reach": 3}
+    tiny |= {"reach": 3, "palette": 0}
     changed = {"base_width" if k == "width" else k: v for k, v in NON_DEFAULT[option].items()}
     expected = tiny | {"norm": "batch"} | changed
     explainers = []
@@ -89,7 +90,7 @@ def test_a_checkpoint_of_the_flat_options_reads_every_generator_option():
     assert config["generator"] == {
         "image_size": 16, "channels": 1, "n_bins": 4, "base_width": 8, "max_width": 16,
         "skips": True, "output": "blend", "edit_downsample": 2, "mask_downsample": 4,
-        "norm": "group", "reach": 3,
+        "norm": "group", "reach": 3, "palette": 0,
     }  # fmt: skip
     assert (config["bin_target_kind"], config["classifier"]) == ("lower", {"path": "c.pt"})
     # options the flat checkpoint predates are the official generator's
