@@ -138,6 +138,7 @@ ROWS |= {
 # pixels"): no colour appears that the query does not hold within `reach` pixels.
 MOVE = ["--model.generator.skips", "true", "--model.generator.reach", "3"]
 WARP = [*MOVE, "--model.generator.output", "warp"]
+WARP_BLEND = [*MOVE, "--model.generator.output", "warp_blend"]
 ROWS |= {
     "warp": (
         [*WARP, *LOW2],
@@ -161,18 +162,26 @@ ROWS |= {
         "warp_full with the flow's total variation weighted 1 (smooth bends)",
     ),
     "warp_blend_d2_adv3": (
-        [*MOVE, "--model.generator.output", "warp_blend", *LOW2, *AREA01, *CRITIC2_ADV3],
+        [*WARP_BLEND, *LOW2, *AREA01, *CRITIC2_ADV3],
         "blend_low2_area01_d2_adv3 drawn over the warped query: parts move, strokes are drawn",
     ),
     "warp_blend_area1_d2_adv3": (
-        [*MOVE, "--model.generator.output", "warp_blend", *LOW2, *CRITIC2_ADV3],
+        [*WARP_BLEND, *LOW2, *CRITIC2_ADV3],
         "warp_blend_d2_adv3 with the mask's area weighted 1: draw only where a move cannot do it",
     ),
     # The classifier term moves the mask and the flow only: f chooses where to draw and how to
     # move the query, D alone what is drawn (`classifier_term.drawing: fixed`).
     "warp_blend_fixed_d2_adv3": (
-        [*MOVE, "--model.generator.output", "warp_blend", *LOW2, *AREA01, *CRITIC2_ADV3, *FIXED],
+        [*WARP_BLEND, *LOW2, *AREA01, *CRITIC2_ADV3, *FIXED],
         "warp_blend_d2_adv3 with the drawing out of the classifier term's reach",
+    ),
+    "warp_blend_fixed_d2_adv3_id30": (
+        [*WARP_BLEND, *LOW2, *AREA01, *CRITIC2_ADV3, *FIXED, "--model.weights.identity", "30"],
+        "warp_blend_fixed_d2_adv3 with the identity term weighted 30 instead of 10",
+    ),
+    "blend_fixed_d2_adv3": (
+        [*BLEND, *LOW2, *AREA01, *CRITIC2_ADV3, *FIXED],
+        "blend_low2_area01_d2_adv3 with the drawing out of the classifier term's reach",
     ),
 }
 # Drawings in the query's own colours (docs/DESIGN.md, "Edits drawn in the query's colours"):
@@ -184,7 +193,7 @@ ROWS |= {
         "blend_low2_area01_d2_adv3 drawn in the query's 8 main colours",
     ),
     "warp_blend_palette_d2_adv3": (
-        [*MOVE, "--model.generator.output", "warp_blend", *LOW2, *AREA01, *CRITIC2_ADV3, *PALETTE],
+        [*WARP_BLEND, *LOW2, *AREA01, *CRITIC2_ADV3, *PALETTE],
         "warp_blend_d2_adv3 drawn in the query's 8 main colours",
     ),
 }
