@@ -179,6 +179,10 @@ ROWS |= {
         [*WARP_BLEND, *LOW2, *AREA01, *CRITIC2_ADV3, *FIXED, "--model.weights.identity", "30"],
         "warp_blend_fixed_d2_adv3 with the identity term weighted 30 instead of 10",
     ),
+    "warp_blend_fixed_full_d2_adv3": (
+        [*WARP_BLEND, *AREA01, *CRITIC2_ADV3, *FIXED],
+        "warp_blend_fixed_d2_adv3 with the flow and the drawing at full resolution (thin lines)",
+    ),
     "blend_fixed_d2_adv3": (
         [*BLEND, *LOW2, *AREA01, *CRITIC2_ADV3, *FIXED],
         "blend_low2_area01_d2_adv3 with the drawing out of the classifier term's reach",
