@@ -28,7 +28,6 @@ from cfgen.bins import bin_target
 from cfgen.errors import ConfigError
 from cfgen.explain.score import explained_logit
 from cfgen.losses import get_loss
-from cfgen.models import rearrange
 from cfgen.models.generator import Generator, Rendered
 from cfgen.train.augment import RandomViews, inpainting_masks
 from cfgen.train.explainer_options import ClassifierTerm, LossWeights
@@ -80,10 +79,10 @@ class GeneratorObjective:
             # redraw is trained as the official generator's image is; a fixed drawing from D
             # and the keeping terms. Each time the classifier term moves only the mask (where
             # to redraw) and a warp's flow, not what is drawn, so the drawing cannot become a
-            # pattern that only f reads.
+            # pattern that only f reads. The frame itself, m G + (1 - m) kept, with the
+            # drawing's gradient removed: kept (the query, or its warp) is not computed again.
             mask, drawn = rendered.mask, rendered.drawn
-            kept = images if rendered.flow is None else rearrange.warp(images, rendered.flow)
-            classified = mask * drawn.detach() + (1.0 - mask) * kept
+            classified = fakes - mask * (drawn - drawn.detach())
         viewed = self.views(classified) if self.views.active else classified
         losses = {
             "adversarial": get_loss("hinge_generator")(self.judge(fakes, target_bin)),
