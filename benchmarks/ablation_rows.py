@@ -7,12 +7,15 @@ ground-truth masks says so in its name (`gt_`).
 """
 
 # The official generator (docs/DESIGN.md, "Official defaults"): encoder-decoder to a 4x4
-# bottleneck, no skips, the whole image redrawn; the CPU config's loss weights. Every row
-# starts from it.
+# bottleneck, no skips, the whole image redrawn; the CPU config's loss weights, one critic step
+# per generator step, the adversarial term weighted 1 and the drawing trained by the classifier
+# term, pinned so that a row means the same whatever the config's default. Every row starts
+# from it.
 OFFICIAL = [
     "--model.generator.output", "image", "--model.generator.skips", "false",
     "--model.generator.edit_downsample", "1", "--model.generator.mask_downsample", "1",
-    "--model.generator.norm", "batch",
+    "--model.generator.norm", "batch", "--model.classifier_term.drawing", "trained",
+    "--model.optimisation.n_critic", "1", "--model.weights.adversarial", "1.0",
     "--model.weights.mask", "0", "--model.weights.mask_tv", "0",
     "--model.weights.mask_binary", "0", "--model.weights.redraw", "0",
     "--model.classifier_term.view_shift", "0", "--model.classifier_term.view_blur", "0",
@@ -199,5 +202,24 @@ ROWS |= {
     "warp_blend_palette_d2_adv3": (
         [*WARP_BLEND, *LOW2, *AREA01, *CRITIC2_ADV3, *PALETTE],
         "warp_blend_d2_adv3 drawn in the query's 8 main colours",
+    ),
+}
+# A second, unconditional critic that scores every 9x9 window at full resolution (docs/DESIGN.md,
+# "A critic of every window"): a smudge costs the generator wherever it is, and the drawing stays
+# trained by the classifier term (a fixed drawing does not learn the learning test's toy world).
+PATCH9 = ["--model.discriminator.patch_size", "9", "--model.weights.patch", "1.0"]
+PATCH9_W3 = ["--model.discriminator.patch_size", "9", "--model.weights.patch", "3.0"]
+ROWS |= {
+    "blend_low2_area01_patch9": (
+        [*BLEND, *LOW2, *AREA01, *PATCH9],
+        "the default blend with a critic of every 9x9 window, its term weighted 1",
+    ),
+    "blend_low2_area01_patch9_w3": (
+        [*BLEND, *LOW2, *AREA01, *PATCH9_W3],
+        "the default blend with a critic of every 9x9 window, its term weighted 3",
+    ),
+    "warp_blend_patch9_w3": (
+        [*WARP_BLEND, *LOW2, *AREA01, *PATCH9_W3],
+        "a blend over a warp with a critic of every 9x9 window, its term weighted 3",
     ),
 }

@@ -8,6 +8,11 @@ the bin:
 - `ordinal` (official): the bin is an ordinal code, one learned vector per threshold between
   bins; a bin's projection sums the vectors of the thresholds below it, so neighbouring bins
   share most of their projection.
+
+`PatchCritic` (`discriminator.patch_size`): a second, unconditional critic that scores every
+`patch_size` x `patch_size` window of an image at full resolution (PatchGAN, Isola et al.,
+2017), so that a few pixels of a colour no real image has there cost the generator wherever
+they are, however little they weigh in the whole image's score.
 """
 
 import torch
@@ -47,8 +52,34 @@ class OrdinalProjection(nn.Module):
 PROJECTIONS = {"plain": PlainProjection, "ordinal": OrdinalProjection}
 
 
+class PatchCritic(nn.Module):
+    """(N, C, H, W) images -> (N, H, W) scores (high = real), each read from the
+    `patch_size` x `patch_size` window around its pixel: (patch_size - 1) / 2 spectrally
+    normalised 3x3 convolutions of stride 1, leaky ReLUs between them, then a 1x1 to one score."""
+
+    def __init__(self, channels: int, width: int, patch_size: int) -> None:
+        super().__init__()
+        if patch_size < 3 or patch_size % 2 == 0:
+            raise ConfigError(
+                f"discriminator.patch_size must be an odd number of pixels >= 3, got {patch_size}"
+            )
+        layers: list[nn.Module] = []
+        for index in range((patch_size - 1) // 2):
+            if index:
+                layers.append(nn.LeakyReLU(0.2))
+            layers.append(
+                spectral_norm(nn.Conv2d(channels if index == 0 else width, width, 3, 1, 1))
+            )
+        layers += [nn.LeakyReLU(0.2), spectral_norm(nn.Conv2d(width, 1, 1))]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x).squeeze(1)
+
+
 class Discriminator(nn.Module):
-    """D(x, c): (N, C, H, W) images, (N,) long bins -> (N,) scores (high = real)."""
+    """D(x, c): (N, C, H, W) images, (N,) long bins -> (N,) scores (high = real); with
+    `patch_size` > 0 it also holds a `PatchCritic` (`patch_scores`)."""
 
     def __init__(
         self,
@@ -58,6 +89,7 @@ class Discriminator(nn.Module):
         base_width: int = 32,
         max_width: int = 256,
         projection: str = "ordinal",
+        patch_size: int = 0,
     ) -> None:
         super().__init__()
         if projection not in PROJECTIONS:
@@ -73,7 +105,16 @@ class Discriminator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.linear = spectral_norm(nn.Linear(widths[levels], 1))
         self.projection = PROJECTIONS[projection](widths[levels], n_bins)
+        self.patch = PatchCritic(channels, base_width, patch_size) if patch_size else None
 
     def forward(self, x: torch.Tensor, target_bin: torch.Tensor) -> torch.Tensor:
         features = torch.relu(self.blocks(x)).sum(dim=(2, 3))
         return self.linear(features).squeeze(1) + self.projection(features, target_bin)
+
+    def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The patch critic's scores of `x` (N, C, H, W): (N, H, W)."""
+        if self.patch is None:
+            raise ConfigError(
+                "this discriminator has no patch critic: set discriminator.patch_size"
+            )
+        return self.patch(x)

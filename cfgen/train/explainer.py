@@ -123,6 +123,7 @@ class ExplainerModule(ExplainerCheckpoint):
         self.optimisation = as_group(optimisation, Optimisation, "optimisation")
         self.averaging = as_group(averaging, Averaging, "averaging")
         self.weights.check_generator(self.generator_options)
+        self.weights.check_discriminator(self.discriminator_options)
         self.classifier_term.check_generator(self.generator_options)
         if bin_target_kind not in ("centre", "lower"):
             raise ConfigError(
@@ -138,7 +139,13 @@ class ExplainerModule(ExplainerCheckpoint):
         self.generator = Generator(**self.generator_options.generator_config(**shape))
         options = self.discriminator_options
         self.discriminator = Discriminator(
-            image_size, channels, n_bins, options.width, options.max_width, options.projection
+            image_size,
+            channels,
+            n_bins,
+            options.width,
+            options.max_width,
+            options.projection,
+            options.patch_size,
         )
         self.discriminator_views = DiscriminatorViews(",".join(options.views))
         self.ema = AveragedModel(
@@ -261,17 +268,28 @@ class ExplainerModule(ExplainerCheckpoint):
         fakes: torch.Tensor,
         target_bin: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """One hinge step of D: real images with their own bin, fakes with their target bin."""
+        """One hinge step of D: real images with their own bin, fakes with their target bin;
+        with a patch critic, the hinge over every window of both added."""
+        hinge = get_loss("hinge_discriminator")
         real_scores = self._judge(images, source_bin)
         fake_scores = self._judge(fakes, target_bin)
-        loss = get_loss("hinge_discriminator")(real_scores, fake_scores)
+        loss = hinge(real_scores, fake_scores)
         losses = {"discriminator": loss}
+        if self.discriminator_options.patch_size:
+            losses["discriminator_patch"] = hinge(
+                self._patch_judge(images), self._patch_judge(fakes)
+            )
+            loss = loss + losses["discriminator_patch"]
         self._step("discriminator", losses, loss)
         return {name: value.detach() for name, value in losses.items()}
 
     def _judge(self, images: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         """D's scores of `images` in `bins`, through the discriminator's views if any."""
         return self.discriminator(self.discriminator_views(images), bins)
+
+    def _patch_judge(self, images: torch.Tensor) -> torch.Tensor:
+        """The patch critic's scores of `images`, through the discriminator's views if any."""
+        return self.discriminator.patch_scores(self.discriminator_views(images))
 
     def objective(self) -> GeneratorObjective:
         """The generator's loss terms with the current networks and options."""
@@ -283,6 +301,7 @@ class ExplainerModule(ExplainerCheckpoint):
             self.classifier_term,
             self.hparams.n_bins,
             self.hparams.bin_target_kind,
+            self._patch_judge if self.discriminator_options.patch_size else None,
         )
 
     def _generator_step(

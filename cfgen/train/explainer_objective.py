@@ -6,7 +6,8 @@ the target posterior of c), reconstruction consistency (f of the edit taken back
 I(I(x, c), c_x), at f(x)), cycle (L1 between x and it), embedding (L2 between the encoder's
 embeddings of x and of I(x, c), both under c_x); then the options' terms: identity
 (L1 between x and I(x, c_x)), context (L1 outside the region the decision may change), the
-blend mask's penalties and the redraw's own adversarial and classifier terms. A term whose
+blend mask's penalties, the redraw's own adversarial and classifier terms and the hinge against
+the patch critic (`weights.patch`, every window of I(x, c)). A term whose
 weight is 0 is still computed when it is cheap (it is logged), never when it costs a pass.
 
 Blend (`generator.output: blend`): `weights.mask`, `mask_tv` and `mask_binary` penalise the
@@ -37,7 +38,8 @@ from cfgen.train.explainer_options import ClassifierTerm, LossWeights
 class GeneratorObjective:
     """The generator's loss terms against the frozen classifier and the discriminator.
 
-    `judge(images, bins)` is D's score, through its views; `views` the random views the
+    `judge(images, bins)` is D's score, through its views; `patch_judge(images)` the patch
+    critic's scores of every window, or None without one; `views` the random views the
     classifier term reads (`ClassifierTerm`).
     """
 
@@ -48,6 +50,7 @@ class GeneratorObjective:
     term: ClassifierTerm
     n_bins: int
     bin_target_kind: str = "centre"
+    patch_judge: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         self.classifier_loss = get_loss(self.term.loss)
@@ -80,14 +83,19 @@ class GeneratorObjective:
             # and the keeping terms. Each time the classifier term moves only the mask (where
             # to redraw) and a warp's flow, not what is drawn, so the drawing cannot become a
             # pattern that only f reads. The frame itself, m G + (1 - m) kept, with the
-            # drawing's gradient removed: kept (the query, or its warp) is not computed again.
+            # drawing's gradient removed (all but `drawing_gradient` of it, for a fixed
+            # drawing): kept (the query, or its warp) is not computed again.
             mask, drawn = rendered.mask, rendered.drawn
-            classified = fakes - mask * (drawn - drawn.detach())
+            scaled = self.term.drawing == "fixed" and not inpainter and self.weights.redraw == 0
+            removed = 1 - self.term.drawing_gradient if scaled else 1.0
+            classified = fakes - removed * mask * (drawn - drawn.detach())
         viewed = self.views(classified) if self.views.active else classified
         losses = {
             "adversarial": get_loss("hinge_generator")(self.judge(fakes, target_bin)),
             "classifier": self._consistency(viewed, target_posterior),
         }
+        if self.patch_judge is not None:
+            losses["patch"] = get_loss("hinge_generator")(self.patch_judge(fakes))
         if self.weights.cycle > 0 or self.weights.reconstruction > 0:  # the cycle costs a pass
             if inpainter:
                 cycled = self.generator.render(fakes, source_bin).image

@@ -42,15 +42,24 @@ class DiscriminatorOptions:
         views: random views of every image D judges, real or generated, applied in this
             order (DiffAugment: translation, cutout, colour), so that D cannot learn a small
             training set by heart; empty = none.
+        patch_size: 0 (official: none) or the window, in pixels (odd, >= 3), of a second,
+            unconditional critic that scores every window of an image at full resolution
+            (PatchGAN); the generator's term against it is weighted by weights.patch.
     """
 
     width: int = 32
     max_width: int = 256
     projection: Literal["ordinal", "plain"] = "ordinal"
     views: list[DiscriminatorView] = field(default_factory=list)
+    patch_size: int = 0
 
     def __post_init__(self) -> None:
         check_choices(self, "discriminator")
+        if self.patch_size and (self.patch_size < 3 or self.patch_size % 2 == 0):
+            raise ConfigError(
+                "discriminator.patch_size must be 0 (no patch critic) or an odd number of "
+                f"pixels >= 3, got {self.patch_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,8 @@ class LossWeights:
             them, in their own bin (inpaint only): what an edit draws is learned from the data.
         flow_tv: the warp's total variation in pixels, mean |difference| of the flow between
             neighbours (warp and warp_blend only): parts bend smoothly rather than zigzag.
+        patch: the hinge loss against the patch critic, mean over every window (needs
+            discriminator.patch_size).
     """
 
     adversarial: float = 1.0
@@ -91,6 +102,16 @@ class LossWeights:
     context: float = 0.0
     inpaint: float = 0.0
     flow_tv: float = 0.0
+    patch: float = 0.0
+
+    def check_discriminator(self, discriminator: DiscriminatorOptions) -> None:
+        """Refuse a patch critic without its term, or the term without the critic."""
+        if (self.patch > 0) != (discriminator.patch_size > 0):
+            raise ConfigError(
+                "weights.patch and discriminator.patch_size go together: the patch critic is "
+                "trained for the generator's term against it; set both (e.g. "
+                "discriminator.patch_size: 9 and weights.patch: 1) or neither"
+            )
 
     def check_generator(self, generator: GeneratorOptions) -> None:
         """Refuse weights of terms that the generator's output does not have."""
@@ -135,6 +156,9 @@ class ClassifierTerm:
             official: every pixel of the frame) or fixed (the term moves only the mask and the
             warp's flow, where to draw and how to move the query; what is drawn is learned
             from D and the keeping terms alone, so it cannot become a pattern only f reads).
+        drawing_gradient: with the drawing fixed, the share of the term's gradient that still
+            reaches what is drawn (0 = none; in [0, 1)): f nudges which way the drawing goes,
+            D and the keeping terms shape it.
     """
 
     loss: ClassifierLoss = "classifier_cross_entropy"
@@ -142,9 +166,20 @@ class ClassifierTerm:
     view_blur: float = 0.0
     view_noise: float = 0.0
     drawing: Literal["trained", "fixed"] = "trained"
+    drawing_gradient: float = 0.0
 
     def __post_init__(self) -> None:
         check_choices(self, "classifier_term")
+        if not 0.0 <= self.drawing_gradient < 1.0:
+            raise ConfigError(
+                f"classifier_term.drawing_gradient must be in [0, 1), got {self.drawing_gradient}"
+                ": 1 is classifier_term.drawing: trained"
+            )
+        if self.drawing_gradient > 0 and self.drawing != "fixed":
+            raise ConfigError(
+                "classifier_term.drawing_gradient scales the gradient of a fixed drawing: set "
+                "classifier_term.drawing: fixed, or leave drawing_gradient at 0"
+            )
 
     def check_generator(self, generator: GeneratorOptions) -> None:
         """Refuse a fixed drawing for a generator that draws through no mask."""

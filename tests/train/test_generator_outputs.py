@@ -10,6 +10,7 @@ from torch import nn
 from cfgen.errors import ConfigError
 from cfgen.models.generator import Rendered
 from cfgen.models.rearrange import warp
+from cfgen.train.explainer_options import ClassifierTerm
 from tests.train.test_generator_step import (
     N_BINS,
     WEIGHTS,
@@ -176,12 +177,14 @@ class StubWarpBlendGenerator(StubBlendGenerator):
         return Rendered(mask * drawn + (1 - mask) * moved, mask, drawn, flow=flow)
 
 
-def test_a_fixed_drawing_leaves_the_classifier_term_the_mask_and_the_flow(tmp_path, monkeypatch):
+@pytest.mark.parametrize("share", [0.0, 0.25])
+def test_a_fixed_drawing_leaves_the_classifier_term_the_mask_and_the_flow(
+    tmp_path, monkeypatch, share
+):
     weights = {"adversarial": 0.0, "classifier": 1.7, "reconstruction": 0.0, "cycle": 0.0}
     weights |= {"embedding": 0.0}
-    module = tiny_module(
-        tmp_path, weights, output="warp_blend", classifier_term={"drawing": "fixed"}
-    )
+    term_options = {"drawing": "fixed", "drawing_gradient": share}
+    module = tiny_module(tmp_path, weights, output="warp_blend", classifier_term=term_options)
     stub = StubWarpBlendGenerator()
     images, _, _, target, logged, totals = run_step(
         tmp_path, monkeypatch, weights, module=module, generator=stub
@@ -206,14 +209,29 @@ def test_a_fixed_drawing_leaves_the_classifier_term_the_mask_and_the_flow(tmp_pa
     torch.testing.assert_close(stub.mask_logit.grad, mask_logit.grad)
     torch.testing.assert_close(stub.push.grad, push.grad)
     assert abs(push.grad.item()) > 1e-4  # the flow is moved by the term
-    assert stub.shade.grad is None or stub.shade.grad.abs().item() == 0.0  # the drawing is not
     # The case tells the two apart: a trained drawing is moved by the same term.
     through = torch.autograd.grad(
         cross_entropy(logit(mask * drawn + (1 - mask) * moved), target_posterior), shade
     )[0]
     assert abs(through.item()) > 1e-3
+    # The drawing gets none of that gradient, or the share asked for.
+    drawing_grad = torch.zeros(()) if stub.shade.grad is None else stub.shade.grad
+    torch.testing.assert_close(drawing_grad, share * 1.7 * through)
     with pytest.raises(ConfigError, match="classifier_term.drawing: fixed keeps"):
         tiny_module(tmp_path, {}, output="warp", classifier_term={"drawing": "fixed"})
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"drawing": "fixed", "drawing_gradient": 1.0}, r"in \[0, 1\), got 1.0: 1 is"),
+        ({"drawing": "fixed", "drawing_gradient": -0.1}, r"in \[0, 1\), got -0.1"),
+        ({"drawing_gradient": 0.5}, "set classifier_term.drawing: fixed"),
+    ],
+)
+def test_a_share_of_the_drawing_gradient_is_refused_out_of_range_or_unfixed(options, message):
+    with pytest.raises(ConfigError, match=message):
+        ClassifierTerm(**options)
 
 
 # --- the EMA generator: updated on every generator turn, and what is exported -------------

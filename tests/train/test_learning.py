@@ -89,14 +89,17 @@ def write_classifier(path: Path) -> Path:
     return path
 
 
-def train_toy(root: Path, seed: int = SEED) -> Path:
-    """World, classifier and a tiny `cfgen explainer fit` run under `root`; the run folder."""
+def train_toy(
+    root: Path, seed: int = SEED, steps: int = GENERATOR_STEPS, options: tuple[str, ...] = ()
+) -> Path:
+    """World, classifier and a tiny `cfgen explainer fit` run under `root` (`steps` generator
+    steps, `options` added to the command line: `benchmarks/bench_toy.py`); the run folder."""
     data = write_world(root / "data", seed)
     classifier = write_classifier(root / "classifier.pt2")
     run_dir = root / "run"
     argv = [
         "fit", "--config", str(CONFIG), "--seed_everything", str(seed),
-        "--trainer.default_root_dir", str(run_dir), "--generator_steps", str(GENERATOR_STEPS),
+        "--trainer.default_root_dir", str(run_dir), "--generator_steps", str(steps),
         "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--logger", "none",
         "--model.classifier", str(classifier),
@@ -105,7 +108,7 @@ def train_toy(root: Path, seed: int = SEED) -> Path:
         "--data.source", "folder", "--data.root", str(data), "--data.target", "Bright",
         "--data.image_size", str(SIZE), "--data.batch_size", "16",
         "--data.steps_per_epoch", "100",
-        "--monitor.every_n_steps", str(10 * GENERATOR_STEPS), "--monitor.n_queries", "8",
+        "--monitor.every_n_steps", str(10 * steps), "--monitor.n_queries", "8", *options,
     ]  # fmt: skip
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 16 px convolutions: a second thread mostly waits at barriers
@@ -178,21 +181,31 @@ def toy_run(tmp_path_factory) -> tuple[Path, Path]:
     return root, train_toy(root)
 
 
+def shortfalls(trained: dict[str, float], untrained: dict[str, float]) -> list[str]:
+    """The bars of a run that learned the toy world which `trained` misses, against `untrained`
+    (the same module before any step); [] when it meets them all."""
+    bars = {
+        "compat_mae < 0.5 x untrained": trained["compat_mae"] < 0.5 * untrained["compat_mae"],
+        "monotonicity > 0.8": trained["monotonicity"] > 0.8,
+        # The region is 1/16 of the image: a change spread evenly puts 0.0625 of |x - x_far|
+        # there, an untrained generator (which changes nothing with the bin) about 0.02. Measured
+        # over seeds 0-3 with the official encoder-decoder (it also re-draws the rest):
+        # 0.128-0.135.
+        "region_share > 0.10": trained["region_share"] > 0.10,
+        # What the exaggeration changes lies in the region, not in the distractor, which varies
+        # the same way in the data (ratio 1 for a change that ignores which patch matters; 3.0-4.1
+        # above).
+        "ends_region_over_distractor > 2": trained["ends_region_over_distractor"] > 2.0,
+    }
+    return [bar for bar, met in bars.items() if not met]
+
+
 def test_the_explainer_learns_the_toy_world(toy_run):
     root, run_dir = toy_run
     queries = held_out_queries(root)
     trained = figures(run_dir / "explainer.pt", queries)
     untrained = figures(untrained_twin(run_dir), queries)
-    report = f"trained {trained}, untrained {untrained}"
-    assert trained["compat_mae"] < 0.5 * untrained["compat_mae"], report
-    assert trained["monotonicity"] > 0.8, report
-    # The region is 1/16 of the image: a change spread evenly puts 0.0625 of |x - x_far| there,
-    # an untrained generator (which changes nothing with the bin) about 0.02. Measured over seeds
-    # 0-3 with the official encoder-decoder (it also re-draws the rest): 0.128-0.135.
-    assert trained["region_share"] > 0.10, report
-    # What the exaggeration changes lies in the region, not in the distractor, which varies the
-    # same way in the data (ratio 1 for a change that ignores which patch matters; 3.0-4.1 above).
-    assert trained["ends_region_over_distractor"] > 2.0, report
+    assert shortfalls(trained, untrained) == [], f"trained {trained}, untrained {untrained}"
 
 
 def test_the_exported_explainer_is_the_ema_generator(toy_run):
