@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from cfgen.errors import ConfigError
 from cfgen.io import load_bundle
 from cfgen.models.generator import Rendered
 from cfgen.train.explainer import ExplainerModule
@@ -115,10 +116,11 @@ def tiny_module(
     output: str = "image",
     views: tuple[str, ...] = (),
     classifier_term: dict | None = None,
+    patch_size: int = 0,
 ) -> ExplainerModule:
     """The real module (small real networks, the generator's `output`, the discriminator's
-    `views`, one D step per G step, the `classifier_term` options) explaining the stub black
-    box."""
+    `views` and `patch_size`, one D step per G step, the `classifier_term` options) explaining
+    the stub black box."""
     path = tmp_path / "classifier.pt2"
     batch = torch.export.Dim("batch")
     example = (torch.zeros(2, 3, SIZE, SIZE),)
@@ -126,6 +128,7 @@ def tiny_module(
     torch.export.save(program, str(path))
     networks = tiny_networks(output=output)
     networks["discriminator"]["views"] = list(views)
+    networks["discriminator"]["patch_size"] = patch_size
     return ExplainerModule(
         str(path), image_size=SIZE, n_bins=N_BINS, weights=weights,
         optimisation={"n_critic": 1}, classifier_term=classifier_term or {}, **networks,
@@ -133,7 +136,13 @@ def tiny_module(
 
 
 def run_step(
-    tmp_path, monkeypatch, weights: dict[str, float], seed: int = 3, module=None, generator=None
+    tmp_path,
+    monkeypatch,
+    weights: dict[str, float],
+    seed: int = 3,
+    module=None,
+    generator=None,
+    discriminator=None,
 ):
     """One generator turn; returns the batch, its bins, the logged losses and the totals."""
     module = module or tiny_module(tmp_path, weights)
@@ -141,7 +150,7 @@ def run_step(
     # The module's own averaging rule, over the stub.
     averaging = warmup_ema(module.averaging.decay)
     module.ema = AveragedModel(module.generator, multi_avg_fn=averaging, use_buffers=True)
-    module.discriminator = StubDiscriminator()
+    module.discriminator = discriminator or StubDiscriminator()
     module.trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
     module.on_fit_start()  # checks the black box once, as training does
     logged, totals = {}, []
@@ -231,6 +240,53 @@ def test_the_discriminator_judges_views_of_the_real_and_the_generated_images(tmp
     # The case tells views from none: D's terms differ, the black box's do not.
     for name in ("discriminator", "adversarial"):
         assert abs(float(expected[name] - plain[name])) > 1e-3, name
+
+
+# --- the patch critic: a hinge over every window, for D and for G --------------------------
+
+
+def patch_critic(x: torch.Tensor) -> torch.Tensor:
+    """A closed-form stand-in for the patch critic: a score per pixel, (N, H, W)."""
+    return 2.0 * x[:, 0] - x[:, 1] + 0.3
+
+
+class StubPatchDiscriminator(StubDiscriminator):
+    def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
+        return patch_critic(x)
+
+
+def test_the_patch_critic_adds_a_hinge_over_every_window_to_both_steps(tmp_path, monkeypatch):
+    weights = WEIGHTS | {"patch": 0.8}
+    module = tiny_module(tmp_path, weights, patch_size=3)
+    assert module.discriminator.patch is not None
+    monkeypatch.setattr(module, "discriminator_views", view)
+    images, posteriors, source, target, logged, totals = run_step(
+        tmp_path, monkeypatch, weights, module=module, discriminator=StubPatchDiscriminator()
+    )
+    fakes = generate(images, target)
+    expected = expected_terms(images, posteriors, source, target) | {
+        "discriminator": torch.relu(1 - critic(view(images), source)).mean()
+        + torch.relu(1 + critic(view(fakes), target)).mean(),
+        "discriminator_patch": torch.relu(1 - patch_critic(view(images))).mean()
+        + torch.relu(1 + patch_critic(view(fakes))).mean(),
+        "adversarial": -critic(view(fakes), target).mean(),
+        "patch": -patch_critic(view(fakes)).mean(),
+    }
+    for name, value in expected.items():
+        torch.testing.assert_close(logged[f"loss/{name}"], value, msg=name)
+    torch.testing.assert_close(
+        totals[0], expected["discriminator"] + expected["discriminator_patch"]
+    )
+    torch.testing.assert_close(
+        totals[-1], sum(weight * expected[name] for name, weight in weights.items())
+    )
+    assert abs(float(expected["patch"])) > 1e-2  # the case tells the term from none
+
+
+@pytest.mark.parametrize(("weights", "patch_size"), [({"patch": 1.0}, 0), ({"patch": 0.0}, 9)])
+def test_the_patch_critic_and_its_term_go_together(tmp_path, weights, patch_size):
+    with pytest.raises(ConfigError, match="weights.patch and discriminator.patch_size go"):
+        tiny_module(tmp_path, WEIGHTS | weights, patch_size=patch_size)
 
 
 # --- weights.redraw: the blend's classifier term moves the mask, not what is drawn ----------
