@@ -223,3 +223,21 @@ ROWS |= {
         "a blend over a warp with a critic of every 9x9 window, its term weighted 3",
     ),
 }
+# The fixed drawing trained by the classifier term in full for the first part of the run only
+# (docs/DESIGN.md, "A drawing the classifier term cannot reach"): f shows which way to draw,
+# then D and the keeping terms alone shape what is drawn.
+ROWS |= {
+    f"warp_blend_fixed_warm{share.replace('.', '')}_d2_adv3": (
+        [
+            *WARP_BLEND,
+            *LOW2,
+            *AREA01,
+            *CRITIC2_ADV3,
+            *FIXED,
+            "--model.classifier_term.drawing_warmup",
+            share,
+        ],
+        f"warp_blend_fixed_d2_adv3, the drawing trained in full for the first {share} of the run",
+    )  # fmt: skip
+    for share in ("0.3", "0.5")
+}

@@ -302,7 +302,15 @@ class ExplainerModule(ExplainerCheckpoint):
             self.hparams.n_bins,
             self.hparams.bin_target_kind,
             self._patch_judge if self.discriminator_options.patch_size else None,
+            self.classifier_term.drawing_share(self.generator_steps, self._run_length()),
         )
+
+    def _run_length(self) -> int | None:
+        """The run's length in generator steps, or None when it is not bounded."""
+        max_steps = self.trainer.max_steps
+        if max_steps is None or max_steps <= 0:
+            return None
+        return generator_steps_done(max_steps, self.optimisation.n_critic)
 
     def _generator_step(
         self,

@@ -39,8 +39,9 @@ class GeneratorObjective:
     """The generator's loss terms against the frozen classifier and the discriminator.
 
     `judge(images, bins)` is D's score, through its views; `patch_judge(images)` the patch
-    critic's scores of every window, or None without one; `views` the random views the
-    classifier term reads (`ClassifierTerm`).
+    critic's scores of every window, or None without one; `drawing_share` the share of the
+    classifier term's gradient that reaches a fixed drawing at this step
+    (`ClassifierTerm.drawing_share`); `views` the random views the classifier term reads.
     """
 
     generator: Generator
@@ -51,6 +52,7 @@ class GeneratorObjective:
     n_bins: int
     bin_target_kind: str = "centre"
     patch_judge: Callable[[torch.Tensor], torch.Tensor] | None = None
+    drawing_share: float = 0.0
 
     def __post_init__(self) -> None:
         self.classifier_loss = get_loss(self.term.loss)
@@ -83,11 +85,11 @@ class GeneratorObjective:
             # and the keeping terms. Each time the classifier term moves only the mask (where
             # to redraw) and a warp's flow, not what is drawn, so the drawing cannot become a
             # pattern that only f reads. The frame itself, m G + (1 - m) kept, with the
-            # drawing's gradient removed (all but `drawing_gradient` of it, for a fixed
-            # drawing): kept (the query, or its warp) is not computed again.
+            # drawing's gradient removed (all but `drawing_share` of it, for a fixed drawing):
+            # kept (the query, or its warp) is not computed again.
             mask, drawn = rendered.mask, rendered.drawn
             scaled = self.term.drawing == "fixed" and not inpainter and self.weights.redraw == 0
-            removed = 1 - self.term.drawing_gradient if scaled else 1.0
+            removed = 1 - self.drawing_share if scaled else 1.0
             classified = fakes - removed * mask * (drawn - drawn.detach())
         viewed = self.views(classified) if self.views.active else classified
         losses = {

@@ -159,6 +159,9 @@ class ClassifierTerm:
         drawing_gradient: with the drawing fixed, the share of the term's gradient that still
             reaches what is drawn (0 = none; in [0, 1)): f nudges which way the drawing goes,
             D and the keeping terms shape it.
+        drawing_warmup: with the drawing fixed, the share of the run, from its start, during
+            which the term still trains the drawing in full (f shows which way to draw, then D
+            and the keeping terms alone shape it; 0 = none; needs --generator_steps).
     """
 
     loss: ClassifierLoss = "classifier_cross_entropy"
@@ -167,9 +170,19 @@ class ClassifierTerm:
     view_noise: float = 0.0
     drawing: Literal["trained", "fixed"] = "trained"
     drawing_gradient: float = 0.0
+    drawing_warmup: float = 0.0
 
     def __post_init__(self) -> None:
         check_choices(self, "classifier_term")
+        if not 0.0 <= self.drawing_warmup < 1.0:
+            raise ConfigError(
+                f"classifier_term.drawing_warmup must be in [0, 1), got {self.drawing_warmup}"
+            )
+        if self.drawing_warmup > 0 and self.drawing != "fixed":
+            raise ConfigError(
+                "classifier_term.drawing_warmup ends the training of a fixed drawing: set "
+                "classifier_term.drawing: fixed, or leave drawing_warmup at 0"
+            )
         if not 0.0 <= self.drawing_gradient < 1.0:
             raise ConfigError(
                 f"classifier_term.drawing_gradient must be in [0, 1), got {self.drawing_gradient}"
@@ -180,6 +193,22 @@ class ClassifierTerm:
                 "classifier_term.drawing_gradient scales the gradient of a fixed drawing: set "
                 "classifier_term.drawing: fixed, or leave drawing_gradient at 0"
             )
+
+    def drawing_share(self, done: int, total: int | None) -> float:
+        """The share of the term's gradient that reaches what is drawn after `done` of `total`
+        generator steps (None: the run's length is not known): 1 for a trained drawing and
+        during a fixed drawing's warm-up, `drawing_gradient` after it."""
+        if self.drawing == "trained":
+            return 1.0
+        if self.drawing_warmup > 0:
+            if total is None:
+                raise ConfigError(
+                    "classifier_term.drawing_warmup needs the run's length: give "
+                    "--generator_steps (or --trainer.max_steps)"
+                )
+            if done < self.drawing_warmup * total:
+                return 1.0
+        return self.drawing_gradient
 
     def check_generator(self, generator: GeneratorOptions) -> None:
         """Refuse a fixed drawing for a generator that draws through no mask."""

@@ -4,6 +4,7 @@ difference output's two redraws, and the redraw weight's check.
 """
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch import nn
 
@@ -235,3 +236,36 @@ def test_a_share_of_the_drawing_gradient_is_refused_out_of_range_or_unfixed(opti
 
 
 # --- the EMA generator: updated on every generator turn, and what is exported -------------
+
+
+def test_a_fixed_drawing_is_trained_in_full_during_its_warm_up_only():
+    term = ClassifierTerm(drawing="fixed", drawing_gradient=0.2, drawing_warmup=0.3)
+    shares = [term.drawing_share(done, total=100) for done in (0, 29, 30, 99)]
+    assert shares == [1.0, 1.0, 0.2, 0.2]
+    assert ClassifierTerm(drawing="fixed").drawing_share(0, None) == 0.0
+    assert ClassifierTerm().drawing_share(50, 100) == 1.0  # a trained drawing, always
+    with pytest.raises(ConfigError, match="drawing_warmup needs the run's length: give --gen"):
+        term.drawing_share(0, None)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"drawing": "fixed", "drawing_warmup": 1.0}, r"drawing_warmup must be in \[0, 1\)"),
+        ({"drawing_warmup": 0.5}, "drawing_warmup ends the training of a fixed drawing: set"),
+    ],
+)
+def test_a_warm_up_is_refused_out_of_range_or_unfixed(options, message):
+    with pytest.raises(ConfigError, match=message):
+        ClassifierTerm(**options)
+
+
+def test_the_module_hands_the_objective_the_share_of_the_current_step(tmp_path, monkeypatch):
+    term_options = {"drawing": "fixed", "drawing_warmup": 0.5}
+    module = tiny_module(tmp_path, {}, output="warp_blend", classifier_term=term_options)
+    module.trainer = pl.Trainer(accelerator="cpu", logger=False, max_steps=20)  # 10 G steps
+    shares = {}
+    for done in (4, 5):
+        monkeypatch.setattr(type(module), "generator_steps", property(lambda self, d=done: d))
+        shares[done] = module.objective().drawing_share
+    assert shares == {4: 1.0, 5: 0.0}
