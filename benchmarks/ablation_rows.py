@@ -241,3 +241,17 @@ ROWS |= {
     )  # fmt: skip
     for share in ("0.3", "0.5")
 }
+# The patch critic also learns that a small box pasted from another image is fake (negative data
+# augmentation, docs/DESIGN.md "A critic of every window"): a part that does not belong where it
+# is, as a smudge does, without ever seeing a generated frame.
+NDA = ["--model.discriminator.patch_negatives", "cutmix"]
+ROWS |= {
+    "blend_low2_area01_patch9_w3_nda": (
+        [*BLEND, *LOW2, *AREA01, *PATCH9_W3, *NDA],
+        "blend_low2_area01_patch9_w3, the patch critic also taught that pasted boxes are fake",
+    ),
+    "blend_low2_area01_d2_adv3_patch9_w3_nda": (
+        [*BLEND, *LOW2, *AREA01, *CRITIC2_ADV3, *PATCH9_W3, *NDA],
+        "blend_low2_area01_patch9_w3_nda with two critic steps, adversarial term weighted 3",
+    ),
+}

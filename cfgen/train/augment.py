@@ -56,6 +56,19 @@ def inpainting_masks(images: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor
     return torch.where(take_box, boxes, chosen)
 
 
+def cutmix_negatives(images: torch.Tensor, reach: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real images (N, C, H, W) with a small box (sides 1/8 to 1/4 of the image's) replaced by
+    the same box of the next image of the batch, and the windows (N, H, W), 0/1, of a patch
+    critic of `reach` pixels either side that see some of the foreign box: the negatives a
+    patch critic learns are fake (`discriminator.patch_negatives: cutmix`), a part that does
+    not belong where it is, as a smudge does (negative data augmentation: Sinha et al.,
+    "Negative data augmentation", ICLR 2021)."""
+    boxes = random_boxes(images, low=1 / 8, high=1 / 4)
+    negatives = torch.where(boxes > 0, images.roll(1, dims=0), images)
+    windows = F.max_pool2d(boxes, 2 * reach + 1, stride=1, padding=reach)
+    return negatives, windows[:, 0]
+
+
 @dataclass(frozen=True)
 class RandomViews:
     """(N, C, H, W) -> (N, C, H, W), differentiable: each image shifted by up to `shift` pixels

@@ -46,7 +46,7 @@ from cfgen.models.blackbox import Activation, as_blackbox
 from cfgen.models.discriminator import Discriminator
 from cfgen.models.generator import Generator, GeneratorOptions, Rendered
 from cfgen.options import as_dict, as_group
-from cfgen.train.augment import DiscriminatorViews
+from cfgen.train.augment import DiscriminatorViews, cutmix_negatives
 from cfgen.train.explainer_checkpoint import ExplainerCheckpoint
 from cfgen.train.explainer_objective import GeneratorObjective
 from cfgen.train.explainer_options import (
@@ -269,17 +269,26 @@ class ExplainerModule(ExplainerCheckpoint):
         target_bin: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """One hinge step of D: real images with their own bin, fakes with their target bin;
-        with a patch critic, the hinge over every window of both added."""
+        with a patch critic, the hinge over every window of both added, and with its cutmix
+        negatives the fake half of the hinge over the windows that see a foreign box."""
         hinge = get_loss("hinge_discriminator")
         real_scores = self._judge(images, source_bin)
         fake_scores = self._judge(fakes, target_bin)
         loss = hinge(real_scores, fake_scores)
         losses = {"discriminator": loss}
-        if self.discriminator_options.patch_size:
+        options = self.discriminator_options
+        if options.patch_size:
             losses["discriminator_patch"] = hinge(
                 self._patch_judge(images), self._patch_judge(fakes)
             )
             loss = loss + losses["discriminator_patch"]
+        if options.patch_negatives == "cutmix":
+            negatives, windows = cutmix_negatives(images, (options.patch_size - 1) // 2)
+            scores = self.discriminator.patch_scores(negatives)
+            losses["discriminator_negatives"] = (
+                torch.relu(1.0 + scores) * windows
+            ).sum() / windows.sum()
+            loss = loss + losses["discriminator_negatives"]
         self._step("discriminator", losses, loss)
         return {name: value.detach() for name, value in losses.items()}
 

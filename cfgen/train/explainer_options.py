@@ -45,6 +45,9 @@ class DiscriminatorOptions:
         patch_size: 0 (official: none) or the window, in pixels (odd, >= 3), of a second,
             unconditional critic that scores every window of an image at full resolution
             (PatchGAN); the generator's term against it is weighted by weights.patch.
+        patch_negatives: what else the patch critic learns is fake: none, or cutmix (real
+            images with a small box from another image; the windows that see it, scored
+            without views).
     """
 
     width: int = 32
@@ -52,9 +55,15 @@ class DiscriminatorOptions:
     projection: Literal["ordinal", "plain"] = "ordinal"
     views: list[DiscriminatorView] = field(default_factory=list)
     patch_size: int = 0
+    patch_negatives: Literal["none", "cutmix"] = "none"
 
     def __post_init__(self) -> None:
         check_choices(self, "discriminator")
+        if self.patch_negatives != "none" and not self.patch_size:
+            raise ConfigError(
+                "discriminator.patch_negatives trains the patch critic: set "
+                "discriminator.patch_size (e.g. 9) and weights.patch too"
+            )
         if self.patch_size and (self.patch_size < 3 or self.patch_size % 2 == 0):
             raise ConfigError(
                 "discriminator.patch_size must be 0 (no patch critic) or an odd number of "

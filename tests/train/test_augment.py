@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cfgen.errors import ConfigError
-from cfgen.train.augment import DiscriminatorViews, RandomViews, _shift
+from cfgen.train.augment import DiscriminatorViews, RandomViews, _shift, cutmix_negatives
 
 
 def test_no_jitter_is_the_identity():
@@ -108,3 +108,24 @@ def test_colour_keeps_a_grey_image_flat_and_moves_its_brightness_by_at_most_a_ha
     torch.testing.assert_close(per_image, per_image[:, :1].expand_as(per_image))
     shift = per_image[:, 0] - 0.2
     assert float(shift.abs().max()) <= 0.5 and float(shift.std()) > 0.1
+
+
+def test_cutmix_negatives_paste_a_small_box_of_the_next_image_and_mark_the_windows_on_it():
+    torch.manual_seed(0)
+    images = torch.rand(6, 3, 32, 32) * 2 - 1
+    negatives, windows = cutmix_negatives(images, reach=2)
+    source = images.roll(1, dims=0)
+    foreign = (negatives != images).any(dim=1)  # (N, H, W): where the box was pasted
+    for index in range(len(images)):
+        rows, columns = torch.nonzero(foreign[index], as_tuple=True)
+        height = int(rows.max() - rows.min()) + 1
+        width = int(columns.max() - columns.min()) + 1
+        assert 4 <= height <= 8 and 4 <= width <= 8  # 1/8 to 1/4 of 32 px
+        assert int(foreign[index].sum()) == height * width  # one box
+        box = foreign[index]
+        torch.testing.assert_close(negatives[index][:, box], source[index][:, box])
+        # The windows that see the box: the box grown by the reach on every side, clipped.
+        top, left = int(rows.min()), int(columns.min())
+        grown = torch.zeros(32, 32)
+        grown[max(top - 2, 0) : top + height + 2, max(left - 2, 0) : left + width + 2] = 1
+        torch.testing.assert_close(windows[index], grown)

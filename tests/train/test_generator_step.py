@@ -117,10 +117,11 @@ def tiny_module(
     views: tuple[str, ...] = (),
     classifier_term: dict | None = None,
     patch_size: int = 0,
+    patch_negatives: str = "none",
 ) -> ExplainerModule:
     """The real module (small real networks, the generator's `output`, the discriminator's
-    `views` and `patch_size`, one D step per G step, the `classifier_term` options) explaining
-    the stub black box."""
+    `views`, `patch_size` and `patch_negatives`, one D step per G step, the `classifier_term`
+    options) explaining the stub black box."""
     path = tmp_path / "classifier.pt2"
     batch = torch.export.Dim("batch")
     example = (torch.zeros(2, 3, SIZE, SIZE),)
@@ -128,7 +129,7 @@ def tiny_module(
     torch.export.save(program, str(path))
     networks = tiny_networks(output=output)
     networks["discriminator"]["views"] = list(views)
-    networks["discriminator"]["patch_size"] = patch_size
+    networks["discriminator"] |= {"patch_size": patch_size, "patch_negatives": patch_negatives}
     return ExplainerModule(
         str(path), image_size=SIZE, n_bins=N_BINS, weights=weights,
         optimisation={"n_critic": 1}, classifier_term=classifier_term or {}, **networks,
@@ -281,6 +282,33 @@ def test_the_patch_critic_adds_a_hinge_over_every_window_to_both_steps(tmp_path,
         totals[-1], sum(weight * expected[name] for name, weight in weights.items())
     )
     assert abs(float(expected["patch"])) > 1e-2  # the case tells the term from none
+
+
+def test_cutmix_negatives_add_the_fake_hinge_over_the_windows_on_the_pasted_box(
+    tmp_path, monkeypatch
+):
+    weights = WEIGHTS | {"patch": 0.8}
+    module = tiny_module(tmp_path, weights, patch_size=3, patch_negatives="cutmix")
+    negatives = torch.rand(8, 3, SIZE, SIZE) * 2 - 1
+    windows = torch.zeros(8, SIZE, SIZE)
+    windows[:, 2:5, 3:7] = 1.0
+    calls = []
+
+    def fixed_negatives(images, reach):
+        calls.append((images, reach))
+        return negatives, windows
+
+    monkeypatch.setattr("cfgen.train.explainer.cutmix_negatives", fixed_negatives)
+    images, _, _, _, logged, totals = run_step(
+        tmp_path, monkeypatch, weights, module=module, discriminator=StubPatchDiscriminator()
+    )
+    assert len(calls) == 1 and calls[0][1] == 1 and torch.equal(calls[0][0], images)
+    on_box = torch.relu(1 + patch_critic(negatives))[:, 2:5, 3:7].mean()
+    torch.testing.assert_close(logged["loss/discriminator_negatives"], on_box)
+    expected_total = logged["loss/discriminator"] + logged["loss/discriminator_patch"] + on_box
+    torch.testing.assert_close(totals[0], expected_total)
+    with pytest.raises(ConfigError, match="patch_negatives trains the patch critic: set"):
+        tiny_module(tmp_path, WEIGHTS, patch_negatives="cutmix")
 
 
 @pytest.mark.parametrize(("weights", "patch_size"), [({"patch": 1.0}, 0), ({"patch": 0.0}, 9)])
