@@ -11,6 +11,14 @@ on held-out faces and frames (the test split): AUC of real vs frame, and the sha
 scores as more real than the median real face. A critic that separates them at once says the
 explainer's artefacts are visible to a network of this size; that they survive GAN training
 says the critic does not get to learn them there (one step per generator step, a moving target).
+
+    ... --patch_size 9 --negatives cutmix --steps 300
+
+`--patch_size` trains the patch critic instead (`cfgen.models.discriminator.PatchCritic`, every
+9x9 window, unconditional; an image's score is that of its least real window), and `--negatives
+cutmix` trains either critic against real faces with a small box pasted from another face
+(`cfgen.train.augment.cutmix_negatives`) instead of the explainer's frames: can a critic that has
+never seen a frame tell the frames from real faces?
 """
 
 import argparse
@@ -25,7 +33,8 @@ from cfgen.bins import posterior_to_bin
 from cfgen.data.synthetic import SyntheticFaces
 from cfgen.explain.progressive import ProgressiveExaggeration
 from cfgen.losses import get_loss
-from cfgen.models.discriminator import Discriminator
+from cfgen.models.discriminator import Discriminator, PatchCritic
+from cfgen.train.augment import cutmix_negatives
 
 
 def frames(explainer: ProgressiveExaggeration, faces: torch.Tensor, seed: int):
@@ -49,6 +58,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_critic.json"))
+    parser.add_argument("--patch_size", type=int, default=0, help="0: the projection D")
+    parser.add_argument("--negatives", choices=["frames", "cutmix"], default="frames")
     args = parser.parse_args()
     torch.manual_seed(0)
     explainer = ProgressiveExaggeration.from_checkpoint(args.explainer, placement_steps=0)
@@ -61,14 +72,33 @@ def main() -> None:
         test_bins = posterior_to_bin(classifier(test[:500]), explainer.n_bins)
     fake, fake_bins = frames(explainer, source, seed=1)
     test_fake, test_fake_bins = frames(explainer, test[500:], seed=2)
-    critic = Discriminator(size, 3, explainer.n_bins, 16, 128)
-    optimiser = torch.optim.Adam(critic.parameters(), 2e-4, betas=(0.0, 0.9))
+    if args.patch_size:
+        patch = PatchCritic(3, 16, args.patch_size)
+
+        def critic(images: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+            return patch(images).flatten(1).amin(dim=1)  # its least real window
+
+        parameters = patch.parameters()
+    else:
+        critic = Discriminator(size, 3, explainer.n_bins, 16, 128)
+        parameters = critic.parameters()
+    optimiser = torch.optim.Adam(parameters, 2e-4, betas=(0.0, 0.9))
+    hinge = get_loss("hinge_discriminator")
     start = time.perf_counter()
     for _ in range(args.steps):
         pick = torch.randint(args.n, (32,))
-        loss = get_loss("hinge_discriminator")(
-            critic(real[pick], real_bins[pick]), critic(fake[pick], fake_bins[pick])
-        )
+        if args.negatives == "frames":
+            loss = hinge(critic(real[pick], real_bins[pick]), critic(fake[pick], fake_bins[pick]))
+        elif args.patch_size:  # every window of the real faces, the windows on the pasted box
+            negatives, windows = cutmix_negatives(real[pick], (args.patch_size - 1) // 2)
+            fake_windows = torch.relu(1 + patch(negatives))
+            loss = (
+                torch.relu(1 - patch(real[pick])).mean()
+                + (fake_windows * windows).sum() / windows.sum()
+            )
+        else:
+            negatives, _ = cutmix_negatives(real[pick], 0)
+            loss = hinge(critic(real[pick], real_bins[pick]), critic(negatives, real_bins[pick]))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -80,6 +110,8 @@ def main() -> None:
     result = {
         "explainer": args.explainer,
         "steps": args.steps,
+        "patch_size": args.patch_size,
+        "negatives": args.negatives,
         "seconds": time.perf_counter() - start,
         "auc_real_vs_frame": binary_auroc(scores, labels).item(),
         "frames_above_median_real": (fake_scores > real_scores.median()).float().mean().item(),
