@@ -245,6 +245,7 @@ ROWS |= {
 # augmentation, docs/DESIGN.md "A critic of every window"): a part that does not belong where it
 # is, as a smudge does, without ever seeing a generated frame.
 NDA = ["--model.discriminator.patch_negatives", "cutmix"]
+CRITIC5_ADV3 = ["--model.optimisation.n_critic", "5", "--model.weights.adversarial", "3.0"]
 ROWS |= {
     "blend_low2_area01_patch9_w3_nda": (
         [*BLEND, *LOW2, *AREA01, *PATCH9_W3, *NDA],
@@ -253,5 +254,9 @@ ROWS |= {
     "blend_low2_area01_d2_adv3_patch9_w3_nda": (
         [*BLEND, *LOW2, *AREA01, *CRITIC2_ADV3, *PATCH9_W3, *NDA],
         "blend_low2_area01_patch9_w3_nda with two critic steps, adversarial term weighted 3",
+    ),
+    "blend_low2_area01_d5_adv3_patch9_w3_nda": (
+        [*BLEND, *LOW2, *AREA01, *PATCH9_W3, *NDA, *CRITIC5_ADV3],
+        "blend_low2_area01_d2_adv3_patch9_w3_nda with five critic steps (the official number)",
     ),
 }
