@@ -91,10 +91,8 @@ def main() -> None:
             loss = hinge(critic(real[pick], real_bins[pick]), critic(fake[pick], fake_bins[pick]))
         elif args.patch_size:  # every window of the real faces, the windows on the pasted box
             negatives, windows = cutmix_negatives(real[pick], (args.patch_size - 1) // 2)
-            fake_windows = torch.relu(1 + patch(negatives))
-            loss = (
-                torch.relu(1 - patch(real[pick])).mean()
-                + (fake_windows * windows).sum() / windows.sum()
+            loss = torch.relu(1 - patch(real[pick])).mean() + get_loss("hinge_fake_windows")(
+                patch(negatives), windows
             )
         else:
             negatives, _ = cutmix_negatives(real[pick], 0)

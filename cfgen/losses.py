@@ -19,6 +19,12 @@ def hinge_discriminator(real_scores: torch.Tensor, fake_scores: torch.Tensor) ->
     return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
 
 
+def hinge_fake_windows(fake_scores: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """The fake half of D's hinge over the marked windows only: mean relu(1 + D(fake)) over
+    the scores (N, H, W) where `windows` (N, H, W, 0/1) is 1 (a patch critic's negatives)."""
+    return (F.relu(1.0 + fake_scores) * windows).sum() / windows.sum()
+
+
 def hinge_generator(fake_scores: torch.Tensor) -> torch.Tensor:
     """Hinge loss of G: -mean D(fake). Scores: (N,)."""
     return -fake_scores.mean()
@@ -116,6 +122,7 @@ def mask_binary(mask: torch.Tensor) -> torch.Tensor:
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "hinge_discriminator": hinge_discriminator,
     "hinge_generator": hinge_generator,
+    "hinge_fake_windows": hinge_fake_windows,
     "classifier_cross_entropy": classifier_cross_entropy,
     "classifier_kl": classifier_kl,
     "classifier_logit_l1": classifier_logit_l1,

@@ -13,6 +13,14 @@ def test_hinge_discriminator_known_value():
     torch.testing.assert_close(get_loss("hinge_discriminator")(real, fake), torch.tensor(1.25))
 
 
+def test_hinge_fake_windows_averages_the_marked_windows_only():
+    scores = torch.tensor([[[-2.0, 1.0], [0.5, 9.0]]])  # relu(1 + s): 0, 2, 1.5, 10
+    windows = torch.tensor([[[1.0, 1.0], [1.0, 0.0]]])  # the 10 is not marked
+    torch.testing.assert_close(
+        get_loss("hinge_fake_windows")(scores, windows), torch.tensor(3.5 / 3)
+    )
+
+
 def test_hinge_generator_known_value():
     torch.testing.assert_close(
         get_loss("hinge_generator")(torch.tensor([1.0, 3.0])), torch.tensor(-2.0)

@@ -284,10 +284,9 @@ class ExplainerModule(ExplainerCheckpoint):
             loss = loss + losses["discriminator_patch"]
         if options.patch_negatives == "cutmix":
             negatives, windows = cutmix_negatives(images, (options.patch_size - 1) // 2)
-            scores = self.discriminator.patch_scores(negatives)
-            losses["discriminator_negatives"] = (
-                torch.relu(1.0 + scores) * windows
-            ).sum() / windows.sum()
+            losses["discriminator_negatives"] = get_loss("hinge_fake_windows")(
+                self.discriminator.patch_scores(negatives), windows
+            )
             loss = loss + losses["discriminator_negatives"]
         self._step("discriminator", losses, loss)
         return {name: value.detach() for name, value in losses.items()}

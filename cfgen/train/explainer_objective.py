@@ -88,8 +88,7 @@ class GeneratorObjective:
             # drawing's gradient removed (all but `drawing_share` of it, for a fixed drawing):
             # kept (the query, or its warp) is not computed again.
             mask, drawn = rendered.mask, rendered.drawn
-            scaled = self.term.drawing == "fixed" and not inpainter and self.weights.redraw == 0
-            removed = 1 - self.drawing_share if scaled else 1.0
+            removed = 1.0 if inpainter or self.weights.redraw > 0 else 1 - self.drawing_share
             classified = fakes - removed * mask * (drawn - drawn.detach())
         viewed = self.views(classified) if self.views.active else classified
         losses = {

@@ -64,11 +64,6 @@ class DiscriminatorOptions:
                 "discriminator.patch_negatives trains the patch critic: set "
                 "discriminator.patch_size (e.g. 9) and weights.patch too"
             )
-        if self.patch_size and (self.patch_size < 3 or self.patch_size % 2 == 0):
-            raise ConfigError(
-                "discriminator.patch_size must be 0 (no patch critic) or an odd number of "
-                f"pixels >= 3, got {self.patch_size}"
-            )
 
 
 @dataclass(frozen=True)
