@@ -40,6 +40,7 @@ CHECKPOINT = "cfgen/train/explainer_checkpoint.py"
 STEPS = "cfgen/train/explainer_steps.py"
 LEARNING = "tests/train/test_learning.py"
 LOSS_ASSEMBLY = "tests/train/test_generator_step.py"
+OUTPUTS = "tests/train/test_generator_outputs.py"
 
 
 @dataclass(frozen=True)
@@ -120,11 +121,43 @@ MUTATIONS = [
     ),
     Mutation(
         "redraw-blend-moves-the-drawing",
-        "under weights.redraw the blend's classifier term also trains what is drawn",
+        "under weights.redraw or a fixed drawing the classifier term also trains what is drawn",
         OBJECTIVE,
-        "classified = mask * drawn.detach() + (1.0 - mask) * images",
-        "classified = mask * drawn + (1.0 - mask) * images",
+        "classified = fakes - removed * mask * (drawn - drawn.detach())",
+        "classified = fakes",
+        (OUTPUTS, LOSS_ASSEMBLY),
+    ),
+    Mutation(
+        "fixed-drawing-share-ignored",
+        "a fixed drawing gets none of the classifier term's gradient whatever its share",
+        OBJECTIVE,
+        "else 1 - self.drawing_share",
+        "else 1.0",
+        (OUTPUTS,),
+    ),
+    Mutation(
+        "patch-hinge-left-out-of-d",
+        "the patch critic's hinge is logged but not added to D's loss",
+        EXPLAINER,
+        '            loss = loss + losses["discriminator_patch"]\n',
+        "",
         (LOSS_ASSEMBLY,),
+    ),
+    Mutation(
+        "cutmix-negatives-over-every-window",
+        "the patch critic's negatives are scored fake everywhere, not on the pasted box",
+        "cfgen/losses.py",
+        "(F.relu(1.0 + fake_scores) * windows).sum() / windows.sum()",
+        "F.relu(1.0 + fake_scores).mean()",
+        ("tests/test_losses.py", LOSS_ASSEMBLY),
+    ),
+    Mutation(
+        "patch-window-one-layer-too-many",
+        "the patch critic reads a window 2 px wider than its patch_size",
+        "cfgen/models/discriminator.py",
+        "for index in range((patch_size - 1) // 2):",
+        "for index in range((patch_size + 1) // 2):",
+        ("tests/models/test_discriminator.py",),
     ),
     Mutation(
         "difference-own-bin-of-the-first-query",
