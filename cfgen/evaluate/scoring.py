@@ -40,19 +40,9 @@ from cfgen.explain.strip import Strip
 Scores = dict[str, float | Figure]
 
 
-def far_end(strip: Strip) -> torch.Tensor:
-    """Each query's counterfactual at the strip end opposite to its decision, (N, C, H, W).
-
-    A query the classifier calls absent (f < 0.5) is explained by its last (most present)
-    image, a present one by its first: the same direction `flip_rate` scores.
-    """
-    goes_up = (strip.query_posteriors < 0.5).view(-1, *([1] * (strip.images.dim() - 2)))
-    return torch.where(goes_up.to(strip.images.device), strip.images[-1], strip.images[0])
-
-
 def counterfactual_map(queries: torch.Tensor, strip: Strip) -> torch.Tensor:
     """The counterfactual's relevance map |x - x_far|, (N, C, H, W)."""
-    return (queries - far_end(strip)).abs()
+    return (queries - strip.far_end()).abs()
 
 
 def judged(
@@ -131,7 +121,7 @@ def score_neighbours(context: EvalContext, strip: Strip) -> Scores:
     (`manifold_ratio`: 1 = as close to real images as real images are)."""
     neighbours = context.need("neighbours")
     scores = _judge_group("neighbours", "knn_")(context, strip)
-    far = neighbours.manifold_distance(far_end(strip))
+    far = neighbours.manifold_distance(strip.far_end())
     real = neighbours.manifold_distance(context.queries)
     scores["manifold_ratio"] = Figure.ratio(far, real)
     return scores
@@ -212,7 +202,7 @@ def score_preservation(context: EvalContext, strip: Strip) -> Scores:
     scores: Scores = {"foreign_drift": Figure.mean(change[..., foreign].mean(dim=(0, 2)))}
     for k in foreign:
         scores[f"drift_{context.factor_names[k]}"] = change[..., k].mean().item()
-    far = far_end(strip)
+    far = strip.far_end()
     if context.attribute_readings:
         # DiVE's and ACE's MNAC: binary attributes, successful counterfactuals only.
         changed = preservation.attributes_changed(
@@ -237,7 +227,7 @@ def score_preservation(context: EvalContext, strip: Strip) -> Scores:
 
 def score_closeness(context: EvalContext, strip: Strip) -> Scores:
     """L1 and SSIM between query and far end, overall and outside the explained factor's region."""
-    far = far_end(strip)
+    far = strip.far_end()
     scores: Scores = {
         "l1": Figure.mean(closeness.l1_distance(context.queries, far)),
         "ssim": closeness.ssim(context.queries, far).mean().item(),
@@ -258,7 +248,7 @@ def score_lpips(context: EvalContext, strip: Strip) -> Scores:
         context.cache["lpips"] = closeness.build_lpips()
     metric = context.cache["lpips"]
     scores: Scores = {
-        "lpips": closeness.lpips_distance(metric, context.queries, far_end(strip)).mean().item()
+        "lpips": closeness.lpips_distance(metric, context.queries, strip.far_end()).mean().item()
     }
     if context.identity is not None:
         identity = closeness.lpips_distance(metric, context.queries, context.identity)

@@ -50,7 +50,7 @@ from cfgen.evaluate.methods import (
     timing,
     truth_strip,
 )
-from cfgen.evaluate.scoring import COUNTERFACTUAL_SCORES, far_end
+from cfgen.evaluate.scoring import COUNTERFACTUAL_SCORES
 from cfgen.evaluate.truth import nearest_true_frames
 from cfgen.explain.strip import Strip
 from cfgen.folder_lock import claimed_output_dir
@@ -159,7 +159,7 @@ def cout_reference(config: SuiteConfig, context: EvalContext, strips: dict[str, 
             f"cout_reference {name!r} is not one of the counterfactual methods {sorted(strips)}; "
             "name one of them, or 'none' for no COUT of the maps"
         )
-    return name, far_end(strips[name].select(slice(0, context.queries.shape[0])))
+    return name, strips[name].select(slice(0, context.queries.shape[0])).far_end()
 
 
 def _score_maps(config, inputs, context, strips, results, images, progress, task) -> None:
@@ -170,7 +170,7 @@ def _score_maps(config, inputs, context, strips, results, images, progress, task
     n_map = int(context.queries.shape[0])
     for name, strip in strips.items():
         method = inputs.counterfactual_methods.get(name)  # None: the true counterfactual
-        far = far_end(strip.select(slice(0, n_map)))
+        far = strip.select(slice(0, n_map)).far_end()
         explain = None if method is None else method.explain
         output = SaliencyOutput((context.queries - far).abs(), explain, rebuild=_rebuild(method))
         names = [

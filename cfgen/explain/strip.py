@@ -41,6 +41,15 @@ class Strip:
             self.query_posteriors[queries],
         )
 
+    def far_end(self) -> torch.Tensor:
+        """Each query's counterfactual at the strip end opposite to its decision, (N, C, H, W).
+
+        A query the classifier calls absent (f < 0.5) is explained by its last (most present)
+        image, a present one by its first: the same direction `flip_rate` scores.
+        """
+        goes_up = (self.query_posteriors < 0.5).view(-1, *([1] * (self.images.dim() - 2)))
+        return torch.where(goes_up.to(self.images.device), self.images[-1], self.images[0])
+
     @staticmethod
     def concat(strips: "list[Strip]") -> "Strip":
         """Join strips of the same bins along the query axis."""

@@ -47,8 +47,8 @@ IMAGE_LOGGERS: dict[type, Callable[[Logger, bytes, int], None]] = {
 class ExplainerMonitor(pl.Callback):
     """After each validation of a fit (and once at the end): val figures + time, strips.
 
-    Needs an `ExplainerModule` (`validation_figures`, `validation_sample`, `generator_steps`)
-    and a datamodule with `query_images(n)` (`ExplainerDataModule`).
+    Needs an `ExplainerModule` (`validation_figures`, `critic_figures`, `validation_sample`,
+    `generator_steps`) and a datamodule with `query_images(n)` (`ExplainerDataModule`).
 
     Args:
         every_n_steps: validate every this many generator steps (read by the explainer CLI).
@@ -95,6 +95,7 @@ class ExplainerMonitor(pl.Callback):
             return
         queries = trainer.datamodule.query_images(self.n_queries).to(pl_module.device)
         strip, figures = pl_module.validation_figures(queries)
+        figures |= pl_module.critic_figures(queries, strip)
         figures = {f"val/{name}": value for name, value in figures.items()}
         self._record(trainer, pl_module, figures, queries, strip, log=True)
 

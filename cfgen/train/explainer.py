@@ -20,7 +20,9 @@ the exported `<run>/explainer.pt` use (docs/DESIGN.md, "The averaged generator" 
 
 Validation: `validation_step` renders the validation queries at every bin with the EMA
 generator and logs `val/compat_mae`, `val/flip_rate`, `val/monotonicity` and `val/identity_l1`,
-figures that need only the black box, so that a `ModelCheckpoint` can keep the best explainer.
+figures that need only the black box, so that a `ModelCheckpoint` can keep the best explainer;
+beside them `val/critic_auc` (and `val/patch_critic_auc`), how well the critics tell the queries
+from their far frames, which says whether they still see what the generator draws.
 
 The classifier is a file (a cfgen bundle, TorchScript, torch.export) or, from Python, a model
 held in memory (an nn.Module or any callable): `classifier_output` and `classifier_activation`
@@ -59,6 +61,7 @@ from cfgen.train.explainer_options import (
 from cfgen.train.explainer_steps import (
     RecentBatches,
     broadcast_from_rank_zero,
+    critic_auc,
     generator_optimizers,
     generator_steps_done,
     standing_statistics,
@@ -377,5 +380,21 @@ class ExplainerModule(ExplainerCheckpoint):
         if batch_idx == 0:
             shown = slice(0, SAMPLE_SIZE)
             self.validation_sample = (images[shown], strip.select(shown))
+        figures |= self.critic_figures(images, strip)
         metrics = {f"val/{name}": value for name, value in figures.items()}
         self.log_dict(metrics, batch_size=len(images), sync_dist=True)
+
+    def critic_figures(self, queries: torch.Tensor, strip: Strip) -> dict[str, float]:
+        """Whether the critics still see the far frames of `queries`' strips (`critic_auc`):
+        `critic_auc` for D and, with a patch critic, `patch_critic_auc` (an image scored by
+        its least real window), both without the discriminator's views."""
+        n_bins = self.hparams.n_bins
+        figures = {"critic_auc": critic_auc(self.discriminator, queries, strip, n_bins)}
+        if self.discriminator_options.patch_size:
+            figures["patch_critic_auc"] = critic_auc(
+                lambda images, _: self.discriminator.patch_scores(images).flatten(1).amin(1),
+                queries,
+                strip,
+                n_bins,
+            )
+        return figures

@@ -7,7 +7,8 @@
 - `standing_statistics`: batch-norm statistics of the edit pass, recomputed for the weights that
   will render (what `torch.optim.swa_utils.update_bn` does for a model of one input), over the
   last training batches that `RecentBatches` keeps;
-- `validation_figures`: what validation logs, from the black box alone.
+- `validation_figures`: what validation logs, from the black box alone;
+- `critic_auc`: how well a critic tells the validation queries from their far frames.
 """
 
 from collections import deque
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
+from torchmetrics.functional.classification import binary_auroc
 
 from cfgen.bins import posterior_to_bin
 from cfgen.errors import ConfigError
@@ -186,3 +188,24 @@ def validation_figures(
     same = strip.images[own_bin, torch.arange(len(queries), device=own_bin.device)]
     figures["identity_l1"] = (same - queries).abs().mean().item()
     return strip, figures
+
+
+def critic_auc(
+    critic: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    queries: torch.Tensor,
+    strip: Strip,
+    n_bins: int,
+) -> float:
+    """How well `critic(images, bins) -> (N,)` scores (high = real) tell the real `queries`
+    (N, C, H, W), in their own bins, from their far frames (`Strip.far_end`), in theirs: the
+    AUC, 0.5 when it cannot tell them apart, 1.0 when every query scores above every frame.
+    Read during training it says whether the critic still sees what the generator draws
+    (docs/DESIGN.md, "What the critic sees during a run")."""
+    own_bin = posterior_to_bin(strip.query_posteriors, n_bins).to(queries.device)
+    goes_up = strip.query_posteriors.to(queries.device) < 0.5
+    far_bin = torch.where(goes_up, strip.target_bins[-1], strip.target_bins[0]).to(own_bin)
+    with torch.no_grad():
+        real = critic(queries, own_bin).float()
+        fake = critic(strip.far_end().to(queries), far_bin).float()
+    labels = torch.cat([torch.ones_like(real), torch.zeros_like(fake)]).long()
+    return binary_auroc(torch.cat([real, fake]), labels).item()

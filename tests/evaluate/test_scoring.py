@@ -79,7 +79,7 @@ def test_exact_counterfactual_changes_only_its_region():
     }
     output = counterfactual_output(ctx, strip)
     scores["localisation"] = plain(MAP_SCORES["localisation"](ctx, output))
-    far = scoring.far_end(strip)
+    far = strip.far_end()
     scores["faithfulness"] = plain(score_faithfulness(ctx, output, counterfactual=far))
     assert scores["preservation"]["drift_glasses"] == pytest.approx(0.0, abs=1e-6)
     assert scores["preservation"]["mnac"] == pytest.approx(0.0)
@@ -158,8 +158,8 @@ def test_realism_of_fakes_equal_to_the_reals_is_exact():
 
 def test_saliency_groups_score_a_perfect_map_as_perfect():
     ctx = context()
-    ctx.reference_counterfactual = scoring.far_end(
-        ExactCounterfactual(ctx.classifier).exaggerate(ctx.queries)
+    ctx.reference_counterfactual = (
+        ExactCounterfactual(ctx.classifier).exaggerate(ctx.queries).far_end()
     )
     method = MaskSaliency(ctx.classifier)
     output = SaliencyOutput(maps=method.explain(ctx.queries), explain=method.explain)

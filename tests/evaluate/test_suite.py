@@ -7,7 +7,7 @@ import torch
 from cfgen.errors import ConfigError, WeightsMissingError
 from cfgen.evaluate import scoring
 from cfgen.evaluate.context import EvalContext
-from cfgen.evaluate.scoring import counterfactual_map, far_end
+from cfgen.evaluate.scoring import counterfactual_map
 from cfgen.evaluate.suite import SuiteConfig, SuiteInputs, evaluate, run_suite
 from tests.helpers import ExactCounterfactual, MaskSaliency, RegionClassifier
 
@@ -52,8 +52,8 @@ def test_far_end_is_opposite_to_the_decision():
     queries[:2, 0] = -1.0  # f < 0.5: explained by the last frame
     queries[2:, 0] = 1.0  # f > 0.5: explained by the first frame
     strip = inputs.counterfactual_methods["exact"].exaggerate(queries)
-    torch.testing.assert_close(far_end(strip)[:2], strip.images[-1, :2])
-    torch.testing.assert_close(far_end(strip)[2:], strip.images[0, 2:])
+    torch.testing.assert_close(strip.far_end()[:2], strip.images[-1, :2])
+    torch.testing.assert_close(strip.far_end()[2:], strip.images[0, 2:])
     outside = 1 - inputs.context.classifier.mask
     torch.testing.assert_close(
         counterfactual_map(queries, strip) * outside, torch.zeros_like(queries)

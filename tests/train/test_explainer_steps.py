@@ -6,10 +6,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from cfgen.errors import ConfigError
+from cfgen.explain.strip import Strip
 from cfgen.models.generator import Generator
 from cfgen.train.explainer_options import Optimisation
 from cfgen.train.explainer_steps import (
     RecentBatches,
+    critic_auc,
     generator_steps_done,
     optimizer_steps,
     standing_statistics,
@@ -99,3 +101,22 @@ def test_optimisation_refuses_what_adam_refuses_only_once_training_starts(option
     with pytest.raises(ConfigError, match=message):
         Optimisation(**{option: value})
     Optimisation(lr_generator=1e-4, lr_discriminator=4e-4, beta1=0.5, beta2=0.999)  # accepted
+
+
+def test_critic_auc_reads_the_far_frames_against_the_queries_in_their_own_bins():
+    # Two queries f < 0.5 (explained by the last frame), two f > 0.5 (by the first); real
+    # queries are dark, every frame bright.
+    posteriors = torch.tensor([0.1, 0.3, 0.7, 0.8])
+    queries = torch.full((4, 1, 2, 2), -1.0)
+    images = torch.full((10, 4, 1, 2, 2), 1.0)
+    strip = Strip(images, torch.arange(10), torch.rand(10, 4), posteriors)
+    darker_is_real = lambda x, bins: -x.flatten(1).mean(1)  # noqa: E731
+    assert critic_auc(darker_is_real, queries, strip, 10) == 1.0
+    assert critic_auc(lambda x, bins: -darker_is_real(x, bins), queries, strip, 10) == 0.0
+    assert critic_auc(lambda x, bins: torch.zeros(len(x)), queries, strip, 10) == 0.5
+    # The bins: each query in its own (1, 3, 7, 8), its far frame in bin 9, 9, 0, 0. A critic
+    # that scores the bin separates them only half the time, one that scores the distance of
+    # the bin from the middle cannot lose: the far bins are the ends.
+    by_bin = lambda x, bins: bins.float()  # noqa: E731
+    assert critic_auc(by_bin, queries, strip, 10) == 0.5
+    assert critic_auc(lambda x, bins: -(bins - 4.5).abs(), queries, strip, 10) == 1.0
