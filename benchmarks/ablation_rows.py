@@ -260,3 +260,19 @@ ROWS |= {
         "blend_low2_area01_d2_adv3_patch9_w3_nda with five critic steps (the official number)",
     ),
 }
+# Read during the runs above, both critics tell the far frames from real faces no better than
+# chance (docs/DESIGN.md, "What the critic sees during a run"). A frame of the blend is the query
+# except where it was edited: the patch critic learns that only the windows that see an edit
+# are fake (the rest are real pixels, and calling them fake is noise), and its generator term
+# scores those windows alone, so that a smudge is not averaged away over the whole face.
+EDITED = ["--model.discriminator.patch_fakes", "edited"]
+ROWS |= {
+    "blend_low2_area01_patch9_w3_edited": (
+        [*BLEND, *LOW2, *AREA01, *PATCH9_W3, *EDITED],
+        "blend_low2_area01_patch9_w3, the patch critic and its term on the edited windows only",
+    ),
+    "blend_low2_area01_d2_adv3_patch9_w3_edited": (
+        [*BLEND, *LOW2, *AREA01, *CRITIC2_ADV3, *PATCH9_W3, *EDITED],
+        "blend_low2_area01_patch9_w3_edited with two critic steps, adversarial term weighted 3",
+    ),
+}

@@ -22,12 +22,23 @@ def hinge_discriminator(real_scores: torch.Tensor, fake_scores: torch.Tensor) ->
 def hinge_fake_windows(fake_scores: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
     """The fake half of D's hinge over the marked windows only: mean relu(1 + D(fake)) over
     the scores (N, H, W) where `windows` (N, H, W, 0/1) is 1 (a patch critic's negatives)."""
-    return (F.relu(1.0 + fake_scores) * windows).sum() / windows.sum()
+    return (F.relu(1.0 + fake_scores) * windows).sum() / windows.sum().clamp_min(1.0)
+
+
+def hinge_real(real_scores: torch.Tensor) -> torch.Tensor:
+    """The real half of D's hinge: mean relu(1 - D(real)), over scores of any shape."""
+    return F.relu(1.0 - real_scores).mean()
 
 
 def hinge_generator(fake_scores: torch.Tensor) -> torch.Tensor:
     """Hinge loss of G: -mean D(fake). Scores: (N,)."""
     return -fake_scores.mean()
+
+
+def hinge_generator_windows(fake_scores: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """G's hinge over the marked windows only: -mean D(fake) over the scores (N, H, W) where
+    `windows` (N, H, W, 0/1) is 1; 0 when none is marked."""
+    return -(fake_scores * windows).sum() / windows.sum().clamp_min(1.0)
 
 
 def classifier_cross_entropy(logits: torch.Tensor, target_posterior: torch.Tensor) -> torch.Tensor:
@@ -122,6 +133,8 @@ def mask_binary(mask: torch.Tensor) -> torch.Tensor:
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "hinge_discriminator": hinge_discriminator,
     "hinge_generator": hinge_generator,
+    "hinge_generator_windows": hinge_generator_windows,
+    "hinge_real": hinge_real,
     "hinge_fake_windows": hinge_fake_windows,
     "classifier_cross_entropy": classifier_cross_entropy,
     "classifier_kl": classifier_kl,

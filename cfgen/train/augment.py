@@ -69,6 +69,20 @@ def cutmix_negatives(images: torch.Tensor, reach: int) -> tuple[torch.Tensor, to
     return negatives, windows[:, 0]
 
 
+# A pixel counts as edited when some channel moved by more than this (images in [-1, 1]: 1/40 of
+# the range): a blend's mask leaks a little everywhere, far below what a person sees.
+EDITED = 0.05
+
+
+def edited_windows(images: torch.Tensor, frames: torch.Tensor, reach: int) -> torch.Tensor:
+    """The windows (N, H, W), 0/1, of a patch critic of `reach` pixels either side that see a
+    pixel the `frames` (N, C, H, W) changed in their `images` by more than `EDITED`: what a
+    patch critic learns is fake in a frame (`discriminator.patch_fakes: edited`). The other
+    windows hold the query's own pixels, real ones."""
+    changed = ((frames - images).abs().amax(dim=1, keepdim=True) > EDITED).to(images)
+    return F.max_pool2d(changed, 2 * reach + 1, stride=1, padding=reach)[:, 0]
+
+
 @dataclass(frozen=True)
 class RandomViews:
     """(N, C, H, W) -> (N, C, H, W), differentiable: each image shifted by up to `shift` pixels

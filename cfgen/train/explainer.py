@@ -48,7 +48,7 @@ from cfgen.models.blackbox import Activation, as_blackbox
 from cfgen.models.discriminator import Discriminator
 from cfgen.models.generator import Generator, GeneratorOptions, Rendered
 from cfgen.options import as_dict, as_group
-from cfgen.train.augment import DiscriminatorViews, cutmix_negatives
+from cfgen.train.augment import DiscriminatorViews, cutmix_negatives, edited_windows
 from cfgen.train.explainer_checkpoint import ExplainerCheckpoint
 from cfgen.train.explainer_objective import GeneratorObjective
 from cfgen.train.explainer_options import (
@@ -272,7 +272,8 @@ class ExplainerModule(ExplainerCheckpoint):
         target_bin: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """One hinge step of D: real images with their own bin, fakes with their target bin;
-        with a patch critic, the hinge over every window of both added, and with its cutmix
+        with a patch critic, the hinge over every window of both added (of the fakes, only
+        the windows that see an edit with `patch_fakes: edited`), and with its cutmix
         negatives the fake half of the hinge over the windows that see a foreign box."""
         hinge = get_loss("hinge_discriminator")
         real_scores = self._judge(images, source_bin)
@@ -280,7 +281,15 @@ class ExplainerModule(ExplainerCheckpoint):
         loss = hinge(real_scores, fake_scores)
         losses = {"discriminator": loss}
         options = self.discriminator_options
-        if options.patch_size:
+        if options.patch_fakes == "edited":
+            frames = fakes[: len(images)]  # a redraw's drawings, after them, are not edits
+            windows = edited_windows(images, frames, (options.patch_size - 1) // 2)
+            scores = self.discriminator.patch_scores
+            losses["discriminator_patch"] = get_loss("hinge_real")(scores(images)) + get_loss(
+                "hinge_fake_windows"
+            )(scores(frames), windows)
+            loss = loss + losses["discriminator_patch"]
+        elif options.patch_size:
             losses["discriminator_patch"] = hinge(
                 self._patch_judge(images), self._patch_judge(fakes)
             )
@@ -302,6 +311,17 @@ class ExplainerModule(ExplainerCheckpoint):
         """The patch critic's scores of `images`, through the discriminator's views if any."""
         return self.discriminator.patch_scores(self.discriminator_views(images))
 
+    def _patch_term(self) -> tuple[Callable | None, int | None]:
+        """What the generator's patch term reads: the patch critic (None without one) and,
+        when it scores only the windows that see an edit, its reach (those windows are scored
+        without views, as the critic learnt them)."""
+        options = self.discriminator_options
+        if not options.patch_size:
+            return None, None
+        if options.patch_fakes == "edited":
+            return self.discriminator.patch_scores, (options.patch_size - 1) // 2
+        return self._patch_judge, None
+
     def objective(self) -> GeneratorObjective:
         """The generator's loss terms with the current networks and options."""
         return GeneratorObjective(
@@ -312,7 +332,7 @@ class ExplainerModule(ExplainerCheckpoint):
             self.classifier_term,
             self.hparams.n_bins,
             self.hparams.bin_target_kind,
-            self._patch_judge if self.discriminator_options.patch_size else None,
+            *self._patch_term(),
             self.classifier_term.drawing_share(self.generator_steps, self._run_length()),
         )
 

@@ -30,7 +30,7 @@ from cfgen.errors import ConfigError
 from cfgen.explain.score import explained_logit
 from cfgen.losses import get_loss
 from cfgen.models.generator import Generator, Rendered
-from cfgen.train.augment import RandomViews, inpainting_masks
+from cfgen.train.augment import RandomViews, edited_windows, inpainting_masks
 from cfgen.train.explainer_options import ClassifierTerm, LossWeights
 
 
@@ -39,7 +39,9 @@ class GeneratorObjective:
     """The generator's loss terms against the frozen classifier and the discriminator.
 
     `judge(images, bins)` is D's score, through its views; `patch_judge(images)` the patch
-    critic's scores of every window, or None without one; `drawing_share` the share of the
+    critic's scores of every window, or None without one, and `patch_reach` None when its term
+    scores every window, else the critic's reach in pixels: its term then scores only the
+    windows that see an edit (`discriminator.patch_fakes: edited`); `drawing_share` the share of the
     classifier term's gradient that reaches a fixed drawing at this step
     (`ClassifierTerm.drawing_share`); `views` the random views the classifier term reads.
     """
@@ -52,6 +54,7 @@ class GeneratorObjective:
     n_bins: int
     bin_target_kind: str = "centre"
     patch_judge: Callable[[torch.Tensor], torch.Tensor] | None = None
+    patch_reach: int | None = None
     drawing_share: float = 0.0
 
     def __post_init__(self) -> None:
@@ -95,7 +98,10 @@ class GeneratorObjective:
             "adversarial": get_loss("hinge_generator")(self.judge(fakes, target_bin)),
             "classifier": self._consistency(viewed, target_posterior),
         }
-        if self.patch_judge is not None:
+        if self.patch_judge is not None and self.patch_reach is not None:
+            windows = edited_windows(images, fakes.detach(), self.patch_reach)
+            losses["patch"] = get_loss("hinge_generator_windows")(self.patch_judge(fakes), windows)
+        elif self.patch_judge is not None:
             losses["patch"] = get_loss("hinge_generator")(self.patch_judge(fakes))
         if self.weights.cycle > 0 or self.weights.reconstruction > 0:  # the cycle costs a pass
             if inpainter:

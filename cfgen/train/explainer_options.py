@@ -48,6 +48,9 @@ class DiscriminatorOptions:
         patch_negatives: what else the patch critic learns is fake: none, or cutmix (real
             images with a small box from another image; the windows that see it, scored
             without views).
+        patch_fakes: which windows of a frame the patch critic learns are fake, and its
+            generator term scores: all, or edited (only those that see a pixel the frame
+            changed; the others are the query's own pixels, real ones; scored without views).
     """
 
     width: int = 32
@@ -56,14 +59,16 @@ class DiscriminatorOptions:
     views: list[DiscriminatorView] = field(default_factory=list)
     patch_size: int = 0
     patch_negatives: Literal["none", "cutmix"] = "none"
+    patch_fakes: Literal["all", "edited"] = "all"
 
     def __post_init__(self) -> None:
         check_choices(self, "discriminator")
-        if self.patch_negatives != "none" and not self.patch_size:
-            raise ConfigError(
-                "discriminator.patch_negatives trains the patch critic: set "
-                "discriminator.patch_size (e.g. 9) and weights.patch too"
-            )
+        for name, plain in (("patch_negatives", "none"), ("patch_fakes", "all")):
+            if getattr(self, name) != plain and not self.patch_size:
+                raise ConfigError(
+                    f"discriminator.{name} trains the patch critic: set "
+                    "discriminator.patch_size (e.g. 9) and weights.patch too"
+                )
 
 
 @dataclass(frozen=True)
