@@ -19,6 +19,14 @@ def test_hinge_fake_windows_averages_the_marked_windows_only():
     torch.testing.assert_close(
         get_loss("hinge_fake_windows")(scores, windows), torch.tensor(3.5 / 3)
     )
+    # G's side over the same windows: -mean of -2, 1, 0.5; the real half over every score
+    torch.testing.assert_close(
+        get_loss("hinge_generator_windows")(scores, windows), torch.tensor(0.5 / 3)
+    )
+    torch.testing.assert_close(get_loss("hinge_real")(scores), torch.tensor((3 + 0 + 0.5) / 4))
+    # no window marked (a frame that edits nothing): no term, not 0 / 0
+    for name in ("hinge_fake_windows", "hinge_generator_windows"):
+        assert get_loss(name)(scores, torch.zeros_like(windows)).item() == 0.0
 
 
 def test_hinge_generator_known_value():

@@ -2,7 +2,14 @@ import pytest
 import torch
 
 from cfgen.errors import ConfigError
-from cfgen.train.augment import DiscriminatorViews, RandomViews, _shift, cutmix_negatives
+from cfgen.train.augment import (
+    EDITED,
+    DiscriminatorViews,
+    RandomViews,
+    _shift,
+    cutmix_negatives,
+    edited_windows,
+)
 
 
 def test_no_jitter_is_the_identity():
@@ -129,3 +136,20 @@ def test_cutmix_negatives_paste_a_small_box_of_the_next_image_and_mark_the_windo
         grown = torch.zeros(32, 32)
         grown[max(top - 2, 0) : top + height + 2, max(left - 2, 0) : left + width + 2] = 1
         torch.testing.assert_close(windows[index], grown)
+
+
+def test_edited_windows_are_those_that_see_a_pixel_moved_past_the_threshold():
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    frames = images.clone()
+    frames[0, 1, 5, 9] += 3 * EDITED  # one channel of one pixel, well past the threshold
+    frames[1] += 0.5 * EDITED  # every pixel, under it: a blend's leak
+    windows = edited_windows(images, frames, reach=2)
+    expected = torch.zeros(2, 16, 16)
+    expected[0, 3:8, 7:12] = 1.0  # the 5x5 windows around (5, 9)
+    torch.testing.assert_close(windows, expected)
+    # at the border the square is clipped
+    frames[1, :, 0, 15] = images[1, :, 0, 15] + 1.0
+    torch.testing.assert_close(
+        edited_windows(images, frames, reach=1)[1, :2, 14:], torch.ones(2, 2)
+    )
+    assert int(edited_windows(images, frames, reach=1)[1].sum()) == 4

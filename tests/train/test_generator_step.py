@@ -118,6 +118,7 @@ def tiny_module(
     classifier_term: dict | None = None,
     patch_size: int = 0,
     patch_negatives: str = "none",
+    patch_fakes: str = "all",
 ) -> ExplainerModule:
     """The real module (small real networks, the generator's `output`, the discriminator's
     `views`, `patch_size` and `patch_negatives`, one D step per G step, the `classifier_term`
@@ -129,7 +130,11 @@ def tiny_module(
     torch.export.save(program, str(path))
     networks = tiny_networks(output=output)
     networks["discriminator"]["views"] = list(views)
-    networks["discriminator"] |= {"patch_size": patch_size, "patch_negatives": patch_negatives}
+    networks["discriminator"] |= {
+        "patch_size": patch_size,
+        "patch_negatives": patch_negatives,
+        "patch_fakes": patch_fakes,
+    }
     return ExplainerModule(
         str(path), image_size=SIZE, n_bins=N_BINS, weights=weights,
         optimisation={"n_critic": 1}, classifier_term=classifier_term or {}, **networks,
@@ -309,6 +314,37 @@ def test_cutmix_negatives_add_the_fake_hinge_over_the_windows_on_the_pasted_box(
     torch.testing.assert_close(totals[0], expected_total)
     with pytest.raises(ConfigError, match="patch_negatives trains the patch critic: set"):
         tiny_module(tmp_path, WEIGHTS, patch_negatives="cutmix")
+
+
+def test_edited_fakes_score_only_the_windows_that_see_an_edit_in_both_steps(tmp_path, monkeypatch):
+    weights = WEIGHTS | {"patch": 0.8}
+    module = tiny_module(tmp_path, weights, patch_size=5, patch_fakes="edited")
+    monkeypatch.setattr(module, "discriminator_views", view)  # D's views; the windows take none
+    windows = torch.zeros(8, SIZE, SIZE)
+    windows[:, 1:4, 2:6] = 1.0
+    calls = []
+
+    def fixed_windows(images, frames, reach):
+        calls.append((images, frames, reach))
+        return windows
+
+    monkeypatch.setattr("cfgen.train.explainer.edited_windows", fixed_windows)
+    monkeypatch.setattr("cfgen.train.explainer_objective.edited_windows", fixed_windows)
+    images, posteriors, source, target, logged, totals = run_step(
+        tmp_path, monkeypatch, weights, module=module, discriminator=StubPatchDiscriminator()
+    )
+    fakes = generate(images, target)
+    assert [call[2] for call in calls] == [2, 2]  # D's step, then G's: a 5 px window's reach
+    for call in calls:
+        torch.testing.assert_close(call[0], images)
+        torch.testing.assert_close(call[1], fakes)
+    on_edits = torch.relu(1 + patch_critic(fakes))[:, 1:4, 2:6].mean()
+    real = torch.relu(1 - patch_critic(images)).mean()
+    torch.testing.assert_close(logged["loss/discriminator_patch"], real + on_edits)
+    torch.testing.assert_close(logged["loss/patch"], -patch_critic(fakes)[:, 1:4, 2:6].mean())
+    torch.testing.assert_close(totals[0], logged["loss/discriminator"] + real + on_edits)
+    with pytest.raises(ConfigError, match="patch_fakes trains the patch critic: set"):
+        tiny_module(tmp_path, WEIGHTS, patch_fakes="edited")
 
 
 @pytest.mark.parametrize(("weights", "patch_size"), [({"patch": 1.0}, 0), ({"patch": 0.0}, 9)])
