@@ -276,3 +276,17 @@ ROWS |= {
         "blend_low2_area01_patch9_w3_edited with two critic steps, adversarial term weighted 3",
     ),
 }
+# The critics remember the frames they were shown (docs/DESIGN.md, "What the critic sees during a
+# run"): half of each step's fakes are earlier frames, so that a smudge the generator left behind
+# stays fake and it cannot hop back to it (a history of refined images, as in SimGAN).
+HISTORY = ["--model.discriminator.history", "512"]
+ROWS |= {
+    "blend_low2_area01_history": (
+        [*BLEND, *LOW2, *AREA01, *HISTORY],
+        "the default blend, D shown earlier frames (a history of 512) beside the current ones",
+    ),
+    "blend_low2_area01_patch9_w3_history": (
+        [*BLEND, *LOW2, *AREA01, *PATCH9_W3, *HISTORY],
+        "blend_low2_area01_patch9_w3, both critics shown earlier frames (a history of 512)",
+    ),
+}

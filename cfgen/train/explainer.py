@@ -59,6 +59,7 @@ from cfgen.train.explainer_options import (
     Optimisation,
 )
 from cfgen.train.explainer_steps import (
+    FakeHistory,
     RecentBatches,
     broadcast_from_rank_zero,
     critic_auc,
@@ -166,6 +167,7 @@ class ExplainerModule(ExplainerCheckpoint):
         # recomputed (`averaging.bn_statistics: edit`).
         self.recent_batches = RecentBatches(self.averaging.standing_images)
         self._statistics_current = False  # recomputed since the last training batch
+        self.fake_history = FakeHistory(options.history)  # `discriminator.history`
 
     def option_groups(self) -> dict[str, Any]:
         """Every option group, by its argument name."""
@@ -228,6 +230,8 @@ class ExplainerModule(ExplainerCheckpoint):
             fake_images = torch.cat([fake_images, fakes.drawn.detach()])
             fake_bins = torch.cat([target_bin, target_bin])
         self._remember(images, source_bin)
+        if self.discriminator_options.history:
+            fake_images, fake_bins = self.fake_history.mix(fake_images, fake_bins)
         losses = self._discriminator_step(images, source_bin, fake_images, fake_bins)
         if generator_turn:
             context = batch.get("context")

@@ -51,6 +51,9 @@ class DiscriminatorOptions:
         patch_fakes: which windows of a frame the patch critic learns are fake, and its
             generator term scores: all, or edited (only those that see a pixel the frame
             changed; the others are the query's own pixels, real ones; scored without views).
+        history: 0 (official: none) or how many earlier frames the discriminator keeps; half
+            of each step's fakes are then drawn from them, so that the critics remember what
+            the generator drew before (in memory only: a resumed run starts it empty).
     """
 
     width: int = 32
@@ -60,6 +63,7 @@ class DiscriminatorOptions:
     patch_size: int = 0
     patch_negatives: Literal["none", "cutmix"] = "none"
     patch_fakes: Literal["all", "edited"] = "all"
+    history: int = 0
 
     def __post_init__(self) -> None:
         check_choices(self, "discriminator")
@@ -69,6 +73,15 @@ class DiscriminatorOptions:
                     f"discriminator.{name} trains the patch critic: set "
                     "discriminator.patch_size (e.g. 9) and weights.patch too"
                 )
+        if self.history < 0:
+            raise ConfigError(
+                f"discriminator.history must be >= 0 frames (0: none), got {self.history}"
+            )
+        if self.history and self.patch_fakes == "edited":
+            raise ConfigError(
+                "discriminator.history draws earlier frames whose queries are gone, and "
+                "patch_fakes: edited needs each frame's query: use one or the other"
+            )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@
   will render (what `torch.optim.swa_utils.update_bn` does for a model of one input), over the
   last training batches that `RecentBatches` keeps;
 - `validation_figures`: what validation logs, from the black box alone;
-- `critic_auc`: how well a critic tells the validation queries from their far frames.
+- `critic_auc`: how well a critic tells the validation queries from their far frames;
+- `FakeHistory`: the frames the discriminator saw before, half of each step's fakes.
 """
 
 from collections import deque
@@ -155,6 +156,46 @@ class RecentBatches:
             (images, bins, torch.randint(n_bins, bins.shape, generator=draws).to(bins))
             for images, bins in self.batches
         ]
+
+
+class FakeHistory:
+    """Up to `size` of the frames the discriminator was shown, with their bins: half of each
+    discriminator step's fakes are drawn from it once it holds a batch, so that the critics go
+    on calling fake what the generator drew earlier instead of forgetting it as the generator
+    moves on (a history of refined images: Shrivastava et al., "Learning from simulated and
+    unsupervised images through adversarial training", CVPR 2017). Kept in memory only: a
+    resumed run starts it empty."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.images: torch.Tensor | None = None
+        self.bins: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.images is None else len(self.images)
+
+    def mix(self, fakes: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`fakes` (N, C, H, W) and their `bins` (N,) with a random half of them swapped for
+        frames of the history (once it holds N, or is full); then the current fakes join the
+        history, each taking a random place once it is full."""
+        fakes, bins = fakes.detach(), bins.detach()
+        mixed, mixed_bins = fakes, bins
+        if len(self) and len(self) >= min(len(fakes), self.size):
+            swapped = torch.randperm(len(fakes), device=fakes.device)[: len(fakes) // 2]
+            drawn = torch.randint(len(self), (len(swapped),), device=fakes.device)
+            mixed, mixed_bins = fakes.clone(), bins.clone()
+            mixed[swapped], mixed_bins[swapped] = self.images[drawn], self.bins[drawn]
+        if self.images is None:
+            self.images, self.bins = fakes[: self.size].clone(), bins[: self.size].clone()
+            fakes, bins = fakes[self.size :], bins[self.size :]
+        if len(fakes):
+            room = min(self.size - len(self), len(fakes))
+            self.images = torch.cat([self.images, fakes[:room]])
+            self.bins = torch.cat([self.bins, bins[:room]])
+            if room < len(fakes):
+                places = torch.randint(len(self), (len(fakes) - room,), device=fakes.device)
+                self.images[places], self.bins[places] = fakes[room:], bins[room:]
+        return mixed, mixed_bins
 
 
 def broadcast_from_rank_zero(tensors: Iterable[torch.Tensor]) -> None:

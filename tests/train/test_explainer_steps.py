@@ -10,6 +10,7 @@ from cfgen.explain.strip import Strip
 from cfgen.models.generator import Generator
 from cfgen.train.explainer_options import Optimisation
 from cfgen.train.explainer_steps import (
+    FakeHistory,
     RecentBatches,
     critic_auc,
     generator_steps_done,
@@ -120,3 +121,39 @@ def test_critic_auc_reads_the_far_frames_against_the_queries_in_their_own_bins()
     by_bin = lambda x, bins: bins.float()  # noqa: E731
     assert critic_auc(by_bin, queries, strip, 10) == 0.5
     assert critic_auc(lambda x, bins: -(bins - 4.5).abs(), queries, strip, 10) == 1.0
+
+
+def frames(ids) -> tuple[torch.Tensor, torch.Tensor]:
+    """One constant 1x2x2 image per id (its value the id) and its bin, id % 10."""
+    ids = torch.tensor(ids, dtype=torch.float32)
+    return ids.view(-1, 1, 1, 1).expand(-1, 1, 2, 2).clone(), ids.long() % 10
+
+
+def test_fake_history_swaps_half_the_fakes_for_earlier_ones_with_their_bins():
+    history = FakeHistory(6)
+    first, first_bins = frames([0, 1, 2, 3])
+    mixed, mixed_bins = history.mix(first, first_bins)
+    assert torch.equal(mixed, first) and torch.equal(mixed_bins, first_bins)  # nothing earlier
+    assert len(history) == 4
+    second, second_bins = frames([10, 11, 12, 13])
+    torch.manual_seed(0)
+    mixed, mixed_bins = history.mix(second, second_bins)
+    ids = mixed[:, 0, 0, 0]
+    kept = ids >= 10
+    assert int(kept.sum()) == 2  # half swapped, the rest in place
+    assert torch.equal(ids[kept], torch.tensor([10.0, 11, 12, 13])[kept])
+    assert set(ids[~kept].tolist()) <= {0.0, 1.0, 2.0, 3.0}  # drawn from the history
+    assert torch.equal(mixed_bins, ids.long() % 10)  # each with its own bin
+    assert torch.equal(mixed.amin(dim=(1, 2, 3)), mixed.amax(dim=(1, 2, 3)))  # whole frames
+    # The history is full (6): two of the new frames joined, the other two took random places.
+    assert len(history) == 6
+    held = history.images[:, 0, 0, 0]
+    assert set(held.tolist()) <= {0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0}
+    assert {10.0, 11.0} <= set(held.tolist())
+    assert torch.equal(history.bins, held.long() % 10)
+    # A history smaller than a batch starts mixing once it is full.
+    small = FakeHistory(2)
+    small.mix(first, first_bins)
+    assert len(small) == 2
+    mixed, _ = small.mix(second, second_bins)
+    assert int((mixed[:, 0, 0, 0] < 10).sum()) == 2

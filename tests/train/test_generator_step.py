@@ -119,6 +119,7 @@ def tiny_module(
     patch_size: int = 0,
     patch_negatives: str = "none",
     patch_fakes: str = "all",
+    history: int = 0,
 ) -> ExplainerModule:
     """The real module (small real networks, the generator's `output`, the discriminator's
     `views`, `patch_size` and `patch_negatives`, one D step per G step, the `classifier_term`
@@ -134,6 +135,7 @@ def tiny_module(
         "patch_size": patch_size,
         "patch_negatives": patch_negatives,
         "patch_fakes": patch_fakes,
+        "history": history,
     }
     return ExplainerModule(
         str(path), image_size=SIZE, n_bins=N_BINS, weights=weights,
@@ -345,6 +347,43 @@ def test_edited_fakes_score_only_the_windows_that_see_an_edit_in_both_steps(tmp_
     torch.testing.assert_close(totals[0], logged["loss/discriminator"] + real + on_edits)
     with pytest.raises(ConfigError, match="patch_fakes trains the patch critic: set"):
         tiny_module(tmp_path, WEIGHTS, patch_fakes="edited")
+
+
+def test_with_a_history_the_discriminator_judges_the_mixed_fakes(tmp_path, monkeypatch):
+    module = tiny_module(tmp_path, WEIGHTS, history=64)
+    mixed = torch.rand(8, 3, SIZE, SIZE) * 2 - 1
+    mixed_bins = torch.arange(8) % N_BINS
+    calls = []
+
+    def fixed_mix(fakes, bins):
+        calls.append((fakes, bins))
+        return mixed, mixed_bins
+
+    monkeypatch.setattr(module.fake_history, "mix", fixed_mix)
+    images, _, source, target, logged, totals = run_step(
+        tmp_path, monkeypatch, WEIGHTS, module=module
+    )
+    assert len(calls) == 1
+    torch.testing.assert_close(calls[0][0], generate(images, target))
+    assert torch.equal(calls[0][1], target)
+    expected = torch.relu(1 - critic(images, source)).mean()
+    expected = expected + torch.relu(1 + critic(mixed, mixed_bins)).mean()
+    torch.testing.assert_close(logged["loss/discriminator"], expected)
+    torch.testing.assert_close(totals[0], expected)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"history": -1}, "discriminator.history must be >= 0"),
+        ({"history": 8, "patch_fakes": "edited", "patch_size": 3}, "use one or the other"),
+    ],
+)
+def test_a_bad_history_is_refused(tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_module(
+            tmp_path, WEIGHTS | {"patch": 1.0 if "patch_size" in options else 0.0}, **options
+        )
 
 
 @pytest.mark.parametrize(("weights", "patch_size"), [({"patch": 1.0}, 0), ({"patch": 0.0}, 9)])
