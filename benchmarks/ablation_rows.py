@@ -290,3 +290,16 @@ ROWS |= {
         "blend_low2_area01_patch9_w3, both critics shown earlier frames (a history of 512)",
     ),
 }
+# The critics learn four times faster than the generator (two time-scale update rule, Heusel et
+# al., 2017), so that they keep up with what it draws.
+TTUR4 = ["--model.optimisation.lr_discriminator", "8e-4"]
+ROWS |= {
+    "blend_low2_area01_ttur4": (
+        [*BLEND, *LOW2, *AREA01, *TTUR4],
+        "the default blend, D's learning rate 4x the generator's (8e-4)",
+    ),
+    "blend_low2_area01_patch9_w3_ttur4": (
+        [*BLEND, *LOW2, *AREA01, *PATCH9_W3, *TTUR4],
+        "blend_low2_area01_patch9_w3, both critics' learning rate 4x the generator's",
+    ),
+}

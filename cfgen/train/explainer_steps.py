@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
-from torchmetrics.functional.classification import binary_auroc
 
 from cfgen.bins import posterior_to_bin
 from cfgen.errors import ConfigError
@@ -237,16 +236,21 @@ def critic_auc(
     strip: Strip,
     n_bins: int,
 ) -> float:
-    """How well `critic(images, bins) -> (N,)` scores (high = real) tell the real `queries`
-    (N, C, H, W), in their own bins, from their far frames (`Strip.far_end`), in theirs: the
-    AUC, 0.5 when it cannot tell them apart, 1.0 when every query scores above every frame.
-    Read during training it says whether the critic still sees what the generator draws
-    (docs/DESIGN.md, "What the critic sees during a run")."""
+    """How well `critic(images, bins) -> (N,)` scores (high = real) tell real images from the
+    far frames (`Strip.far_end`) of the same bin: every far frame, in its target bin, against
+    every query (N, C, H, W) whose own bin that is, in it. The AUC over those pairs: 0.5 when
+    the critic cannot tell them apart, 1.0 when every real image scores above every frame; NaN
+    when no query lies in an end bin. Pairs of one bin only, because a conditional critic adds a
+    term per bin that would otherwise decide the comparison. Read during training it says
+    whether the critic still sees what the generator draws (docs/DESIGN.md, "What the critic
+    sees during a run")."""
     own_bin = posterior_to_bin(strip.query_posteriors, n_bins).to(queries.device)
     goes_up = strip.query_posteriors.to(queries.device) < 0.5
     far_bin = torch.where(goes_up, strip.target_bins[-1], strip.target_bins[0]).to(own_bin)
     with torch.no_grad():
         real = critic(queries, own_bin).float()
         fake = critic(strip.far_end().to(queries), far_bin).float()
-    labels = torch.cat([torch.ones_like(real), torch.zeros_like(fake)]).long()
-    return binary_auroc(torch.cat([real, fake]), labels).item()
+    same_bin = (own_bin[:, None] == far_bin[None, :]).float()
+    wins = (real[:, None] > fake[None, :]).float() + 0.5 * (real[:, None] == fake[None, :]).float()
+    pairs = same_bin.sum()
+    return (wins * same_bin).sum().item() / pairs.item() if pairs > 0 else float("nan")

@@ -1,5 +1,7 @@
 """The pieces of the explainer's training steps (`cfgen.train.explainer_steps`), on their own."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -104,10 +106,10 @@ def test_optimisation_refuses_what_adam_refuses_only_once_training_starts(option
     Optimisation(lr_generator=1e-4, lr_discriminator=4e-4, beta1=0.5, beta2=0.999)  # accepted
 
 
-def test_critic_auc_reads_the_far_frames_against_the_queries_in_their_own_bins():
-    # Two queries f < 0.5 (explained by the last frame), two f > 0.5 (by the first); real
-    # queries are dark, every frame bright.
-    posteriors = torch.tensor([0.1, 0.3, 0.7, 0.8])
+def test_critic_auc_compares_far_frames_with_the_real_images_of_their_bin():
+    # Two queries in bin 0 (explained by their last frame, bin 9), two in bin 9 (by their
+    # first, bin 0); real queries are dark, every frame bright.
+    posteriors = torch.tensor([0.02, 0.05, 0.95, 0.97])
     queries = torch.full((4, 1, 2, 2), -1.0)
     images = torch.full((10, 4, 1, 2, 2), 1.0)
     strip = Strip(images, torch.arange(10), torch.rand(10, 4), posteriors)
@@ -115,12 +117,17 @@ def test_critic_auc_reads_the_far_frames_against_the_queries_in_their_own_bins()
     assert critic_auc(darker_is_real, queries, strip, 10) == 1.0
     assert critic_auc(lambda x, bins: -darker_is_real(x, bins), queries, strip, 10) == 0.0
     assert critic_auc(lambda x, bins: torch.zeros(len(x)), queries, strip, 10) == 0.5
-    # The bins: each query in its own (1, 3, 7, 8), its far frame in bin 9, 9, 0, 0. A critic
-    # that scores the bin separates them only half the time, one that scores the distance of
-    # the bin from the middle cannot lose: the far bins are the ends.
-    by_bin = lambda x, bins: bins.float()  # noqa: E731
-    assert critic_auc(by_bin, queries, strip, 10) == 0.5
-    assert critic_auc(lambda x, bins: -(bins - 4.5).abs(), queries, strip, 10) == 1.0
+    # A critic that scores only the bin cannot tell a frame from a real image of its bin,
+    # although the queries' own bins and their frames' bins differ.
+    assert critic_auc(lambda x, bins: bins.float(), queries, strip, 10) == 0.5
+    # Pairs of one bin only: a critic that calls bin 9's images real and bin 0's fake
+    # whatever they show, and the dark ones more real, is judged on the darkness alone.
+    mixed = lambda x, bins: 10.0 * bins.float() + darker_is_real(x, bins)  # noqa: E731
+    assert critic_auc(mixed, queries, strip, 10) == 1.0
+    # No query in an end bin: no pair to compare.
+    posteriors = torch.tensor([0.3, 0.4, 0.6, 0.7])
+    middle = Strip(images, torch.arange(10), torch.rand(10, 4), posteriors)
+    assert math.isnan(critic_auc(darker_is_real, queries, middle, 10))
 
 
 def frames(ids) -> tuple[torch.Tensor, torch.Tensor]:
