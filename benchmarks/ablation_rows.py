@@ -303,3 +303,13 @@ ROWS |= {
         "blend_low2_area01_patch9_w3, both critics' learning rate 4x the generator's",
     ),
 }
+ROWS |= {
+    "blend_low2_area01_ttur4_adv3": (
+        [*BLEND, *LOW2, *AREA01, *TTUR4, "--model.weights.adversarial", "3.0"],
+        "blend_low2_area01_ttur4 with the adversarial term weighted 3",
+    ),
+    "warp_blend_ttur4_adv3": (
+        [*WARP_BLEND, *LOW2, *AREA01, *TTUR4, "--model.weights.adversarial", "3.0"],
+        "the blend over a warp, D's learning rate 4x the generator's, adversarial term 3",
+    ),
+}
