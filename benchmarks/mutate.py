@@ -216,6 +216,30 @@ MUTATIONS = [
         '    target = bin_target(target_bins, n_bins, "lower").to(posteriors)\n',
         ("tests/evaluate/test_shift.py",),
     ),
+    Mutation(
+        "critic-auc-pools-the-bins",
+        "the critic's AUC compares every far frame with every query, whatever their bins",
+        STEPS,
+        "    same_bin = (own_bin[:, None] == far_bin[None, :]).float()\n",
+        "    same_bin = torch.ones(len(own_bin), len(far_bin))\n",
+        ("tests/train/test_explainer_steps.py",),
+    ),
+    Mutation(
+        "history-never-swaps",
+        "the history of frames is kept but never shown to the discriminator",
+        STEPS,
+        "            mixed[swapped], mixed_bins[swapped] = self.images[drawn], self.bins[drawn]\n",
+        "            pass\n",
+        ("tests/train/test_explainer_steps.py",),
+    ),
+    Mutation(
+        "every-window-edited",
+        "patch_fakes: edited marks every window as edited, the threshold ignored",
+        "cfgen/train/augment.py",
+        "    changed = ((frames - images).abs().amax(dim=1, keepdim=True) > EDITED).to(images)\n",
+        "    changed = torch.ones_like(images[:, :1])\n",
+        ("tests/train/test_augment.py",),
+    ),
 ]
 
 
