@@ -285,18 +285,8 @@ class ExplainerModule(ExplainerCheckpoint):
         loss = hinge(real_scores, fake_scores)
         losses = {"discriminator": loss}
         options = self.discriminator_options
-        if options.patch_fakes == "edited":
-            frames = fakes[: len(images)]  # a redraw's drawings, after them, are not edits
-            windows = edited_windows(images, frames, (options.patch_size - 1) // 2)
-            scores = self.discriminator.patch_scores
-            losses["discriminator_patch"] = get_loss("hinge_real")(scores(images)) + get_loss(
-                "hinge_fake_windows"
-            )(scores(frames), windows)
-            loss = loss + losses["discriminator_patch"]
-        elif options.patch_size:
-            losses["discriminator_patch"] = hinge(
-                self._patch_judge(images), self._patch_judge(fakes)
-            )
+        if options.patch_size:
+            losses["discriminator_patch"] = self._patch_hinge(images, fakes)
             loss = loss + losses["discriminator_patch"]
         if options.patch_negatives == "cutmix":
             negatives, windows = cutmix_negatives(images, (options.patch_size - 1) // 2)
@@ -306,6 +296,21 @@ class ExplainerModule(ExplainerCheckpoint):
             loss = loss + losses["discriminator_negatives"]
         self._step("discriminator", losses, loss)
         return {name: value.detach() for name, value in losses.items()}
+
+    def _patch_hinge(self, images: torch.Tensor, fakes: torch.Tensor) -> torch.Tensor:
+        """The patch critic's hinge: every window of the real `images` and of the `fakes`, or
+        with `patch_fakes: edited` only the fakes' windows that see an edit (without views,
+        so that the windows stay where the edits are)."""
+        if self.discriminator_options.patch_fakes != "edited":
+            return get_loss("hinge_discriminator")(
+                self._patch_judge(images), self._patch_judge(fakes)
+            )
+        frames = fakes[: len(images)]  # a redraw's drawings, after them, are not edits
+        reach = (self.discriminator_options.patch_size - 1) // 2
+        scores = self.discriminator.patch_scores
+        return get_loss("hinge_real")(scores(images)) + get_loss("hinge_fake_windows")(
+            scores(frames), edited_windows(images, frames, reach)
+        )
 
     def _judge(self, images: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         """D's scores of `images` in `bins`, through the discriminator's views if any."""
