@@ -122,7 +122,9 @@ def test_validation_logs_val_figures_and_keeps_the_best_checkpoint(trained, caps
     assert [record["step"] for record in history] == [2, 4]
     for name in ("compat_mae", "flip_rate", "monotonicity", "identity_l1"):
         assert all(math.isfinite(record[f"val/{name}"]) for record in history), name
-    assert all(0.0 <= record["val/critic_auc"] <= 1.0 for record in history)
+    # NaN when no validation query of this tiny run lies in an end bin (no pair to compare)
+    auc = [record["val/critic_auc"] for record in history]
+    assert all(math.isnan(value) or 0.0 <= value <= 1.0 for value in auc), auc
     best = run_dir / "checkpoints" / "best.ckpt"
     checkpoint = safe_torch_load(best)
     kept = min(history, key=lambda record: record["val/compat_mae"])
