@@ -16,7 +16,7 @@ from cfgen.errors import ConfigError
 
 def hinge_discriminator(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
     """Hinge loss of D: mean relu(1 - D(real)) + mean relu(1 + D(fake)). Scores: (N,)."""
-    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+    return hinge_real(real_scores) + F.relu(1.0 + fake_scores).mean()
 
 
 def hinge_fake_windows(fake_scores: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:

@@ -289,7 +289,7 @@ class ExplainerModule(ExplainerCheckpoint):
             losses["discriminator_patch"] = self._patch_hinge(images, fakes)
             loss = loss + losses["discriminator_patch"]
         if options.patch_negatives == "cutmix":
-            negatives, windows = cutmix_negatives(images, (options.patch_size - 1) // 2)
+            negatives, windows = cutmix_negatives(images, options.patch_reach)
             losses["discriminator_negatives"] = get_loss("hinge_fake_windows")(
                 self.discriminator.patch_scores(negatives), windows
             )
@@ -306,10 +306,10 @@ class ExplainerModule(ExplainerCheckpoint):
                 self._patch_judge(images), self._patch_judge(fakes)
             )
         frames = fakes[: len(images)]  # a redraw's drawings, after them, are not edits
-        reach = (self.discriminator_options.patch_size - 1) // 2
         scores = self.discriminator.patch_scores
+        windows = edited_windows(images, frames, self.discriminator_options.patch_reach)
         return get_loss("hinge_real")(scores(images)) + get_loss("hinge_fake_windows")(
-            scores(frames), edited_windows(images, frames, reach)
+            scores(frames), windows
         )
 
     def _judge(self, images: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
@@ -328,7 +328,7 @@ class ExplainerModule(ExplainerCheckpoint):
         if not options.patch_size:
             return None, None
         if options.patch_fakes == "edited":
-            return self.discriminator.patch_scores, (options.patch_size - 1) // 2
+            return self.discriminator.patch_scores, options.patch_reach
         return self._patch_judge, None
 
     def objective(self) -> GeneratorObjective:

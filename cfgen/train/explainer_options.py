@@ -65,6 +65,11 @@ class DiscriminatorOptions:
     patch_fakes: Literal["all", "edited"] = "all"
     history: int = 0
 
+    @property
+    def patch_reach(self) -> int:
+        """How many pixels either side of its centre a patch critic's window reaches."""
+        return (self.patch_size - 1) // 2
+
     def __post_init__(self) -> None:
         check_choices(self, "discriminator")
         for name, plain in (("patch_negatives", "none"), ("patch_fakes", "all")):
